@@ -1,0 +1,72 @@
+"""Regenerate generated/ from protos/: the one codegen command (`make generate`).
+
+Produces Python messages, gRPC stubs, their .pyi type stubs (mypy-protobuf) and
+the descriptor set Envoy's transcoder loads. `--out DIR` writes elsewhere, which
+is how the freshness test compares a fresh run with what is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "protos"
+PACKAGE_DIR = Path("mlplane") / "v1"
+DESCRIPTOR_NAME = "mlplane.pb"
+
+
+def proto_files() -> list[str]:
+    return sorted(p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+
+
+def generate(out: Path) -> None:
+    well_known = str(resources.files("grpc_tools") / "_proto")
+    # The mypy-protobuf plugins live beside this interpreter, not necessarily on PATH.
+    bindir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp)
+        args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{well_known}",
+            f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
+            f"--python_out={staging}",
+            f"--grpc_python_out={staging}",
+            f"--mypy_out={staging}",
+            f"--mypy_grpc_out={staging}",
+            f"--descriptor_set_out={staging / DESCRIPTOR_NAME}",
+            "--include_imports",
+            *proto_files(),
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
+        for package in (Path("mlplane"), PACKAGE_DIR):
+            (staging / package / "__init__.py").write_text("")
+        (staging / "mlplane" / "py.typed").write_text("")
+        # Replace the whole tree so a deleted .proto leaves no stale module.
+        if out.exists():
+            shutil.rmtree(out / "mlplane", ignore_errors=True)
+            (out / DESCRIPTOR_NAME).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(staging / "mlplane", out / "mlplane")
+        shutil.copy2(staging / DESCRIPTOR_NAME, out / DESCRIPTOR_NAME)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "generated")
+    args = parser.parse_args(argv)
+    generate(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Token verification: every service checks the JWT itself, whatever the gateway did.
+
+Signature against the issuer's JWKS, `exp`/`nbf`/`iss`/`aud`, an algorithm
+allow-list (so `alg: none` and HS256-keyed-with-the-public-key confusion never
+reach a verifier), and the `tenant`/`roles` claims the platform needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+
+from services.common.errors import ServiceError, permission_denied, unauthenticated
+from services.common.settings import Settings
+
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the verified token says."""
+
+    subject: str
+    tenant: str
+    roles: frozenset[str]
+
+
+current_principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "principal", default=None
+)
+
+
+def current_principal() -> Principal:
+    """The verified caller of the RPC being handled (set by the auth interceptor)."""
+    principal = current_principal_var.get()
+    if principal is None:
+        raise RuntimeError("no principal: the method is not behind the auth interceptor")
+    return principal
+
+
+class JwksSource:
+    """Public keys by `kid`, from a local JWKS file or a remote JWKS URL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.jwt_jwks_url
+        self._file = settings.jwks_file
+        self._ttl = settings.jwks_cache_seconds
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._loaded_at = 0.0
+        self._file_mtime = 0.0
+        self._lock = asyncio.Lock()
+
+    async def key_for(self, kid: str | None) -> jwt.PyJWK:
+        async with self._lock:
+            if self._stale():
+                await self._reload()
+            key = self._pick(kid)
+            # An unknown kid may mean the issuer rotated keys: refetch once,
+            # but not more than once a second, so junk tokens can't hammer it.
+            if key is None and time.monotonic() - self._loaded_at > 1.0:
+                await self._reload()
+                key = self._pick(kid)
+        if key is None:
+            raise unauthenticated("TOKEN_KEY_UNKNOWN", "token signed by an unknown key")
+        return key
+
+    def _pick(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    def _stale(self) -> bool:
+        if not self._keys:
+            return True
+        if self._url is None:
+            try:
+                return self._file.stat().st_mtime != self._file_mtime
+            except OSError:
+                return True
+        return time.monotonic() - self._loaded_at > self._ttl
+
+    async def _reload(self) -> None:
+        try:
+            document = await asyncio.to_thread(self._fetch)
+        except (OSError, ValueError) as exc:
+            if self._keys:
+                return  # keep serving with the keys we have
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                "JWKS_UNAVAILABLE",
+                "cannot load the token issuer's keys",
+            ) from exc
+        keys: dict[str, jwt.PyJWK] = {}
+        for index, entry in enumerate(document.get("keys", [])):
+            try:
+                key = jwt.PyJWK(entry)
+            except (jwt.PyJWKError, jwt.InvalidKeyError):
+                continue  # an unusable key must not take the others down
+            keys[str(entry.get("kid", index))] = key
+        self._keys = keys
+        self._loaded_at = time.monotonic()
+
+    def _fetch(self) -> dict[str, Any]:
+        if self._url is None:
+            self._file_mtime = self._file.stat().st_mtime
+            data: dict[str, Any] = json.loads(Path(self._file).read_text())
+            return data
+        request = urllib.request.Request(self._url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (configured URL)
+            fetched: dict[str, Any] = json.loads(response.read())
+            return fetched
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings, keys: JwksSource | None = None) -> None:
+        self._settings = settings
+        self._keys = keys or JwksSource(settings)
+        self._algorithms = list(settings.jwt_algorithms)
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise unauthenticated("TOKEN_MALFORMED", "token is not a well-formed JWT") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise unauthenticated(
+                "TOKEN_ALGORITHM_REJECTED",
+                f"token algorithm {alg!r} is not accepted (allowed: {', '.join(self._algorithms)})",
+            )
+        kid = header.get("kid")
+        key = await self._keys.key_for(kid if isinstance(kid, str) else None)
+        # Algorithm confusion: the key's own type must fit the header's alg.
+        if key.key_type != _KEY_TYPES.get(alg[:2]):
+            raise unauthenticated(
+                "TOKEN_ALGORITHM_REJECTED", f"token algorithm {alg} does not match the key type"
+            )
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer,
+                leeway=self._settings.jwt_leeway_seconds,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise unauthenticated("TOKEN_EXPIRED", "token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise unauthenticated("TOKEN_NOT_YET_VALID", "token is not valid yet") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise unauthenticated("TOKEN_AUDIENCE", "token is for another audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise unauthenticated("TOKEN_ISSUER", "token is from an untrusted issuer") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise unauthenticated("TOKEN_SIGNATURE", "token signature is invalid") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthenticated("TOKEN_CLAIM_MISSING", f"token lacks the {exc.claim} claim") from exc
+        except jwt.InvalidTokenError as exc:
+            raise unauthenticated("TOKEN_INVALID", "token is invalid") from exc
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    subject = claims.get("sub")
+    tenant = claims.get("tenant")
+    roles = claims.get("roles")
+    if not isinstance(subject, str) or not subject:
+        raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks the sub claim")
+    if not isinstance(tenant, str) or not tenant:
+        raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks the tenant claim")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks a roles claim (a list of strings)")
+    return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
+
+
+def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise unauthenticated("TOKEN_MALFORMED", "authorization must be 'Bearer <token>'")
+    raise unauthenticated("TOKEN_MISSING", "missing bearer token (authorization metadata)")
+
+
+def require_role(principal: Principal, method: str, allowed: frozenset[str]) -> None:
+    if not allowed:
+        raise permission_denied("METHOD_NOT_MAPPED", f"{method} is not open to any role")
+    if principal.roles.isdisjoint(allowed):
+        raise permission_denied(
+            "ROLE_REQUIRED",
+            f"{method.rsplit('/', 1)[-1]} requires role {' or '.join(sorted(allowed))}",
+            required=",".join(sorted(allowed)),
+        )

@@ -1,0 +1,277 @@
+"""Cross-cutting concerns as grpc.aio server interceptors.
+
+Each interceptor rewraps the method handler it is given with a handler of the
+same streaming kind (unary or stream in, unary or stream out), so adding one
+never changes what a method is on the wire.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from services.common import access
+from services.common.auth import (
+    TokenVerifier,
+    bearer_token,
+    current_principal_var,
+    require_role,
+)
+from services.common.errors import HTTP_STATUS_HEADER, ServiceError, internal, trailing_metadata
+from services.common.logs import method_var, request_id_var, subject_var
+from services.common.metrics import ServerMetrics
+
+log = logging.getLogger("mlplane.rpc")
+
+Behavior = Callable[..., Any]
+Wrap = Callable[[Behavior, bool, bool], Behavior]
+
+# Headers a handler wants on its response (e.g. `x-http-status: 201`); the
+# observability interceptor sends them as initial metadata before the first
+# response message, since only then can the gateway still act on them.
+response_headers_var: contextvars.ContextVar[list[tuple[str, str]] | None] = (
+    contextvars.ContextVar("response_headers", default=None)
+)
+
+
+def set_response_header(key: str, value: str) -> None:
+    headers = response_headers_var.get()
+    if headers is None:
+        raise RuntimeError("set_response_header outside an RPC")
+    headers.append((key, value))
+
+
+def set_http_status(status: int) -> None:
+    """Ask the gateway to answer a REST call with this status (201, 202)."""
+    set_response_header(HTTP_STATUS_HEADER, str(status))
+
+
+def rewrap(handler: grpc.RpcMethodHandler, wrap: Wrap) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind whose behaviour is `wrap(behaviour)`."""
+    req, resp = handler.request_streaming, handler.response_streaming
+    make = {
+        (False, False): (grpc.unary_unary_rpc_method_handler, handler.unary_unary),
+        (False, True): (grpc.unary_stream_rpc_method_handler, handler.unary_stream),
+        (True, False): (grpc.stream_unary_rpc_method_handler, handler.stream_unary),
+        (True, True): (grpc.stream_stream_rpc_method_handler, handler.stream_stream),
+    }
+    factory, behavior = make[(req, resp)]
+    return factory(  # type: ignore[operator]
+        wrap(behavior, req, resp),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def _call_unary(behavior: Behavior, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+    result = behavior(request, context)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def _iterate(
+    behavior: Behavior, request: Any, context: aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
+    result = behavior(request, context)
+    if inspect.isasyncgen(result):
+        async for item in result:
+            yield item
+    elif inspect.isawaitable(result):
+        await result  # a handler that wrote with context.write()
+    else:
+        for item in result:
+            yield item
+
+
+def _metadata_value(context: aio.ServicerContext[Any, Any], key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key and isinstance(v, str):
+            return v
+    return None
+
+
+class _Call:
+    """Per-call bookkeeping of the observability interceptor."""
+
+    def __init__(self, method: str, metrics: ServerMetrics) -> None:
+        self.method = method
+        self.metrics = metrics
+        self.started = time.perf_counter()
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+
+    def begin(self, context: aio.ServicerContext[Any, Any]) -> None:
+        request_id = _metadata_value(context, "x-request-id") or uuid.uuid4().hex
+        request_id_var.set(request_id)
+        method_var.set(self.method)
+        subject_var.set(None)
+        self.headers = [("x-request-id", request_id)]
+        response_headers_var.set(self.headers)
+        self.metrics.in_flight.labels(*_split(self.method)).inc()
+
+    async def flush_headers(self, context: aio.ServicerContext[Any, Any]) -> None:
+        if not self.headers_sent:
+            self.headers_sent = True
+            await context.send_initial_metadata(tuple(self.headers))
+
+    async def fail(self, context: aio.ServicerContext[Any, Any], error: ServiceError) -> None:
+        self.finish(error.code.name, error.message)
+        metadata = trailing_metadata(error)
+        if not self.headers_sent:
+            # Trailers-only response: these become the HTTP response headers.
+            metadata = (*self.headers, *metadata)
+        await context.abort(error.code, error.message, trailing_metadata=metadata)
+
+    def finish(self, code: str, message: str = "") -> None:
+        elapsed = time.perf_counter() - self.started
+        self.metrics.observe(self.method, code, elapsed)
+        self.metrics.in_flight.labels(*_split(self.method)).dec()
+        level = logging.INFO if code in ("OK", "CANCELLED") else logging.WARNING
+        if code == "INTERNAL":
+            level = logging.ERROR
+        log.log(
+            level,
+            "rpc finished",
+            extra={"grpc_code": code, "duration_ms": round(elapsed * 1000, 3), "detail": message},
+        )
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+class ObservabilityInterceptor(aio.ServerInterceptor):
+    """Request id, JSON access log, latency/error metrics, and the translation
+    of `ServiceError` (or any surprise) into a rich gRPC status."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        metrics = self._metrics
+
+        def wrap(behavior: Behavior, _req: bool, response_streaming: bool) -> Behavior:
+            if response_streaming:
+
+                async def stream_behavior(
+                    request: Any, context: aio.ServicerContext[Any, Any]
+                ) -> AsyncIterator[Any]:
+                    call = _Call(method, metrics)
+                    call.begin(context)
+                    try:
+                        async for item in _iterate(behavior, request, context):
+                            await call.flush_headers(context)
+                            yield item
+                    except ServiceError as error:
+                        await call.fail(context, error)
+                    except aio.AbortError:
+                        call.finish(_code_name(context))
+                        raise
+                    except BaseException as error:  # noqa: BLE001 (cancellation included)
+                        await _unexpected(call, context, error)
+                    else:
+                        await call.flush_headers(context)
+                        call.finish("OK")
+
+                return stream_behavior
+
+            async def unary_behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+                call = _Call(method, metrics)
+                call.begin(context)
+                try:
+                    response = await _call_unary(behavior, request, context)
+                except ServiceError as error:
+                    await call.fail(context, error)
+                except aio.AbortError:
+                    call.finish(_code_name(context))
+                    raise
+                except BaseException as error:  # noqa: BLE001
+                    await _unexpected(call, context, error)
+                await call.flush_headers(context)
+                call.finish("OK")
+                return response
+
+            return unary_behavior
+
+        return rewrap(handler, wrap)
+
+
+async def _unexpected(
+    call: _Call, context: aio.ServicerContext[Any, Any], error: BaseException
+) -> None:
+    import asyncio
+
+    if isinstance(error, asyncio.CancelledError):
+        call.finish("CANCELLED", "client went away")
+        raise error
+    log.exception("unhandled error in %s", call.method, exc_info=error)
+    await call.fail(context, internal(request_id_var.get() or "?"))
+
+
+def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+class AuthInterceptor(aio.ServerInterceptor):
+    """Verifies the bearer token and the caller's role for every method except
+    the open infrastructure services (health, reflection)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or access.is_open(method):
+            return handler
+        allowed = access.allowed_roles(method)
+        verifier = self._verifier
+
+        async def authorize(context: aio.ServicerContext[Any, Any]) -> None:
+            principal = await verifier.verify(bearer_token(context.invocation_metadata()))
+            subject_var.set(principal.subject)
+            require_role(principal, method, allowed)
+            current_principal_var.set(principal)
+
+        def wrap(behavior: Behavior, _req: bool, response_streaming: bool) -> Behavior:
+            if response_streaming:
+
+                async def stream_behavior(
+                    request: Any, context: aio.ServicerContext[Any, Any]
+                ) -> AsyncIterator[Any]:
+                    await authorize(context)
+                    async for item in _iterate(behavior, request, context):
+                        yield item
+
+                return stream_behavior
+
+            async def unary_behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+                await authorize(context)
+                return await _call_unary(behavior, request, context)
+
+            return unary_behavior
+
+        return rewrap(handler, wrap)

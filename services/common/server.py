@@ -1,0 +1,127 @@
+"""Run one gRPC service: interceptors, health, reflection, metrics, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.auth import TokenVerifier
+from services.common.interceptors import AuthInterceptor, ObservabilityInterceptor
+from services.common.metrics import ServerMetrics
+from services.common.settings import Settings, split_hostport
+
+log = logging.getLogger("mlplane.server")
+
+# Uploads arrive as <= 1 MiB chunks (Envoy splits HttpBody at 1 MiB); leave room.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class ServiceSpec:
+    """What differs between the two services."""
+
+    name: str  # fully qualified, e.g. mlplane.v1.QueryService
+    register: Callable[[aio.Server], Awaitable[Callable[[], Awaitable[None]]]]
+    # register adds the servicer and returns an async cleanup (pools, clients)
+
+
+@dataclass
+class RunningServer:
+    server: aio.Server
+    health: health.aio.HealthServicer
+    grpc_port: int
+    metrics_port: int
+    cleanup: Callable[[], Awaitable[None]]
+    metrics_server: Any
+
+    async def stop(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.metrics_server.shutdown()
+        await self.cleanup()
+
+
+async def start_server(
+    settings: Settings, spec: ServiceSpec, *, listen: str, metrics_port: int
+) -> RunningServer:
+    metrics = ServerMetrics()
+    server = aio.server(
+        interceptors=[ObservabilityInterceptor(metrics), AuthInterceptor(TokenVerifier(settings))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    cleanup = await spec.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (spec.name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    host, port = split_hostport(listen)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    metrics_server = metrics.serve(metrics_port)
+    for name in ("", spec.name):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(
+        server=server,
+        health=health_servicer,
+        grpc_port=bound,
+        metrics_port=int(metrics_server.server_port),
+        cleanup=cleanup,
+        metrics_server=metrics_server,
+    )
+
+
+async def run_until_signalled(
+    settings: Settings,
+    spec: ServiceSpec,
+    *,
+    listen: str,
+    metrics_port: int,
+    ready_file: Path | None,
+) -> None:
+    running = await start_server(settings, spec, listen=listen, metrics_port=metrics_port)
+    log.info(
+        "serving",
+        extra={"grpc_port": running.grpc_port, "metrics_port": running.metrics_port},
+    )
+    if ready_file is not None:
+        _write_atomic(
+            ready_file,
+            {"pid": os.getpid(), "grpc_port": running.grpc_port, "metrics_port": running.metrics_port},
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
+    await running.stop(settings.shutdown_grace_seconds)
+    log.info("stopped")
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+__all__ = ["ServiceSpec", "RunningServer", "start_server", "run_until_signalled", "grpc"]

@@ -1,0 +1,118 @@
+"""The one typed settings object. Built once at the entry point and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ISSUER = "https://mlplane.invalid/dev-issuer"
+
+ROLE_DATA_SCIENTIST = "data_scientist"
+ROLE_MODEL_APPROVER = "model_approver"
+KNOWN_ROLES = frozenset({ROLE_DATA_SCIENTIST, ROLE_MODEL_APPROVER})
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class Settings(BaseSettings):
+    """Every knob, read from `MLPLANE_*` environment variables (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLPLANE_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=Path(".mlplane"),
+        description="Folder for embedded PostgreSQL, dev keys, the folder object store, logs.",
+    )
+
+    # Listen addresses. Port 0 picks a free port (tests); the bound port is
+    # written to the state folder's stack.json.
+    query_listen: str = Field(default="127.0.0.1:50051", description="QueryService gRPC address.")
+    models_listen: str = Field(default="127.0.0.1:50052", description="ModelRegistry gRPC address.")
+    query_metrics_port: int = Field(default=9101, description="QueryService /metrics port (loopback).")
+    models_metrics_port: int = Field(
+        default=9102, description="ModelRegistry /metrics port (loopback)."
+    )
+    gateway_listen: str = Field(default="127.0.0.1:8080", description="Envoy listener (REST + gRPC).")
+    gateway_admin_port: int = Field(
+        default=9901, description="Envoy admin port; always bound to 127.0.0.1."
+    )
+
+    # Identity. Without a JWKS URL the stack is its own dev issuer: it creates a
+    # key pair in the state folder and `mlplane token` mints tokens with it.
+    jwt_issuer: str = Field(default=DEV_ISSUER, description="Expected `iss` claim.")
+    jwt_audience: str = Field(default="mlplane", description="Expected `aud` claim.")
+    jwt_jwks_url: str | None = Field(
+        default=None, description="Remote JWKS of a real OIDC issuer (disables dev tokens)."
+    )
+    jwt_algorithms: list[str] = Field(
+        default=["RS256", "ES256"], description="Accepted JWT signature algorithms."
+    )
+    jwt_leeway_seconds: int = Field(default=30, description="Clock skew allowed on exp/nbf.")
+    jwks_cache_seconds: int = Field(default=300, description="How long a fetched JWKS is reused.")
+
+    cors_allowed_origins: list[str] = Field(
+        default=["http://localhost:5173", "http://127.0.0.1:5173"],
+        description="Browser origins allowed by the gateway's CORS filter.",
+    )
+
+    # PostgreSQL. Unset admin URL = embedded server in the state folder.
+    database_url: str | None = Field(
+        default=None,
+        description="Admin DSN of an external PostgreSQL (runs migrations, creates roles).",
+    )
+    query_database_url: str | None = Field(
+        default=None, description="DSN the QueryService uses (read-only role)."
+    )
+    registry_database_url: str | None = Field(
+        default=None, description="DSN the ModelRegistry uses (registry role)."
+    )
+    db_pool_size: int = Field(default=10, description="Connections per service pool.")
+    db_connect_timeout_seconds: float = Field(default=5.0, description="Connect timeout.")
+
+    # Object store for ONNX files.
+    store: Literal["folder", "s3"] = Field(default="folder", description="Object store backend.")
+    store_dir: Path | None = Field(
+        default=None, description="Folder store root (default: STATE_DIR/objects)."
+    )
+    s3_bucket: str | None = Field(default=None, description="S3 bucket for model files.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (non-AWS stores).")
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+
+    log_level: str = Field(default="INFO", description="Log level of the services.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, description="How long in-flight RPCs may finish on SIGTERM."
+    )
+
+    @field_validator("query_listen", "models_listen", "gateway_listen")
+    @classmethod
+    def _hostport(cls, value: str) -> str:
+        split_hostport(value)
+        return value
+
+    @property
+    def dev_issuer_enabled(self) -> bool:
+        return self.jwt_jwks_url is None
+
+    @property
+    def jwks_file(self) -> Path:
+        return self.state_dir / "keys" / "jwks.json"
+
+    @property
+    def dev_private_key_file(self) -> Path:
+        return self.state_dir / "keys" / "dev-signing-key.pem"
+
+    @property
+    def object_store_dir(self) -> Path:
+        return self.store_dir if self.store_dir is not None else self.state_dir / "objects"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"

@@ -1,0 +1,229 @@
+"""`mlplane up`: the whole stack in the foreground, from one command.
+
+Order: state folder → dev keys → PostgreSQL (embedded unless a DSN is given)
+→ migrations and roles → QueryService and ModelRegistry → Envoy. Ctrl-C or
+SIGTERM stops them in reverse order; each child also carries PDEATHSIG so even
+a killed `mlplane up` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from gateway.envoy_config import render_envoy_config, write_envoy_config
+from gateway.envoy_process import EnvoyProcess
+from services.common.devkeys import ensure_dev_keys
+from services.common.settings import Settings, split_hostport
+from services.db.setup import QUERY_ROLE, REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
+from services.stack.postgres import EmbeddedPostgres
+from services.stack.processes import spawn, stop_process, tail, wait_for_file
+
+log = logging.getLogger("mlplane.up")
+
+DESCRIPTOR = Path(__file__).resolve().parents[2] / "generated" / "mlplane.pb"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    postgres: EmbeddedPostgres | None = None
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    envoy: EnvoyProcess | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.settings.state_dir / "logs"
+
+    def start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
+        s.stack_file.unlink(missing_ok=True)
+        if s.dev_issuer_enabled:
+            ensure_dev_keys(s)
+        admin_dsn = self._start_database()
+        creds = RoleCredentials.load_or_create(s.state_dir / "db-roles.json")
+        asyncio.run(setup_database(admin_dsn, creds))
+        s.object_store_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["MLPLANE_STATE_DIR"] = str(s.state_dir.resolve())
+        env["MLPLANE_QUERY_DATABASE_URL"] = s.query_database_url or role_dsn(
+            admin_dsn, QUERY_ROLE, creds.query_password
+        )
+        env["MLPLANE_REGISTRY_DATABASE_URL"] = s.registry_database_url or role_dsn(
+            admin_dsn, REGISTRY_ROLE, creds.registry_password
+        )
+        ports = {name: self._start_service(name, env) for name in ("query", "models")}
+        self._start_gateway(ports)
+
+    def _start_database(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        self.postgres = EmbeddedPostgres(self.settings.state_dir)
+        self.postgres.ensure_initialized()
+        self.postgres.start()
+        return self.postgres.dsn()
+
+    def _start_service(self, name: str, env: dict[str, str]) -> dict[str, int]:
+        ready = self.run_dir / f"{name}.json"
+        ready.unlink(missing_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        proc = spawn(
+            [sys.executable, "-m", "services.cli", "serve", name, "--ready-file", str(ready)],
+            log_path=log_path,
+            env=env,
+        )
+        self.services[name] = proc
+        try:
+            data = json.loads(wait_for_file(ready, proc, timeout=60, what=f"{name} service"))
+        except (RuntimeError, TimeoutError) as exc:
+            raise StackError(f"{exc}\n--- {log_path} ---\n{tail(log_path)}") from exc
+        return {"grpc_port": int(data["grpc_port"]), "metrics_port": int(data["metrics_port"])}
+
+    def _start_gateway(self, ports: dict[str, dict[str, int]]) -> None:
+        s = self.settings
+        query_host, _ = split_hostport(s.query_listen)
+        models_host, _ = split_hostport(s.models_listen)
+        config = render_envoy_config(
+            s,
+            query_address=(query_host, ports["query"]["grpc_port"]),
+            models_address=(models_host, ports["models"]["grpc_port"]),
+            descriptor_path=DESCRIPTOR,
+            listen_address=split_hostport(s.gateway_listen),
+            admin_port=s.gateway_admin_port,
+        )
+        config_path = self.run_dir / "envoy.json"
+        write_envoy_config(config_path, config)
+        self.envoy = EnvoyProcess(config_path, log_path=self.log_dir / "envoy.log")
+        self.envoy.start()
+        gateway_host, _ = split_hostport(s.gateway_listen)
+        gateway_port = self.envoy.listener_port()
+        self.info = {
+            "gateway_url": f"http://{gateway_host}:{gateway_port}",
+            "gateway_port": gateway_port,
+            "admin_url": self.envoy.admin_url,
+            "query_port": ports["query"]["grpc_port"],
+            "models_port": ports["models"]["grpc_port"],
+            "query_metrics_port": ports["query"]["metrics_port"],
+            "models_metrics_port": ports["models"]["metrics_port"],
+            "pids": self.pids(),
+        }
+        tmp = s.stack_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info, indent=2))
+        tmp.replace(s.stack_file)
+
+    def pids(self) -> dict[str, int]:
+        pids = {name: proc.pid for name, proc in self.services.items()}
+        if self.postgres is not None and self.postgres.pid is not None:
+            pids["postgres"] = self.postgres.pid
+        if self.envoy is not None and self.envoy.pid is not None:
+            pids["envoy"] = self.envoy.pid
+        return pids
+
+    def dead_child(self) -> str | None:
+        for name, proc in self.services.items():
+            if proc.poll() is not None:
+                return f"{name} service exited with code {proc.returncode}"
+        if self.envoy is not None and not self.envoy.running():
+            return "envoy exited"
+        if self.postgres is not None and not self.postgres.running():
+            return "postgres exited"
+        return None
+
+    def stop(self) -> None:
+        # Reverse order: stop taking requests, drain services, then the database.
+        if self.envoy is not None:
+            self.envoy.stop()
+        for proc in self.services.values():
+            with_signal(proc, signal.SIGTERM)
+        for proc in self.services.values():
+            stop_process(proc, timeout=self.settings.shutdown_grace_seconds + 5)
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.settings.stack_file.unlink(missing_ok=True)
+
+
+def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def banner(info: dict[str, Any], settings: Settings) -> str:
+    url = info["gateway_url"]
+    token_hint = (
+        "export TOKEN=$(.venv/bin/mlplane token --role data_scientist --subject alice --tenant demo)"
+        if settings.dev_issuer_enabled
+        else f"get a token from your issuer ({settings.jwt_issuer})"
+    )
+    return "\n".join(
+        [
+            "",
+            f"mlplane is up: gateway {url}  (REST and gRPC)",
+            f"  health:   curl {url}/healthz",
+            f"  token:    {token_hint}",
+            f'  REST:     curl -H "Authorization: Bearer $TOKEN" {url}/api/v1/query/assets',
+            f"  gRPC:     grpcurl -plaintext -protoset generated/mlplane.pb "
+            f'-H "authorization: Bearer $TOKEN" {url.removeprefix("http://")} '
+            "mlplane.v1.ModelRegistry/ListModels",
+            f"  services: query :{info['query_port']}  models :{info['models_port']}  "
+            f"metrics :{info['query_metrics_port']} / :{info['models_metrics_port']}  "
+            f"envoy admin {info['admin_url']}",
+            f"  state:    {settings.state_dir.resolve()}  (logs in logs/)",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def run_up(settings: Settings) -> int:
+    stop_requested: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop_requested.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = Stack(settings)
+    started = time.monotonic()
+    try:
+        try:
+            stack.start()
+        except Exception as exc:  # noqa: BLE001 (reported, then everything stopped)
+            print(f"mlplane up failed: {exc}", file=sys.stderr)
+            return 1
+        print(banner(stack.info, settings), flush=True)
+        print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
+        while not stop_requested:
+            problem = stack.dead_child()
+            if problem is not None:
+                print(f"mlplane up: {problem}; stopping (see {stack.log_dir})", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        print("stopping…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
