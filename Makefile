@@ -35,6 +35,7 @@ generate: $(STAMP)
 
 buf-lint: $(NODE_STAMP)
 	node_modules/.bin/buf lint
+	node_modules/.bin/buf format --exit-code --diff --path protos/mlplane
 
 # Compares the contracts with main's; run before merging a proto change.
 buf-breaking: $(NODE_STAMP)

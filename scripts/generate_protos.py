@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("mlplane") / "v1"
 DESCRIPTOR_NAME = "mlplane.pb"
+EXTRA_DESCRIPTOR_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
 
 def proto_files() -> list[str]:
-    return sorted(p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    return sorted(
+        p.relative_to(PROTO_ROOT).as_posix() for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto")
+    )
 
 
 def generate(out: Path) -> None:
@@ -42,12 +45,23 @@ def generate(out: Path) -> None:
             f"--grpc_python_out={staging}",
             f"--mypy_out={staging}",
             f"--mypy_grpc_out={staging}",
+            *proto_files(),
+        ]
+        # The descriptor set also carries google.rpc's error types: Envoy needs
+        # them to render an ErrorInfo inside a REST error body. Their Python
+        # modules come from googleapis-common-protos, so they get no stubs here.
+        descriptor_args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{well_known}",
             f"--descriptor_set_out={staging / DESCRIPTOR_NAME}",
             "--include_imports",
             *proto_files(),
+            *EXTRA_DESCRIPTOR_FILES,
         ]
-        if protoc.main(args) != 0:
-            raise SystemExit("protoc failed")
+        for invocation in (args, descriptor_args):
+            if protoc.main(invocation) != 0:
+                raise SystemExit("protoc failed")
         for package in (Path("mlplane"), PACKAGE_DIR):
             (staging / package / "__init__.py").write_text("")
         (staging / "mlplane" / "py.typed").write_text("")

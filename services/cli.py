@@ -80,7 +80,8 @@ def _db_setup(_args: argparse.Namespace, settings: Settings) -> int:
         return 2
     creds = RoleCredentials.load_or_create(settings.state_dir / "db-roles.json")
     asyncio.run(setup_database(settings.database_url, creds))
-    print(f"MLPLANE_QUERY_DATABASE_URL={role_dsn(settings.database_url, QUERY_ROLE, creds.query_password)}")
+    query_dsn = role_dsn(settings.database_url, QUERY_ROLE, creds.query_password)
+    print(f"MLPLANE_QUERY_DATABASE_URL={query_dsn}")
     print(
         "MLPLANE_REGISTRY_DATABASE_URL="
         f"{role_dsn(settings.database_url, REGISTRY_ROLE, creds.registry_password)}"

@@ -12,6 +12,7 @@ import contextvars
 import json
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,9 @@ class JwksSource:
             self._file_mtime = self._file.stat().st_mtime
             data: dict[str, Any] = json.loads(Path(self._file).read_text())
             return data
-        request = urllib.request.Request(self._url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (configured URL)
+        # The URL is operator configuration, validated to be http(s) by Settings.
+        request = urllib.request.Request(self._url, headers={"Accept": "application/json"})  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             fetched: dict[str, Any] = json.loads(response.read())
             return fetched
 
@@ -165,7 +167,9 @@ class TokenVerifier:
         except jwt.InvalidSignatureError as exc:
             raise unauthenticated("TOKEN_SIGNATURE", "token signature is invalid") from exc
         except jwt.MissingRequiredClaimError as exc:
-            raise unauthenticated("TOKEN_CLAIM_MISSING", f"token lacks the {exc.claim} claim") from exc
+            raise unauthenticated(
+                "TOKEN_CLAIM_MISSING", f"token lacks the {exc.claim} claim"
+            ) from exc
         except jwt.InvalidTokenError as exc:
             raise unauthenticated("TOKEN_INVALID", "token is invalid") from exc
         return _principal(claims)
@@ -180,11 +184,13 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not isinstance(tenant, str) or not tenant:
         raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks the tenant claim")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks a roles claim (a list of strings)")
+        raise unauthenticated(
+            "TOKEN_CLAIM_MISSING", "token lacks a roles claim (a list of strings)"
+        )
     return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
 
 
-def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")

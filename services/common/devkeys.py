@@ -29,7 +29,8 @@ def ensure_dev_keys(settings: Settings) -> None:
     if key_file.exists() and jwks_file.exists():
         return
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(key_file.parent, 0o755)  # Envoy reads the JWKS beside the key
+    # Envoy reads the JWKS beside the key; the key itself is 0600.
+    os.chmod(key_file.parent, 0o755)  # noqa: S103
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,

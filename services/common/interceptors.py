@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -33,12 +33,16 @@ log = logging.getLogger("mlplane.rpc")
 
 Behavior = Callable[..., Any]
 Wrap = Callable[[Behavior, bool, bool], Behavior]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = grpc.RpcMethodHandler[Req, Resp]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler[Req, Resp] | None]]
 
 # Headers a handler wants on its response (e.g. `x-http-status: 201`); the
 # observability interceptor sends them as initial metadata before the first
 # response message, since only then can the gateway still act on them.
-response_headers_var: contextvars.ContextVar[list[tuple[str, str]] | None] = (
-    contextvars.ContextVar("response_headers", default=None)
+response_headers_var: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "response_headers", default=None
 )
 
 
@@ -54,7 +58,7 @@ def set_http_status(status: int) -> None:
     set_response_header(HTTP_STATUS_HEADER, str(status))
 
 
-def rewrap(handler: grpc.RpcMethodHandler, wrap: Wrap) -> grpc.RpcMethodHandler:
+def rewrap(handler: Handler[Req, Resp], wrap: Wrap) -> Handler[Req, Resp]:
     """A handler of the same streaming kind whose behaviour is `wrap(behaviour)`."""
     req, resp = handler.request_streaming, handler.response_streaming
     make = {
@@ -64,14 +68,17 @@ def rewrap(handler: grpc.RpcMethodHandler, wrap: Wrap) -> grpc.RpcMethodHandler:
         (True, True): (grpc.stream_stream_rpc_method_handler, handler.stream_stream),
     }
     factory, behavior = make[(req, resp)]
-    return factory(  # type: ignore[operator]
+    assert behavior is not None
+    return factory(
         wrap(behavior, req, resp),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
-async def _call_unary(behavior: Behavior, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+async def _call_unary(
+    behavior: Behavior, request: Any, context: aio.ServicerContext[Any, Any]
+) -> Any:
     result = behavior(request, context)
     if inspect.isawaitable(result):
         return await result
@@ -159,9 +166,9 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation[Req, Resp],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -185,7 +192,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                     except aio.AbortError:
                         call.finish(_code_name(context))
                         raise
-                    except BaseException as error:  # noqa: BLE001 (cancellation included)
+                    except BaseException as error:
                         await _unexpected(call, context, error)
                     else:
                         await call.flush_headers(context)
@@ -203,7 +210,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                 except aio.AbortError:
                     call.finish(_code_name(context))
                     raise
-                except BaseException as error:  # noqa: BLE001
+                except BaseException as error:
                     await _unexpected(call, context, error)
                 await call.flush_headers(context)
                 call.finish("OK")
@@ -240,9 +247,9 @@ class AuthInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation[Req, Resp],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or access.is_open(method):

@@ -105,7 +105,11 @@ async def run_until_signalled(
     if ready_file is not None:
         _write_atomic(
             ready_file,
-            {"pid": os.getpid(), "grpc_port": running.grpc_port, "metrics_port": running.metrics_port},
+            {
+                "pid": os.getpid(),
+                "grpc_port": running.grpc_port,
+                "metrics_port": running.metrics_port,
+            },
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -124,4 +128,4 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-__all__ = ["ServiceSpec", "RunningServer", "start_server", "run_until_signalled", "grpc"]
+__all__ = ["RunningServer", "ServiceSpec", "grpc", "run_until_signalled", "start_server"]

@@ -36,11 +36,15 @@ class Settings(BaseSettings):
     # written to the state folder's stack.json.
     query_listen: str = Field(default="127.0.0.1:50051", description="QueryService gRPC address.")
     models_listen: str = Field(default="127.0.0.1:50052", description="ModelRegistry gRPC address.")
-    query_metrics_port: int = Field(default=9101, description="QueryService /metrics port (loopback).")
+    query_metrics_port: int = Field(
+        default=9101, description="QueryService /metrics port (loopback)."
+    )
     models_metrics_port: int = Field(
         default=9102, description="ModelRegistry /metrics port (loopback)."
     )
-    gateway_listen: str = Field(default="127.0.0.1:8080", description="Envoy listener (REST + gRPC).")
+    gateway_listen: str = Field(
+        default="127.0.0.1:8080", description="Envoy listener (REST + gRPC)."
+    )
     gateway_admin_port: int = Field(
         default=9901, description="Envoy admin port; always bound to 127.0.0.1."
     )
@@ -95,6 +99,13 @@ class Settings(BaseSettings):
     @classmethod
     def _hostport(cls, value: str) -> str:
         split_hostport(value)
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("jwt_jwks_url must be an http(s) URL")
         return value
 
     @property

@@ -51,7 +51,10 @@ class RoleCredentials:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(
-                {"query_password": creds.query_password, "registry_password": creds.registry_password},
+                {
+                    "query_password": creds.query_password,
+                    "registry_password": creds.registry_password,
+                },
                 handle,
             )
         return creds
@@ -75,7 +78,10 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
         if not _PASSWORD_OK.match(password):
             raise ValueError("role passwords must be 16-128 URL-safe characters")
     statements: list[str] = []
-    for role, password in ((QUERY_ROLE, creds.query_password), (REGISTRY_ROLE, creds.registry_password)):
+    for role, password in (
+        (QUERY_ROLE, creds.query_password),
+        (REGISTRY_ROLE, creds.registry_password),
+    ):
         statements += [
             f"""DO $$ BEGIN
                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
@@ -89,18 +95,24 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
             f"REVOKE CREATE ON SCHEMA public FROM {role}",
             f"GRANT USAGE ON SCHEMA public TO {role}",
         ]
-    # PUBLIC must not hand out write access behind the roles' backs.
+    # PUBLIC must not hand out write access behind the roles' backs: no
+    # objects in public, no temporary tables, no connecting for other roles.
     statements += [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"""DO $$ BEGIN
+              EXECUTE format('REVOKE TEMPORARY, CONNECT ON DATABASE %I FROM PUBLIC',
+                             current_database());
+              EXECUTE format('GRANT CONNECT ON DATABASE %I TO {QUERY_ROLE}, {REGISTRY_ROLE}',
+                             current_database());
+            END $$""",
         f"GRANT SELECT ON {', '.join(HISTORY_TABLES)} TO {QUERY_ROLE}",
         f"ALTER ROLE {QUERY_ROLE} SET default_transaction_read_only = on",
         f"GRANT SELECT, INSERT ON {', '.join(AUDIT_TABLES)} TO {REGISTRY_ROLE}",
         f"GRANT USAGE ON SEQUENCE audit_log_audit_pk_seq TO {REGISTRY_ROLE}",
     ]
     if REGISTRY_TABLES:
-        statements.append(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(REGISTRY_TABLES)} TO {REGISTRY_ROLE}"
-        )
+        tables = ", ".join(REGISTRY_TABLES)
+        statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {REGISTRY_ROLE}")
     return statements
 
 

@@ -3,6 +3,7 @@ lifetime with PR_SET_PDEATHSIG, and stopped by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -37,7 +38,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop them in order
-            preexec_fn=lambda: _die_with_parent(death_signal),  # noqa: PLW1509
+            preexec_fn=lambda: _die_with_parent(death_signal),
         )
 
 
@@ -47,10 +48,8 @@ def stop_process(
     """Signal, wait up to `timeout`, then SIGKILL. Returns the exit code."""
     if proc.poll() is not None:
         return proc.returncode
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, sig)
-    except ProcessLookupError:
-        pass
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ a killed `mlplane up` leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -165,16 +166,15 @@ class Stack:
 
 def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def banner(info: dict[str, Any], settings: Settings) -> str:
     url = info["gateway_url"]
     token_hint = (
-        "export TOKEN=$(.venv/bin/mlplane token --role data_scientist --subject alice --tenant demo)"
+        "export TOKEN=$(.venv/bin/mlplane token --role data_scientist"
+        " --subject alice --tenant demo)"
         if settings.dev_issuer_enabled
         else f"get a token from your issuer ({settings.jwt_issuer})"
     )
@@ -210,7 +210,7 @@ def run_up(settings: Settings) -> int:
     try:
         try:
             stack.start()
-        except Exception as exc:  # noqa: BLE001 (reported, then everything stopped)
+        except Exception as exc:
             print(f"mlplane up failed: {exc}", file=sys.stderr)
             return 1
         print(banner(stack.info, settings), flush=True)

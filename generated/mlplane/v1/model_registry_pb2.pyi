@@ -563,54 +563,6 @@ class UploadModelRequest(_message.Message):
 Global___UploadModelRequest: _TypeAlias = UploadModelRequest  # noqa: Y015
 
 @_typing.final
-class UploadModelResponse(_message.Message):
-    """Response for `UploadModel`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MODEL_VERSION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def model_version(self) -> Global___ModelVersion:
-        """The new version, in `PENDING_APPROVAL`."""
-
-    def __init__(
-        self,
-        *,
-        model_version: Global___ModelVersion | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UploadModelResponse: _TypeAlias = UploadModelResponse  # noqa: Y015
-
-@_typing.final
-class UploadModelMultipartResponse(_message.Message):
-    """Response for `UploadModelMultipart`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MODEL_VERSION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def model_version(self) -> Global___ModelVersion:
-        """The new version, in `PENDING_APPROVAL`."""
-
-    def __init__(
-        self,
-        *,
-        model_version: Global___ModelVersion | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UploadModelMultipartResponse: _TypeAlias = UploadModelMultipartResponse  # noqa: Y015
-
-@_typing.final
 class ListModelsRequest(_message.Message):
     """Request for `ListModels`."""
 
@@ -691,30 +643,6 @@ class GetModelRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModelRequest: _TypeAlias = GetModelRequest  # noqa: Y015
-
-@_typing.final
-class GetModelResponse(_message.Message):
-    """Response for `GetModel`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MODEL_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def model(self) -> Global___Model:
-        """The model."""
-
-    def __init__(
-        self,
-        *,
-        model: Global___Model | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetModelResponse: _TypeAlias = GetModelResponse  # noqa: Y015
 
 @_typing.final
 class ListModelVersionsRequest(_message.Message):
@@ -799,30 +727,6 @@ class GetModelVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModelVersionRequest: _TypeAlias = GetModelVersionRequest  # noqa: Y015
-
-@_typing.final
-class GetModelVersionResponse(_message.Message):
-    """Response for `GetModelVersion`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MODEL_VERSION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def model_version(self) -> Global___ModelVersion:
-        """The version."""
-
-    def __init__(
-        self,
-        *,
-        model_version: Global___ModelVersion | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetModelVersionResponse: _TypeAlias = GetModelVersionResponse  # noqa: Y015
 
 @_typing.final
 class DownloadModelVersionRequest(_message.Message):
@@ -959,30 +863,6 @@ class SubmitForApprovalRequest(_message.Message):
 Global___SubmitForApprovalRequest: _TypeAlias = SubmitForApprovalRequest  # noqa: Y015
 
 @_typing.final
-class SubmitForApprovalResponse(_message.Message):
-    """Response for `SubmitForApproval`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPROVAL_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def approval(self) -> Global___Approval:
-        """The opened approval request."""
-
-    def __init__(
-        self,
-        *,
-        approval: Global___Approval | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SubmitForApprovalResponse: _TypeAlias = SubmitForApprovalResponse  # noqa: Y015
-
-@_typing.final
 class ListApprovalsRequest(_message.Message):
     """Request for `ListApprovals`."""
 
@@ -1063,30 +943,6 @@ class GetApprovalRequest(_message.Message):
 Global___GetApprovalRequest: _TypeAlias = GetApprovalRequest  # noqa: Y015
 
 @_typing.final
-class GetApprovalResponse(_message.Message):
-    """Response for `GetApproval`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPROVAL_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def approval(self) -> Global___Approval:
-        """The approval request."""
-
-    def __init__(
-        self,
-        *,
-        approval: Global___Approval | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetApprovalResponse: _TypeAlias = GetApprovalResponse  # noqa: Y015
-
-@_typing.final
 class ApproveModelVersionRequest(_message.Message):
     """Request for `ApproveModelVersion`."""
 
@@ -1113,30 +969,6 @@ class ApproveModelVersionRequest(_message.Message):
 Global___ApproveModelVersionRequest: _TypeAlias = ApproveModelVersionRequest  # noqa: Y015
 
 @_typing.final
-class ApproveModelVersionResponse(_message.Message):
-    """Response for `ApproveModelVersion`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPROVAL_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def approval(self) -> Global___Approval:
-        """The decided request."""
-
-    def __init__(
-        self,
-        *,
-        approval: Global___Approval | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ApproveModelVersionResponse: _TypeAlias = ApproveModelVersionResponse  # noqa: Y015
-
-@_typing.final
 class RejectModelVersionRequest(_message.Message):
     """Request for `RejectModelVersion`."""
 
@@ -1161,30 +993,6 @@ class RejectModelVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RejectModelVersionRequest: _TypeAlias = RejectModelVersionRequest  # noqa: Y015
-
-@_typing.final
-class RejectModelVersionResponse(_message.Message):
-    """Response for `RejectModelVersion`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPROVAL_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def approval(self) -> Global___Approval:
-        """The decided request."""
-
-    def __init__(
-        self,
-        *,
-        approval: Global___Approval | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RejectModelVersionResponse: _TypeAlias = RejectModelVersionResponse  # noqa: Y015
 
 @_typing.final
 class ArchiveModelVersionRequest(_message.Message):
@@ -1215,27 +1023,3 @@ class ArchiveModelVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveModelVersionRequest: _TypeAlias = ArchiveModelVersionRequest  # noqa: Y015
-
-@_typing.final
-class ArchiveModelVersionResponse(_message.Message):
-    """Response for `ArchiveModelVersion`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MODEL_VERSION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def model_version(self) -> Global___ModelVersion:
-        """The archived version."""
-
-    def __init__(
-        self,
-        *,
-        model_version: Global___ModelVersion | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ArchiveModelVersionResponse: _TypeAlias = ArchiveModelVersionResponse  # noqa: Y015

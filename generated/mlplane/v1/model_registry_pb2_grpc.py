@@ -47,12 +47,12 @@ class ModelRegistryStub:
         self.UploadModel = channel.stream_unary(
                 '/mlplane.v1.ModelRegistry/UploadModel',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
         self.UploadModelMultipart = channel.stream_unary(
                 '/mlplane.v1.ModelRegistry/UploadModelMultipart',
                 request_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelMultipartResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ListModels',
@@ -62,7 +62,7 @@ class ModelRegistryStub:
         self.GetModel = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/GetModel',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Model.FromString,
                 _registered_method=True)
         self.ListModelVersions = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ListModelVersions',
@@ -72,7 +72,7 @@ class ModelRegistryStub:
         self.GetModelVersion = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/GetModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
         self.DownloadModelVersion = channel.unary_stream(
                 '/mlplane.v1.ModelRegistry/DownloadModelVersion',
@@ -82,7 +82,7 @@ class ModelRegistryStub:
         self.SubmitForApproval = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/SubmitForApproval',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
                 _registered_method=True)
         self.ListApprovals = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ListApprovals',
@@ -92,22 +92,22 @@ class ModelRegistryStub:
         self.GetApproval = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/GetApproval',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetApprovalRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetApprovalResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
                 _registered_method=True)
         self.ApproveModelVersion = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ApproveModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
                 _registered_method=True)
         self.RejectModelVersion = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/RejectModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
                 _registered_method=True)
         self.ArchiveModelVersion = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ArchiveModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
 
 
@@ -139,7 +139,6 @@ class ModelRegistryServicer:
         with the boundary. Answers 201 with the model version.
 
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Taking google.api.HttpBody is what makes Envoy stream the raw body.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -178,8 +177,6 @@ class ModelRegistryServicer:
         """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
         the version's recorded SHA-256.
 
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Returning google.api.HttpBody is what makes Envoy emit raw bytes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -236,12 +233,12 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'UploadModel': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadModel,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.SerializeToString,
             ),
             'UploadModelMultipart': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadModelMultipart,
                     request_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.UploadModelMultipartResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -251,7 +248,7 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'GetModel': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModel,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Model.SerializeToString,
             ),
             'ListModelVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModelVersions,
@@ -261,7 +258,7 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'GetModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.SerializeToString,
             ),
             'DownloadModelVersion': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadModelVersion,
@@ -271,7 +268,7 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'SubmitForApproval': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitForApproval,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.SerializeToString,
             ),
             'ListApprovals': grpc.unary_unary_rpc_method_handler(
                     servicer.ListApprovals,
@@ -281,22 +278,22 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'GetApproval': grpc.unary_unary_rpc_method_handler(
                     servicer.GetApproval,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetApprovalRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetApprovalResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.SerializeToString,
             ),
             'ApproveModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.SerializeToString,
             ),
             'RejectModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.RejectModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.SerializeToString,
             ),
             'ArchiveModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.ArchiveModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -334,7 +331,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/UploadModel',
             mlplane_dot_v1_dot_model__registry__pb2.UploadModelRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.UploadModelResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,
@@ -361,7 +358,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/UploadModelMultipart',
             google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.UploadModelMultipartResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,
@@ -415,7 +412,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/GetModel',
             mlplane_dot_v1_dot_model__registry__pb2.GetModelRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.GetModelResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.Model.FromString,
             options,
             channel_credentials,
             insecure,
@@ -469,7 +466,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/GetModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,
@@ -523,7 +520,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/SubmitForApproval',
             mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
             options,
             channel_credentials,
             insecure,
@@ -577,7 +574,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/GetApproval',
             mlplane_dot_v1_dot_model__registry__pb2.GetApprovalRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.GetApprovalResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
             options,
             channel_credentials,
             insecure,
@@ -604,7 +601,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/ApproveModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.ApproveModelVersionResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
             options,
             channel_credentials,
             insecure,
@@ -631,7 +628,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/RejectModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
             options,
             channel_credentials,
             insecure,
@@ -658,7 +655,7 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/ArchiveModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionRequest.SerializeToString,
-            mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionResponse.FromString,
+            mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,52 +43,49 @@ class ModelRegistryStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ModelRegistryAsyncStub: ...
-    UploadModel: _grpc.StreamUnaryMultiCallable[_model_registry_pb2.UploadModelRequest, _model_registry_pb2.UploadModelResponse]
+    UploadModel: _grpc.StreamUnaryMultiCallable[_model_registry_pb2.UploadModelRequest, _model_registry_pb2.ModelVersion]
     """Uploads a model as a client stream: the first message carries the
     metadata, every following message a chunk of the ONNX file. Creates the
     next version of the named model.
     """
-    UploadModelMultipart: _grpc.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.UploadModelMultipartResponse]
+    UploadModelMultipart: _grpc.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.ModelVersion]
     """The browser form upload: Envoy streams the raw `multipart/form-data`
     body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
     `trainingExportIds`) in pieces; the first piece carries the content type
     with the boundary. Answers 201 with the model version.
 
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Taking google.api.HttpBody is what makes Envoy stream the raw body.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListModelsRequest, _model_registry_pb2.ListModelsResponse]
     """Lists the tenant's models (AIP-132/158)."""
-    GetModel: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelRequest, _model_registry_pb2.GetModelResponse]
+    GetModel: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelRequest, _model_registry_pb2.Model]
     """Reads one model."""
     ListModelVersions: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListModelVersionsRequest, _model_registry_pb2.ListModelVersionsResponse]
     """Lists the versions of one model, newest first."""
-    GetModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.GetModelVersionResponse]
+    GetModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.ModelVersion]
     """Reads one version, with its ONNX signature and status history."""
     DownloadModelVersion: _grpc.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionRequest, _httpbody_pb2.HttpBody]
     """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
     the version's recorded SHA-256.
 
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Returning google.api.HttpBody is what makes Envoy emit raw bytes.
     """
-    SubmitForApproval: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SubmitForApprovalRequest, _model_registry_pb2.SubmitForApprovalResponse]
+    SubmitForApproval: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SubmitForApprovalRequest, _model_registry_pb2.Approval]
     """Submits a `PENDING_APPROVAL` version for review: the version moves to
     `IN_REVIEW` and an approval request is opened. Answers 202.
     """
     ListApprovals: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListApprovalsRequest, _model_registry_pb2.ListApprovalsResponse]
     """Lists approval requests (the review queue)."""
-    GetApproval: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetApprovalRequest, _model_registry_pb2.GetApprovalResponse]
+    GetApproval: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetApprovalRequest, _model_registry_pb2.Approval]
     """Reads one approval request."""
-    ApproveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ApproveModelVersionRequest, _model_registry_pb2.ApproveModelVersionResponse]
+    ApproveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ApproveModelVersionRequest, _model_registry_pb2.Approval]
     """Approves the version under review. The approver must not be its
     uploader or submitter.
     """
-    RejectModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.RejectModelVersionResponse]
+    RejectModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]
     """Rejects the version under review; a comment is required."""
-    ArchiveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ArchiveModelVersionResponse]
+    ArchiveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]
     """Archives a version; archived versions cannot be submitted."""
 
 @_typing.type_check_only
@@ -105,52 +102,49 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    UploadModel: _aio.StreamUnaryMultiCallable[_model_registry_pb2.UploadModelRequest, _model_registry_pb2.UploadModelResponse]  # type: ignore[assignment]
+    UploadModel: _aio.StreamUnaryMultiCallable[_model_registry_pb2.UploadModelRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """Uploads a model as a client stream: the first message carries the
     metadata, every following message a chunk of the ONNX file. Creates the
     next version of the named model.
     """
-    UploadModelMultipart: _aio.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.UploadModelMultipartResponse]  # type: ignore[assignment]
+    UploadModelMultipart: _aio.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """The browser form upload: Envoy streams the raw `multipart/form-data`
     body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
     `trainingExportIds`) in pieces; the first piece carries the content type
     with the boundary. Answers 201 with the model version.
 
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Taking google.api.HttpBody is what makes Envoy stream the raw body.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListModelsRequest, _model_registry_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Lists the tenant's models (AIP-132/158)."""
-    GetModel: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelRequest, _model_registry_pb2.GetModelResponse]  # type: ignore[assignment]
+    GetModel: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelRequest, _model_registry_pb2.Model]  # type: ignore[assignment]
     """Reads one model."""
     ListModelVersions: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListModelVersionsRequest, _model_registry_pb2.ListModelVersionsResponse]  # type: ignore[assignment]
     """Lists the versions of one model, newest first."""
-    GetModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.GetModelVersionResponse]  # type: ignore[assignment]
+    GetModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """Reads one version, with its ONNX signature and status history."""
     DownloadModelVersion: _aio.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
     the version's recorded SHA-256.
 
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Returning google.api.HttpBody is what makes Envoy emit raw bytes.
     """
-    SubmitForApproval: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.SubmitForApprovalRequest, _model_registry_pb2.SubmitForApprovalResponse]  # type: ignore[assignment]
+    SubmitForApproval: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.SubmitForApprovalRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Submits a `PENDING_APPROVAL` version for review: the version moves to
     `IN_REVIEW` and an approval request is opened. Answers 202.
     """
     ListApprovals: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListApprovalsRequest, _model_registry_pb2.ListApprovalsResponse]  # type: ignore[assignment]
     """Lists approval requests (the review queue)."""
-    GetApproval: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetApprovalRequest, _model_registry_pb2.GetApprovalResponse]  # type: ignore[assignment]
+    GetApproval: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetApprovalRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Reads one approval request."""
-    ApproveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ApproveModelVersionRequest, _model_registry_pb2.ApproveModelVersionResponse]  # type: ignore[assignment]
+    ApproveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ApproveModelVersionRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Approves the version under review. The approver must not be its
     uploader or submitter.
     """
-    RejectModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.RejectModelVersionResponse]  # type: ignore[assignment]
+    RejectModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Rejects the version under review; a comment is required."""
-    ArchiveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ArchiveModelVersionResponse]  # type: ignore[assignment]
+    ArchiveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """Archives a version; archived versions cannot be submitted."""
 
 class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
@@ -170,7 +164,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_model_registry_pb2.UploadModelRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.UploadModelResponse, _abc.Awaitable[_model_registry_pb2.UploadModelResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """Uploads a model as a client stream: the first message carries the
         metadata, every following message a chunk of the ONNX file. Creates the
         next version of the named model.
@@ -181,14 +175,13 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_httpbody_pb2.HttpBody],
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.UploadModelMultipartResponse, _abc.Awaitable[_model_registry_pb2.UploadModelMultipartResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """The browser form upload: Envoy streams the raw `multipart/form-data`
         body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
         `trainingExportIds`) in pieces; the first piece carries the content type
         with the boundary. Answers 201 with the model version.
 
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Taking google.api.HttpBody is what makes Envoy stream the raw body.
         """
 
@@ -205,7 +198,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.GetModelRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.GetModelResponse, _abc.Awaitable[_model_registry_pb2.GetModelResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.Model, _abc.Awaitable[_model_registry_pb2.Model]]:
         """Reads one model."""
 
     @_abc_1.abstractmethod
@@ -221,7 +214,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.GetModelVersionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.GetModelVersionResponse, _abc.Awaitable[_model_registry_pb2.GetModelVersionResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """Reads one version, with its ONNX signature and status history."""
 
     @_abc_1.abstractmethod
@@ -233,8 +226,6 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
         the version's recorded SHA-256.
 
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Returning google.api.HttpBody is what makes Envoy emit raw bytes.
         """
 
@@ -243,7 +234,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.SubmitForApprovalRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.SubmitForApprovalResponse, _abc.Awaitable[_model_registry_pb2.SubmitForApprovalResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.Approval, _abc.Awaitable[_model_registry_pb2.Approval]]:
         """Submits a `PENDING_APPROVAL` version for review: the version moves to
         `IN_REVIEW` and an approval request is opened. Answers 202.
         """
@@ -261,7 +252,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.GetApprovalRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.GetApprovalResponse, _abc.Awaitable[_model_registry_pb2.GetApprovalResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.Approval, _abc.Awaitable[_model_registry_pb2.Approval]]:
         """Reads one approval request."""
 
     @_abc_1.abstractmethod
@@ -269,7 +260,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.ApproveModelVersionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.ApproveModelVersionResponse, _abc.Awaitable[_model_registry_pb2.ApproveModelVersionResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.Approval, _abc.Awaitable[_model_registry_pb2.Approval]]:
         """Approves the version under review. The approver must not be its
         uploader or submitter.
         """
@@ -279,7 +270,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.RejectModelVersionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.RejectModelVersionResponse, _abc.Awaitable[_model_registry_pb2.RejectModelVersionResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.Approval, _abc.Awaitable[_model_registry_pb2.Approval]]:
         """Rejects the version under review; a comment is required."""
 
     @_abc_1.abstractmethod
@@ -287,7 +278,7 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _model_registry_pb2.ArchiveModelVersionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_model_registry_pb2.ArchiveModelVersionResponse, _abc.Awaitable[_model_registry_pb2.ArchiveModelVersionResponse]]:
+    ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """Archives a version; archived versions cannot be submitted."""
 
 def add_ModelRegistryServicer_to_server(servicer: ModelRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -610,27 +610,3 @@ class GetExportRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExportRequest: _TypeAlias = GetExportRequest  # noqa: Y015
-
-@_typing.final
-class GetExportResponse(_message.Message):
-    """Response for `GetExport`."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXPORT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def export(self) -> Global___Export:
-        """The manifest."""
-
-    def __init__(
-        self,
-        *,
-        export: Global___Export | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["export", b"export"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetExportResponse: _TypeAlias = GetExportResponse  # noqa: Y015

@@ -59,7 +59,7 @@ class QueryServiceStub:
         self.GetExport = channel.unary_unary(
                 '/mlplane.v1.QueryService/GetExport',
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
-                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.GetExportResponse.FromString,
+                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
                 _registered_method=True)
 
 
@@ -96,8 +96,6 @@ class QueryServiceServicer:
         for `ExportHistory` and can be read back with `GetExport`; the export id
         is also sent as the `x-mlplane-export-id` response header.
 
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
         chunked text/csv body instead of JSON.
         """
@@ -133,7 +131,7 @@ def add_QueryServiceServicer_to_server(servicer, server):
             'GetExport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetExport,
                     request_deserializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.FromString,
-                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.GetExportResponse.SerializeToString,
+                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.Export.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -249,7 +247,7 @@ class QueryService:
             target,
             '/mlplane.v1.QueryService/GetExport',
             mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
-            mlplane_dot_v1_dot_query__service__pb2.GetExportResponse.FromString,
+            mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,12 +56,10 @@ class QueryServiceStub:
     for `ExportHistory` and can be read back with `GetExport`; the export id
     is also sent as the `x-mlplane-export-id` response header.
 
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
     chunked text/csv body instead of JSON.
     """
-    GetExport: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.GetExportResponse]
+    GetExport: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
 
 @_typing.type_check_only
@@ -91,12 +89,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     for `ExportHistory` and can be read back with `GetExport`; the export id
     is also sent as the `x-mlplane-export-id` response header.
 
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
     chunked text/csv body instead of JSON.
     """
-    GetExport: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.GetExportResponse]  # type: ignore[assignment]
+    GetExport: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]  # type: ignore[assignment]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -141,8 +137,6 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         for `ExportHistory` and can be read back with `GetExport`; the export id
         is also sent as the `x-mlplane-export-id` response header.
 
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
         chunked text/csv body instead of JSON.
         """
@@ -152,7 +146,7 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _query_service_pb2.GetExportRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_service_pb2.GetExportResponse, _abc.Awaitable[_query_service_pb2.GetExportResponse]]:
+    ) -> _typing.Union[_query_service_pb2.Export, _abc.Awaitable[_query_service_pb2.Export]]:
         """Reads the manifest of an earlier export (query, row count, SHA-256)."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 """
 
-from alembic import op
+from services.db.sql_script import execute_script
 
 revision = "0001"
 down_revision = None
@@ -13,7 +13,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
+    execute_script(
         """
         CREATE TABLE assets (
             asset_pk     bigserial PRIMARY KEY,
@@ -85,6 +85,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
+    execute_script(
         "DROP TABLE audit_log, asset_grants, failure_events, tag_data, tags, assets CASCADE"
     )

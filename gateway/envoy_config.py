@@ -1,0 +1,552 @@
+"""Render the Envoy bootstrap (JSON) for the mlplane gateway from Settings.
+
+One listener serves gRPC (h2c) and REST (HTTP/1.1). Filter order, fixed by design:
+cors -> jwt_authn -> rbac -> lua -> grpc_json_transcoder -> router. The first three run
+on the REST path as the client sent it, so their denials stay plain HTTP; the transcoder
+then rewrites REST to gRPC and clears the route cache so the router picks the cluster by
+the gRPC path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.http_rules import load_rpc_rules, unsupported_response_bodies
+from gateway.rbac import (
+    HEALTHZ_PATH,
+    JWT_FILTER_NAME,
+    JWT_PAYLOAD_KEY,
+    build_rbac_policies,
+    method_is,
+    rbac_filter_config,
+)
+from services.common.access import METHOD_ROLES, OPEN_SERVICE_PREFIXES
+from services.common.settings import Settings
+
+Json = dict[str, Any]
+
+QUERY_SERVICE = "mlplane.v1.QueryService"
+MODEL_REGISTRY = "mlplane.v1.ModelRegistry"
+QUERY_CLUSTER = "query"
+MODELS_CLUSTER = "models"
+JWKS_CLUSTER = "jwks"
+# Deliberately not defined: routes to it answer 404 (see _not_found_route).
+UNROUTED_CLUSTER = "no-such-endpoint"
+SERVICE_CLUSTERS: dict[str, str] = {QUERY_SERVICE: QUERY_CLUSTER, MODEL_REGISTRY: MODELS_CLUSTER}
+
+LISTENER_NAME = "mlplane_gateway"
+JWT_PROVIDER = "mlplane"
+
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "x-grpc-web", "grpc-timeout")
+CORS_EXPOSE_HEADERS = ("x-request-id", "x-mlplane-export-id", "grpc-status", "grpc-message")
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+
+# A cap on downstream connections (Envoy warns at start-up without one); far above what
+# one gateway of this plane serves, it only bounds a connection flood.
+MAX_DOWNSTREAM_CONNECTIONS = 50_000
+
+# Exports and uploads stream for as long as they take; only silence ends a stream.
+STREAM_IDLE_TIMEOUT = "300s"
+
+# Services cannot return 201/202/413 through gRPC, so they send `x-http-status` as
+# metadata. Only transcoded (non-gRPC) responses are rewritten; the header never leaves
+# the gateway. 201/202 only upgrade a success: a service that announced 201 in its
+# initial metadata and then failed keeps the error status the transcoder derived from
+# grpc-status. 413 only refines an error (RESOURCE_EXHAUSTED would otherwise be 429).
+# A trailers-only gRPC error arrives as one header block, so its metadata is visible
+# here once the transcoder (which runs before Lua on the response path) converted it.
+LUA_STATUS_REWRITE = """\
+local SUCCESS_UPGRADES = { ["201"] = true, ["202"] = true }
+local ERROR_REFINEMENTS = { ["413"] = true }
+
+function envoy_on_response(response_handle)
+  local headers = response_handle:headers()
+  local wanted = headers:get("x-http-status")
+  if wanted == nil then
+    return
+  end
+  headers:remove("x-http-status")
+  local content_type = headers:get("content-type") or ""
+  if string.sub(content_type, 1, 16) == "application/grpc" then
+    return
+  end
+  local current = tonumber(headers:get(":status")) or 0
+  if (SUCCESS_UPGRADES[wanted] and current == 200)
+      or (ERROR_REFINEMENTS[wanted] and current >= 400) then
+    headers:replace(":status", wanted)
+  end
+end
+"""
+
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    # The transcoder rewrites :method and :path to the gRPC call and keeps the client's
+    # in these two headers.
+    "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS(NUMBER)%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "upstream": "%UPSTREAM_HOST%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "subject": f"%DYNAMIC_METADATA({JWT_FILTER_NAME}:{JWT_PAYLOAD_KEY}:sub)%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+def _typed(type_name: str, **fields: Any) -> Json:
+    return {"@type": f"type.googleapis.com/{type_name}", **fields}
+
+
+def _socket_address(host: str, port: int) -> Json:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _listen_host(host: str) -> str:
+    if host in ("", "localhost"):
+        return "127.0.0.1"
+    if not _is_ip(host):
+        raise ValueError(f"Envoy listens on IP addresses only, got {host!r}")
+    return host
+
+
+def _upstream_host(host: str) -> str:
+    # A service bound to the wildcard address is reached over loopback.
+    if host in ("", "0.0.0.0"):  # noqa: S104 - recognising the wildcard, not binding it
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _access_log(access_log_path: Path | None) -> list[Json]:
+    log_format = {"json_format": ACCESS_LOG_FORMAT}
+    if access_log_path is None:
+        typed = _typed(
+            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", log_format=log_format
+        )
+        return [{"name": "envoy.access_loggers.stdout", "typed_config": typed}]
+    typed = _typed(
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        path=str(access_log_path),
+        log_format=log_format,
+    )
+    return [{"name": "envoy.access_loggers.file", "typed_config": typed}]
+
+
+def _cors_policy(origins: list[str]) -> Json:
+    matchers: list[Json] = [
+        {"safe_regex": {"regex": ".*"}} if origin == "*" else {"exact": origin}
+        for origin in origins
+    ]
+    return _typed(
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        allow_origin_string_match=matchers,
+        allow_methods=", ".join(CORS_ALLOW_METHODS),
+        allow_headers=", ".join(CORS_ALLOW_HEADERS),
+        expose_headers=", ".join(CORS_EXPOSE_HEADERS),
+        max_age="86400",
+    )
+
+
+def _ca_bundle() -> str:
+    """A CA file for verifying the JWKS server: the JWKS is the root of all trust here."""
+    paths = ssl.get_default_verify_paths()
+    candidates = [
+        os.environ.get("SSL_CERT_FILE"),
+        paths.cafile,
+        paths.openssl_cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    try:
+        import certifi
+    except ImportError:
+        pass
+    else:
+        return str(certifi.where())
+    raise ValueError("no CA bundle found to verify the JWKS server; set SSL_CERT_FILE")
+
+
+def _jwks_cluster(url: str) -> Json:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"JWKS URL must be http(s)://host/...: {url!r}")
+    host = parts.hostname
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    cluster: Json = {
+        "name": JWKS_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": JWKS_CLUSTER,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}
+            ],
+        },
+    }
+    if tls:
+        # Envoy checks neither chain nor name unless told to: both are spelled out.
+        san_type = "IP_ADDRESS" if _is_ip(host) else "DNS"
+        tls_context = _typed(
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context={
+                "validation_context": {
+                    "trusted_ca": {"filename": _ca_bundle()},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": san_type, "matcher": {"exact": host}}
+                    ],
+                }
+            },
+        )
+        if not _is_ip(host):
+            tls_context["sni"] = host
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": tls_context,
+        }
+    return cluster
+
+
+def _jwt_provider(settings: Settings) -> Json:
+    provider: Json = {
+        "issuer": settings.jwt_issuer,
+        "audiences": [settings.jwt_audience],
+        # The services verify the token again; they need it.
+        "forward": True,
+        "payload_in_metadata": JWT_PAYLOAD_KEY,
+        "clock_skew_seconds": settings.jwt_leeway_seconds,
+    }
+    if settings.jwt_jwks_url is None:
+        provider["local_jwks"] = {"filename": str(settings.jwks_file)}
+    else:
+        provider["remote_jwks"] = {
+            "http_uri": {
+                "uri": settings.jwt_jwks_url,
+                "cluster": JWKS_CLUSTER,
+                "timeout": "5s",
+            },
+            "cache_duration": f"{settings.jwks_cache_seconds}s",
+            # Do not hold the listener back on an issuer outage; requests fail 401
+            # until the first fetch succeeds and the fetch is retried meanwhile.
+            "async_fetch": {"fast_listener": True},
+            "retry_policy": {
+                "num_retries": 3,
+                "retry_back_off": {"base_interval": "0.5s", "max_interval": "5s"},
+            },
+        }
+    return provider
+
+
+def _jwt_filter_config(settings: Settings) -> Json:
+    no_token: list[Json] = [
+        {"match": {"path": HEALTHZ_PATH}},
+        *({"match": {"prefix": prefix}} for prefix in OPEN_SERVICE_PREFIXES),
+        # Preflights carry no credentials by the CORS spec; valid ones are answered
+        # by the cors filter before this one, the rest must not turn into 401s.
+        {"match": {"prefix": "/", "headers": [method_is("OPTIONS")["header"]]}},
+    ]
+    return _typed(
+        "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        providers={JWT_PROVIDER: _jwt_provider(settings)},
+        rules=[*no_token, {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}],
+    )
+
+
+def _transcoder_config(descriptor_path: Path) -> Json:
+    # max_request_body_size / max_response_body_size stay unset: they bound what the
+    # transcoder buffers for one message, and HttpBody streams must not be capped here
+    # (the registry enforces its own upload limit and answers 413).
+    return _typed(
+        "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        proto_descriptor=str(descriptor_path),
+        services=list(SERVICE_CLUSTERS),
+        print_options={
+            "add_whitespace": False,
+            "always_print_primitive_fields": True,
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": False,
+        },
+        convert_grpc_status=True,
+        match_incoming_request_route=False,
+        request_validation_options={
+            "reject_unknown_method": False,
+            "reject_unknown_query_parameters": True,
+        },
+    )
+
+
+def _http_filters(settings: Settings, descriptor_path: Path) -> list[Json]:
+    rules = load_rpc_rules(descriptor_path, SERVICE_CLUSTERS)
+    policies = build_rbac_policies(
+        rules,
+        METHOD_ROLES,
+        open_prefixes=OPEN_SERVICE_PREFIXES,
+        service_prefixes=[f"/{service}/" for service in SERVICE_CLUSTERS],
+    )
+    return [
+        {
+            "name": "envoy.filters.http.cors",
+            "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
+        },
+        {"name": JWT_FILTER_NAME, "typed_config": _jwt_filter_config(settings)},
+        {"name": "envoy.filters.http.rbac", "typed_config": rbac_filter_config(policies)},
+        {
+            "name": "envoy.filters.http.lua",
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.lua.v3.Lua",
+                default_source_code={"inline_string": LUA_STATUS_REWRITE},
+            ),
+        },
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": _transcoder_config(descriptor_path),
+        },
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+        },
+    ]
+
+
+def _direct(status: int, body: str, content_type: str) -> Json:
+    return {
+        "direct_response": {"status": status, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": content_type},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
+
+
+def _not_found_route(name: str, match: Json) -> Json:
+    """A forwarding route whose cluster does not exist: Envoy answers 404 itself.
+
+    The cors filter ignores routes without a route entry (direct responses), and REST
+    requests are routed by their REST path before the transcoder re-routes them by
+    their gRPC path. So REST paths need a *forwarding* route for CORS to apply, and
+    one that ends in a 404 for whatever the transcoder did not take.
+    """
+    return {
+        "name": name,
+        "match": match,
+        "route": {"cluster": UNROUTED_CLUSTER, "cluster_not_found_response_code": "NOT_FOUND"},
+    }
+
+
+def _routes() -> list[Json]:
+    routes: list[Json] = [
+        {"name": "healthz", "match": {"path": HEALTHZ_PATH}, **_direct(200, "ok\n", "text/plain")},
+        # Preflights the cors filter did not answer (origin not allowed) pass jwt_authn
+        # and rbac without a token; they must end here, never at a service.
+        _not_found_route("preflight", {"prefix": "/", "headers": [method_is("OPTIONS")["header"]]}),
+    ]
+    for service, cluster in SERVICE_CLUSTERS.items():
+        routes.append(
+            {
+                "name": cluster,
+                "match": {"prefix": f"/{service}/"},
+                "route": {
+                    "cluster": cluster,
+                    "timeout": "0s",
+                    # Let gRPC clients' deadlines (grpc-timeout) bound the stream.
+                    "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+                },
+            }
+        )
+    routes.append(_not_found_route("unrouted", {"prefix": "/"}))
+    return routes
+
+
+def _http_connection_manager(
+    settings: Settings, descriptor_path: Path, access_log_path: Path | None
+) -> Json:
+    virtual_host: Json = {"name": "mlplane", "domains": ["*"], "routes": _routes()}
+    if settings.cors_allowed_origins:
+        virtual_host["typed_per_filter_config"] = {
+            "envoy.filters.http.cors": _cors_policy(settings.cors_allowed_origins)
+        }
+    return _typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="ingress",
+        codec_type="AUTO",
+        use_remote_address=True,
+        generate_request_id=True,
+        # Browsers and the SDK send their own x-request-id (allowed by CORS) to
+        # correlate logs; without this Envoy replaces it for non-internal clients.
+        preserve_external_request_id=True,
+        always_set_request_id_in_response=True,
+        # By default Envoy rewrites the 15th character of any 36-character request id
+        # to record a tracing decision; ids must reach the services' logs unchanged.
+        request_id_extension={
+            "typed_config": _typed(
+                "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                pack_trace_reason=False,
+            )
+        },
+        # RBAC and the transcoder must see the same canonical path, or a path spelled
+        # differently (`//`, `%61pi`) could match an RPC for one and not the other.
+        normalize_path=True,
+        merge_slashes=True,
+        stream_idle_timeout=STREAM_IDLE_TIMEOUT,
+        request_headers_timeout="10s",
+        access_log=_access_log(access_log_path),
+        # validate_clusters off: the 404 routes name a cluster that must not exist.
+        route_config={
+            "name": "mlplane",
+            "virtual_hosts": [virtual_host],
+            "validate_clusters": False,
+        },
+        http_filters=_http_filters(settings, descriptor_path),
+    )
+
+
+def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:
+    host = _upstream_host(address[0])
+    return {
+        "name": name,
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket_address(host, address[1])}}]}
+            ],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                explicit_http_config={"http2_protocol_options": {}},
+            )
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "2s",
+                "no_traffic_interval": "2s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {"service_name": service},
+            }
+        ],
+    }
+
+
+def render_envoy_config(
+    settings: Settings,
+    *,
+    query_address: tuple[str, int],
+    models_address: tuple[str, int],
+    descriptor_path: Path,
+    listen_address: tuple[str, int],
+    admin_port: int,
+    access_log_path: Path | None = None,
+) -> dict[str, Any]:
+    """The Envoy bootstrap for the gateway, as a JSON-serialisable dict.
+
+    Raises ValueError for a descriptor set Envoy's transcoder would refuse at start-up.
+    """
+    unsupported = unsupported_response_bodies(descriptor_path, SERVICE_CLUSTERS)
+    if unsupported:
+        raise ValueError(
+            "Envoy's gRPC-JSON transcoder supports `response_body` only for "
+            "google.api.HttpBody fields; remove it from: " + ", ".join(unsupported)
+        )
+    listen_host = _listen_host(listen_address[0])
+    listener_address = _socket_address(listen_host, listen_address[1])
+    if ":" in listen_host:
+        listener_address["socket_address"]["ipv4_compat"] = True
+    clusters = [
+        _service_cluster(QUERY_CLUSTER, QUERY_SERVICE, query_address),
+        _service_cluster(MODELS_CLUSTER, MODEL_REGISTRY, models_address),
+    ]
+    if settings.jwt_jwks_url is not None:
+        clusters.append(_jwks_cluster(settings.jwt_jwks_url))
+    hcm = _http_connection_manager(settings, descriptor_path, access_log_path)
+    return {
+        "admin": {
+            "address": _socket_address("127.0.0.1", admin_port),
+            "access_log": [
+                {
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": _typed(
+                        "envoy.extensions.access_loggers.file.v3.FileAccessLog", path="/dev/null"
+                    ),
+                }
+            ],
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": _typed(
+                        "envoy.extensions.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        max_active_downstream_connections=MAX_DOWNSTREAM_CONNECTIONS,
+                    ),
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": LISTENER_NAME,
+                    "address": listener_address,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def write_envoy_config(path: Path, config: dict[str, Any]) -> None:
+    """Write atomically: an Envoy (re)starting concurrently never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,39 @@
+"""Shared fixtures: one real stack for the session (Envoy, both services, PostgreSQL)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack_runner import RunningStack, start_stack, stop_stack
+
+
+def private_tmp(prefix: str) -> Path:
+    # Not pytest's tmp_path: a new pytest session resets /tmp/pytest-of-<user>
+    # to 0700, which locks the unprivileged PostgreSQL user out of its data.
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[RunningStack]:
+    root = private_tmp("mlplane-stack-")
+    running = start_stack(root / "state")
+    try:
+        yield running
+    finally:
+        survivors = stop_stack(running)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not survivors, f"processes left behind: {survivors}"
+
+
+@pytest.fixture
+def stack_root() -> Iterator[Path]:
+    root = private_tmp("mlplane-test-")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

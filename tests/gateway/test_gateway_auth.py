@@ -1,0 +1,195 @@
+"""Through Envoy, REST and gRPC: who gets in, who is refused, and how."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+from mlplane.v1 import (
+    model_registry_pb2,
+    model_registry_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+)
+
+from services.common.errors import error_info_from_trailers
+from tests.stack_runner import RunningStack
+from tests.tokens import UNAUTHENTICATED_CASES
+
+
+@pytest.fixture(scope="module")
+def http(stack: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def gateway_channel(stack: RunningStack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(stack.gateway_target) as channel:
+        yield channel
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _grpc_list_assets(channel: grpc.Channel, token: str | None) -> grpc.RpcError:
+    stub = query_service_pb2_grpc.QueryServiceStub(channel)
+    md = (("authorization", f"Bearer {token}"),) if token else ()
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListAssets(query_service_pb2.ListAssetsRequest(), metadata=md, timeout=10)
+    return caught.value
+
+
+def test_healthz_needs_no_token(http: httpx.Client) -> None:
+    response = http.get("/healthz")
+    assert response.status_code == 200
+
+
+def test_no_token_is_401(http: httpx.Client, gateway_channel: grpc.Channel) -> None:
+    assert http.get("/api/v1/query/assets").status_code == 401
+    assert http.get("/api/v1/models").status_code == 401
+    error = _grpc_list_assets(gateway_channel, None)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("case", sorted(UNAUTHENTICATED_CASES))
+def test_bad_tokens_are_401(
+    stack: RunningStack, http: httpx.Client, gateway_channel: grpc.Channel, case: str
+) -> None:
+    token = UNAUTHENTICATED_CASES[case](stack.tokens)
+    response = http.get("/api/v1/query/assets", headers=_auth(token))
+    assert response.status_code == 401, response.text
+    assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_wrong_audience_is_refused(
+    stack: RunningStack, http: httpx.Client, gateway_channel: grpc.Channel
+) -> None:
+    token = stack.tokens.wrong_audience()
+    # Envoy's jwt_authn answers a valid token for another audience with 403.
+    assert http.get("/api/v1/query/assets", headers=_auth(token)).status_code == 403
+    assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_unknown_role_is_403(
+    stack: RunningStack, http: httpx.Client, gateway_channel: grpc.Channel
+) -> None:
+    token = stack.tokens.wrong_role()
+    assert http.get("/api/v1/query/assets", headers=_auth(token)).status_code == 403
+    assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "expected"),
+    [
+        # data scientists may upload, not decide
+        ("data_scientist", "POST", "/api/v1/approvals/a1:approve", 403),
+        ("data_scientist", "GET", "/api/v1/approvals", 403),
+        # approvers may decide, not upload or submit
+        ("model_approver", "POST", "/api/v1/models", 403),
+        ("model_approver", "POST", "/api/v1/models/m1/approvals", 403),
+    ],
+)
+def test_role_routes(
+    stack: RunningStack, http: httpx.Client, role: str, method: str, path: str, expected: int
+) -> None:
+    response = http.request(method, path, headers=_auth(stack.tokens.valid(role)), json={})
+    assert response.status_code == expected, response.text
+
+
+def _assert_reached_service(response: httpx.Response) -> None:
+    # The service itself answered (UNIMPLEMENTED until its issue lands), with
+    # the google.rpc.Status JSON that Envoy renders from the gRPC trailers.
+    assert response.status_code == 501, response.text
+    body = response.json()
+    assert body["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    reasons = [d.get("reason") for d in body.get("details", [])]
+    assert "NOT_IMPLEMENTED" in reasons
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path"),
+    [
+        ("data_scientist", "GET", "/api/v1/query/assets"),
+        ("model_approver", "GET", "/api/v1/query/assets"),
+        ("data_scientist", "GET", "/api/v1/models"),
+        ("model_approver", "GET", "/api/v1/models/m1/versions/3"),
+        ("model_approver", "POST", "/api/v1/approvals/a1:approve"),
+        ("data_scientist", "POST", "/api/v1/models/m1/approvals"),
+    ],
+)
+def test_right_role_reaches_the_service_over_rest(
+    stack: RunningStack, http: httpx.Client, role: str, method: str, path: str
+) -> None:
+    response = http.request(
+        method,
+        path,
+        headers={**_auth(stack.tokens.valid(role)), "x-request-id": "rest-req-1"},
+        content=b"{}" if method == "POST" else None,
+    )
+    _assert_reached_service(response)
+
+
+def test_right_role_reaches_the_service_over_grpc(
+    stack: RunningStack, gateway_channel: grpc.Channel
+) -> None:
+    error = _grpc_list_assets(gateway_channel, stack.tokens.valid("data_scientist"))
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    info = error_info_from_trailers(error.trailing_metadata())
+    assert info is not None
+    assert info.reason == "NOT_IMPLEMENTED"
+
+    models = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
+    md = (("authorization", f"Bearer {stack.tokens.valid('model_approver')}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        models.ListApprovals(model_registry_pb2.ListApprovalsRequest(), metadata=md, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_scientist_cannot_call_approver_rpc_over_grpc(
+    stack: RunningStack, gateway_channel: grpc.Channel
+) -> None:
+    models = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
+    md = (("authorization", f"Bearer {stack.tokens.valid('data_scientist')}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        models.ApproveModelVersion(
+            model_registry_pb2.ApproveModelVersionRequest(approval_id="a1"), metadata=md, timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_unknown_query_parameter_is_400(stack: RunningStack, http: httpx.Client) -> None:
+    response = http.get(
+        "/api/v1/query/assets",
+        params={"bogus": "1"},
+        headers=_auth(stack.tokens.valid("data_scientist")),
+    )
+    assert response.status_code == 400, response.text
+
+
+def test_unknown_rest_path_is_404(stack: RunningStack, http: httpx.Client) -> None:
+    response = http.get("/api/v1/nothing-here", headers=_auth(stack.tokens.valid()))
+    assert response.status_code == 404
+
+
+def test_cors_preflight_is_answered_without_token(http: httpx.Client) -> None:
+    response = http.options(
+        "/api/v1/models",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_error_body_is_status_json(stack: RunningStack, http: httpx.Client) -> None:
+    response = http.get("/api/v1/query/assets", headers=_auth(stack.tokens.valid()))
+    assert response.headers["content-type"].startswith("application/json")
+    assert json.loads(response.text)["message"] == "QueryService.ListAssets is not implemented yet"

@@ -1,0 +1,136 @@
+"""Start and stop a whole `mlplane up` stack for tests: real PostgreSQL, both
+services, real Envoy, every port chosen by the kernel (port 0)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from services.common.settings import Settings
+from services.stack.postgres import EmbeddedPostgres
+from tests.tokens import Tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLANE_")}
+    env.update(
+        {
+            "MLPLANE_STATE_DIR": str(state_dir),
+            "MLPLANE_QUERY_LISTEN": "127.0.0.1:0",
+            "MLPLANE_MODELS_LISTEN": "127.0.0.1:0",
+            "MLPLANE_QUERY_METRICS_PORT": "0",
+            "MLPLANE_MODELS_METRICS_PORT": "0",
+            "MLPLANE_GATEWAY_LISTEN": "127.0.0.1:0",
+            "MLPLANE_GATEWAY_ADMIN_PORT": "0",
+            "MLPLANE_SHUTDOWN_GRACE_SECONDS": "2",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RunningStack:
+    state_dir: Path
+    proc: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    descendants: list[psutil.Process] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(state_dir=self.state_dir)
+
+    @property
+    def tokens(self) -> Tokens:
+        return Tokens(self.settings)
+
+    @property
+    def gateway_url(self) -> str:
+        return str(self.info["gateway_url"])
+
+    @property
+    def gateway_target(self) -> str:
+        return f"127.0.0.1:{self.info['gateway_port']}"
+
+    def service_target(self, name: str) -> str:
+        return f"127.0.0.1:{self.info[f'{name}_port']}"
+
+    def role_dsn(self, role: str) -> str:
+        creds = json.loads((self.state_dir / "db-roles.json").read_text())
+        key = {"mlplane_query": "query_password", "mlplane_registry": "registry_password"}[role]
+        return EmbeddedPostgres(self.state_dir).dsn(user=role, password=creds[key])
+
+    def admin_dsn(self) -> str:
+        return EmbeddedPostgres(self.state_dir).dsn()
+
+    def log(self) -> str:
+        return (self.state_dir / "up.log").read_text(errors="replace")
+
+
+def start_stack(state_dir: Path, *, timeout: float = 180.0, **env: str) -> RunningStack:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(state_dir / "up.log", "ab")  # noqa: SIM115 (owned by the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up"],
+        cwd=ROOT,
+        env=stack_env(state_dir, **env),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    stack_file = state_dir / "stack.json"
+    deadline = time.monotonic() + timeout
+    while not stack_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"mlplane up exited with {proc.returncode}:\n"
+                + (state_dir / "up.log").read_text(errors="replace")[-4000:]
+            )
+        if time.monotonic() > deadline:
+            stop_stack_process(proc)
+            raise TimeoutError(f"mlplane up not ready within {timeout}s")
+        time.sleep(0.1)
+    info = json.loads(stack_file.read_text())
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    return RunningStack(state_dir=state_dir, proc=proc, info=info, descendants=descendants)
+
+
+def stop_stack_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise
+
+
+def stop_stack(stack: RunningStack) -> list[psutil.Process]:
+    """Stop with SIGTERM like Ctrl-C would; return every process left behind."""
+    try:
+        stop_stack_process(stack.proc)
+    finally:
+        survivors = [p for p in stack.descendants if _alive(p)]
+        for p in survivors:  # never leave them for the next test, but report them
+            p.kill()
+    return survivors
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
