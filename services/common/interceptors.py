@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from grpc import aio
@@ -35,8 +35,11 @@ Behavior = Callable[..., Any]
 Wrap = Callable[[Behavior, bool, bool], Behavior]
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Handler = grpc.RpcMethodHandler[Req, Resp]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler[Req, Resp] | None]]
+# Strings: grpc's classes are generic only in their type stubs, not at runtime.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Req, Resp]"
+Continuation: TypeAlias = (
+    "Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]]"
+)
 
 # Headers a handler wants on its response (e.g. `x-http-status: 201`); the
 # observability interceptor sends them as initial metadata before the first

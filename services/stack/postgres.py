@@ -10,7 +10,6 @@ connection. Linux only: the child is armed with ``PR_SET_PDEATHSIG``.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import importlib.util
@@ -24,9 +23,10 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
+
+from services.stack.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ PORT = 5432  # with listen_addresses='' this only names the socket file: .s.PGSQ
 
 # sizeof(sockaddr_un.sun_path) is 108 on Linux and postgres needs room for the NUL.
 _MAX_SOCKET_PATH = 107
-_PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.05
 
 # Creates the database unless it exists; psql quotes :'db' as a literal, %I as an identifier.
@@ -145,22 +144,6 @@ def _is_postgres_process(pid: int) -> bool:
     except OSError:
         return True  # cannot tell: assume the worst rather than hijack a live data dir
     return comm == "postgres"
-
-
-def _pdeathsig_preexec(parent_pid: int) -> Callable[[], None]:
-    # Resolve prctl in the parent: dlopen/dlsym between fork and exec can deadlock.
-    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        # Popen applies user=/group= before preexec_fn, and a uid change clears the death
-        # signal, so arming it here is what makes it survive. SIGINT = fast shutdown.
-        if prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGINT), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        # If the parent died before prctl ran, nothing would ever signal the server.
-        if os.getppid() != parent_pid:
-            raise RuntimeError("parent exited while postgres was being spawned")
-
-    return preexec
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -331,7 +314,8 @@ class EmbeddedPostgres:
                 # Own session: a Ctrl-C on our terminal must not reach the postmaster directly;
                 # we decide when it shuts down.
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(os.getpid()),
+                # SIGINT = fast shutdown if we die.
+                preexec_fn=die_with_parent(signal.SIGINT),
                 user=user,
                 group=group,
                 extra_groups=extra_groups,

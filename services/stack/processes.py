@@ -8,18 +8,36 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(sig: int) -> None:
-    # Runs in the child between fork and exec, after any uid switch (which
-    # would clear the setting).
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child receive `sig` when this process dies.
+
+    Linux only (None elsewhere). The kernel ties the setting to the *thread*
+    that forked, so spawn long-lived children from the main thread. Popen runs
+    preexec_fn after any user=/group= switch, which matters: a uid change
+    clears the setting.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    # Resolved before fork: a forked child of a threaded parent must not dlopen.
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        # If the parent died before prctl ran, nothing would ever signal the child.
+        if os.getppid() != parent:
+            raise RuntimeError("parent exited while the child was being spawned")
+
+    return preexec
 
 
 def spawn(
@@ -38,7 +56,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop them in order
-            preexec_fn=lambda: _die_with_parent(death_signal),
+            preexec_fn=die_with_parent(death_signal),
         )
 
 
