@@ -193,3 +193,17 @@ def test_error_body_is_status_json(stack: RunningStack, http: httpx.Client) -> N
     response = http.get("/api/v1/query/assets", headers=_auth(stack.tokens.valid()))
     assert response.headers["content-type"].startswith("application/json")
     assert json.loads(response.text)["message"] == "QueryService.ListAssets is not implemented yet"
+
+
+def test_request_id_reaches_the_service_log(stack: RunningStack, http: httpx.Client) -> None:
+    request_id = "trace-4f1c2a9e-request-id-test"
+    http.get(
+        "/api/v1/query/assets",
+        headers={**_auth(stack.tokens.valid()), "x-request-id": request_id},
+    )
+    log_lines = (stack.state_dir / "logs" / "query.log").read_text().splitlines()
+    entries = [json.loads(line) for line in log_lines if request_id in line]
+    assert entries, "the service did not log the request id Envoy forwarded"
+    assert entries[-1]["method"] == "/mlplane.v1.QueryService/ListAssets"
+    assert entries[-1]["grpc_code"] == "UNIMPLEMENTED"
+    assert entries[-1]["subject"] == "alice"
