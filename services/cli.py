@@ -89,6 +89,82 @@ def _db_setup(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _grant(args: argparse.Namespace, settings: Settings) -> int:
+    from services.db import grants
+
+    try:
+        dsn = grants.admin_dsn(settings)
+    except RuntimeError as exc:
+        print(f"mlplane grant: {exc}", file=sys.stderr)
+        return 2
+    if args.grant_command == "add":
+        kind, principal = ("role", args.role) if args.role else ("subject", args.subject)
+        row = asyncio.run(
+            grants.add_grant(
+                dsn,
+                tenant=args.tenant,
+                kind=kind,
+                principal=principal,
+                pattern=args.assets,
+                created_by=args.by,
+            )
+        )
+        print(
+            f"grant {row.grant_id}: {row.principal_kind} {row.principal!r} may read "
+            f"{row.asset_pattern!r} in tenant {row.tenant!r}"
+        )
+        return 0
+    if args.grant_command == "list":
+        rows = asyncio.run(grants.list_grants(dsn, tenant=args.tenant))
+        print(f"{'ID':>5}  {'TENANT':<12} {'KIND':<8} {'PRINCIPAL':<20} ASSETS")
+        for r in rows:
+            print(
+                f"{r.grant_id:>5}  {r.tenant:<12} {r.principal_kind:<8} {r.principal:<20} "
+                f"{r.asset_pattern}"
+            )
+        return 0
+    removed = asyncio.run(grants.revoke_grant(dsn, args.grant_id, revoked_by=args.by))
+    if not removed:
+        print(f"mlplane grant revoke: no grant {args.grant_id}", file=sys.stderr)
+        return 1
+    print(f"grant {args.grant_id} revoked")
+    return 0
+
+
+def _demo_load(args: argparse.Namespace, settings: Settings) -> int:
+    from services.db.grants import admin_dsn
+    from services.demo.load import load_assets, load_demo_plant
+
+    try:
+        dsn = admin_dsn(settings)
+    except RuntimeError as exc:
+        print(f"mlplane demo load: {exc}", file=sys.stderr)
+        return 2
+    if args.assets is None:
+        report = asyncio.run(
+            load_demo_plant(dsn, tenant=args.tenant, days=args.days or 90, only_if_empty=False)
+        )
+    else:
+        asset_ids = [f"{args.prefix}-{i:03d}" for i in range(1, args.assets + 1)]
+        report = asyncio.run(
+            load_assets(
+                dsn,
+                tenant=args.tenant,
+                asset_ids=asset_ids,
+                kind=args.kind,
+                days=args.days or 1,
+                hz=args.hz,
+                n_tags=args.tags,
+            )
+        )
+    if report is not None:
+        print(
+            f"loaded {report.rows:,} rows ({report.assets} assets, {report.tags} tags, "
+            f"{report.failures} failure events) in {report.seconds:.1f}s"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +200,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave a claim out (to test rejections); repeatable",
     )
     token.set_defaults(func=_token)
+
+    grant = commands.add_parser("grant", help="per-asset read grants")
+    grant_commands = grant.add_subparsers(dest="grant_command", required=True)
+    add = grant_commands.add_parser("add", help="let a role or a subject read assets")
+    who = add.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role", help="a role, e.g. data_scientist")
+    who.add_argument("--subject", help="one user (the token's sub)")
+    add.add_argument("--assets", required=True, help="asset id glob, e.g. 'pump-*'")
+    add.add_argument("--tenant", default="demo")
+    add.add_argument("--by", default="cli", help="who grants it (recorded in the audit log)")
+    add.set_defaults(func=_grant)
+    listing = grant_commands.add_parser("list", help="show grants")
+    listing.add_argument("--tenant", help="only this tenant")
+    listing.set_defaults(func=_grant)
+    revoke = grant_commands.add_parser("revoke", help="remove a grant by id")
+    revoke.add_argument("grant_id", type=int)
+    revoke.add_argument("--by", default="cli")
+    revoke.set_defaults(func=_grant)
+
+    demo = commands.add_parser("demo", help="demo and benchmark data")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    load = demo_commands.add_parser(
+        "load",
+        help="load the demo plant, or with --assets a bigger synthetic set for benchmarks",
+    )
+    load.add_argument("--tenant", default="demo")
+    load.add_argument("--assets", type=int, help="number of synthetic assets (PREFIX-001…)")
+    load.add_argument("--days", type=float, help="days of history (default 90, or 1 with --assets)")
+    load.add_argument("--hz", type=float, default=1.0, help="samples per second per tag")
+    load.add_argument("--tags", type=int, default=10, help="tags per asset")
+    load.add_argument("--prefix", default="bench", help="asset id prefix")
+    load.add_argument("--kind", default="pump", choices=["pump", "turbine"])
+    load.set_defaults(func=_demo_load)
 
     db = commands.add_parser("db", help="database administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)

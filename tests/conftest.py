@@ -21,7 +21,11 @@ def private_tmp(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
     root = private_tmp("mlplane-stack-")
-    running = start_stack(root / "state")
+    # A week of demo plant keeps the session quick; a small JSON row cap lets
+    # the tests cross it with a modest export.
+    running = start_stack(
+        root / "state", MLPLANE_DEMO_PLANT_DAYS="7", MLPLANE_QUERY_REST_ROW_CAP="20000"
+    )
     try:
         yield running
     finally:

@@ -90,6 +90,33 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (non-AWS stores).")
     s3_region: str = Field(default="us-east-1", description="S3 region.")
 
+    demo_plant: bool = Field(
+        default=True, description="Load the demo plant into an empty database at `mlplane up`."
+    )
+    demo_plant_days: float = Field(default=90.0, description="Days of demo history to load.")
+
+    # History export.
+    query_max_window_days: float = Field(
+        default=366.0, description="Longest time range one export may cover."
+    )
+    query_rest_row_cap: int = Field(
+        default=100_000,
+        description="Most rows a REST JSON export may return (CSV and gRPC are unbounded).",
+    )
+    query_arrow_batch_rows: int = Field(
+        default=32_768, description="Rows per Arrow record batch (about 0.7 MiB)."
+    )
+    query_row_batch_rows: int = Field(
+        default=5_000, description="Rows per SampleBatch/AggregateBatch message."
+    )
+    query_statement_timeout_seconds: float = Field(
+        default=300.0, description="Server-side limit on one export query."
+    )
+    page_token_secret: str | None = Field(
+        default=None,
+        description="Key that signs page tokens (default: a key made in STATE_DIR/keys).",
+    )
+
     log_level: str = Field(default="INFO", description="Log level of the services.")
     shutdown_grace_seconds: float = Field(
         default=10.0, description="How long in-flight RPCs may finish on SIGTERM."
@@ -119,6 +146,10 @@ class Settings(BaseSettings):
     @property
     def dev_private_key_file(self) -> Path:
         return self.state_dir / "keys" / "dev-signing-key.pem"
+
+    @property
+    def page_token_key_file(self) -> Path:
+        return self.state_dir / "keys" / "page-token.key"
 
     @property
     def object_store_dir(self) -> Path:

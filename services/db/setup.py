@@ -30,6 +30,13 @@ REGISTRY_ROLE = "mlplane_registry"
 HISTORY_TABLES = ("assets", "tags", "tag_data", "failure_events", "asset_grants")
 # Tables the registry may read and write (grown by the registry migrations).
 REGISTRY_TABLES: tuple[str, ...] = ()
+# The query role's only write paths (SECURITY DEFINER, see migration 0002).
+QUERY_FUNCTIONS = (
+    "mlplane_begin_export(uuid, text, text, text, timestamptz, timestamptz, text[], bigint, text,"
+    " text)",
+    "mlplane_finish_export(uuid, text, bigint, text)",
+    "mlplane_audit(text, text, text, text, text, text, jsonb)",
+)
 # Append-only for every application role.
 AUDIT_TABLES = ("audit_log",)
 
@@ -92,6 +99,7 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
             f"NOBYPASSRLS PASSWORD '{password}'",
             f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
             f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
+            f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}",
             f"REVOKE CREATE ON SCHEMA public FROM {role}",
             f"GRANT USAGE ON SCHEMA public TO {role}",
         ]
@@ -106,6 +114,9 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
                              current_database());
             END $$""",
         f"GRANT SELECT ON {', '.join(HISTORY_TABLES)} TO {QUERY_ROLE}",
+        # Its manifests it may read back; writing goes through the definer functions.
+        f"GRANT SELECT ON exports TO {QUERY_ROLE}, {REGISTRY_ROLE}",
+        *(f"GRANT EXECUTE ON FUNCTION {fn} TO {QUERY_ROLE}" for fn in QUERY_FUNCTIONS),
         f"ALTER ROLE {QUERY_ROLE} SET default_transaction_read_only = on",
         f"GRANT SELECT, INSERT ON {', '.join(AUDIT_TABLES)} TO {REGISTRY_ROLE}",
         f"GRANT USAGE ON SEQUENCE audit_log_audit_pk_seq TO {REGISTRY_ROLE}",

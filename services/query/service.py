@@ -1,14 +1,41 @@
-"""Wiring of the QueryService."""
+"""Wiring of the QueryService: database pool, domain service, servicer."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from grpc import aio
 from mlplane.v1 import query_service_pb2, query_service_pb2_grpc
 
+from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
-from services.common.unimplemented import placeholder_spec
+from services.query.history import HistoryService
+from services.query.servicer import QueryServicer
+from services.query.store import HistoryStore
+
+SERVICE_NAME = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 def query_spec(settings: Settings) -> ServiceSpec:
-    # Methods answer UNIMPLEMENTED until the QueryService issue (#3) lands.
-    return placeholder_spec(query_service_pb2, query_service_pb2_grpc, "QueryService")
+    async def register(server: aio.Server) -> Callable[[], Awaitable[None]]:
+        if not settings.query_database_url:
+            raise RuntimeError("MLPLANE_QUERY_DATABASE_URL is not set (mlplane up sets it)")
+        store = await HistoryStore.open(
+            settings.query_database_url,
+            pool_size=settings.db_pool_size,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.query_statement_timeout_seconds,
+        )
+        history = HistoryService(store, settings, PageTokens(ensure_page_token_key(settings)))
+        query_service_pb2_grpc.add_QueryServiceServicer_to_server(
+            QueryServicer(history, settings), server
+        )
+
+        async def cleanup() -> None:
+            await history.close()
+            await store.close()
+
+        return cleanup
+
+    return ServiceSpec(name=SERVICE_NAME, register=register)

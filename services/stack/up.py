@@ -25,8 +25,10 @@ from typing import Any
 from gateway.envoy_config import render_envoy_config, write_envoy_config
 from gateway.envoy_process import EnvoyProcess
 from services.common.devkeys import ensure_dev_keys
+from services.common.pagination import ensure_page_token_key
 from services.common.settings import Settings, split_hostport
 from services.db.setup import QUERY_ROLE, REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
+from services.demo.load import load_demo_plant
 from services.stack.postgres import EmbeddedPostgres
 from services.stack.processes import spawn, stop_process, tail, wait_for_file
 
@@ -65,6 +67,15 @@ class Stack:
         admin_dsn = self._start_database()
         creds = RoleCredentials.load_or_create(s.state_dir / "db-roles.json")
         asyncio.run(setup_database(admin_dsn, creds))
+        if s.demo_plant:
+            report = asyncio.run(load_demo_plant(admin_dsn, days=s.demo_plant_days))
+            if report is not None:
+                print(
+                    f"loaded the demo plant: {report.rows:,} rows for {report.assets} assets "
+                    f"in {report.seconds:.1f}s",
+                    flush=True,
+                )
+        ensure_page_token_key(s)
         s.object_store_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["MLPLANE_STATE_DIR"] = str(s.state_dir.resolve())

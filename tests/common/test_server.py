@@ -28,6 +28,9 @@ def test_serve_reports_ports_and_stops_on_sigterm(tmp_path: Path, service: str) 
         "MLPLANE_STATE_DIR": str(tmp_path),
         f"MLPLANE_{service.upper()}_LISTEN": "127.0.0.1:0",
         f"MLPLANE_{service.upper()}_METRICS_PORT": "0",
+        # Nothing listens there: a service must start (and answer 503) while its
+        # database is down.
+        "MLPLANE_QUERY_DATABASE_URL": f"postgresql://nobody:x@/none?host={tmp_path}/no-db",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", service, "--ready-file", str(ready)],

@@ -25,9 +25,17 @@ GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 def _call(
     stack: RunningStack, service: str, token: str | None, role_method: str = "read"
 ) -> grpc.RpcError:
+    error = _try_call(stack, service, token, role_method)
+    assert error is not None, "the call was expected to fail"
+    return error
+
+
+def _try_call(
+    stack: RunningStack, service: str, token: str | None, role_method: str = "read"
+) -> grpc.RpcError | None:
     md = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(stack.service_target(service)) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
+        try:
             if service == "query":
                 query_service_pb2_grpc.QueryServiceStub(channel).ListAssets(
                     query_service_pb2.ListAssetsRequest(), metadata=md, timeout=10
@@ -42,7 +50,9 @@ def _call(
                 model_registry_pb2_grpc.ModelRegistryStub(channel).ListModels(
                     model_registry_pb2.ListModelsRequest(), metadata=md, timeout=10
                 )
-    return caught.value
+        except grpc.RpcError as error:
+            return error
+    return None
 
 
 @pytest.mark.parametrize("service", ["query", "models"])
@@ -69,9 +79,11 @@ def test_scientist_cannot_approve(stack: RunningStack) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-@pytest.mark.parametrize("service", ["query", "models"])
-def test_right_role_reaches_handler(stack: RunningStack, service: str) -> None:
-    error = _call(stack, service, stack.tokens.valid("data_scientist", "model_approver"))
+def test_right_role_reaches_handler(stack: RunningStack) -> None:
+    token = stack.tokens.valid("data_scientist", "model_approver")
+    assert _try_call(stack, "query", token) is None
+    # The registry's methods land with their own issues.
+    error = _call(stack, "models", token)
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -114,8 +114,6 @@ def _assert_reached_service(response: httpx.Response) -> None:
 @pytest.mark.parametrize(
     ("role", "method", "path"),
     [
-        ("data_scientist", "GET", "/api/v1/query/assets"),
-        ("model_approver", "GET", "/api/v1/query/assets"),
         ("data_scientist", "GET", "/api/v1/models"),
         ("model_approver", "GET", "/api/v1/models/m1/versions/3"),
         ("model_approver", "POST", "/api/v1/approvals/a1:approve"),
@@ -134,20 +132,29 @@ def test_right_role_reaches_the_service_over_rest(
     _assert_reached_service(response)
 
 
+@pytest.mark.parametrize("role", ["data_scientist", "model_approver"])
+def test_both_roles_may_list_assets(stack: RunningStack, http: httpx.Client, role: str) -> None:
+    response = http.get("/api/v1/query/assets", headers=_auth(stack.tokens.valid(role)))
+    assert response.status_code == 200, response.text
+
+
 def test_right_role_reaches_the_service_over_grpc(
     stack: RunningStack, gateway_channel: grpc.Channel
 ) -> None:
-    error = _grpc_list_assets(gateway_channel, stack.tokens.valid("data_scientist"))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    info = error_info_from_trailers(error.trailing_metadata())
-    assert info is not None
-    assert info.reason == "NOT_IMPLEMENTED"
+    token = stack.tokens.valid("data_scientist")
+    response = query_service_pb2_grpc.QueryServiceStub(gateway_channel).ListAssets(
+        query_service_pb2.ListAssetsRequest(), metadata=(("authorization", f"Bearer {token}"),)
+    )
+    assert [a.asset_id for a in response.assets][:1] == ["pump-001"]
 
     models = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
     md = (("authorization", f"Bearer {stack.tokens.valid('model_approver')}"),)
     with pytest.raises(grpc.RpcError) as caught:
         models.ListApprovals(model_registry_pb2.ListApprovalsRequest(), metadata=md, timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    info = error_info_from_trailers(caught.value.trailing_metadata())
+    assert info is not None
+    assert info.reason == "NOT_IMPLEMENTED"
 
 
 def test_scientist_cannot_call_approver_rpc_over_grpc(
@@ -190,9 +197,9 @@ def test_cors_preflight_is_answered_without_token(http: httpx.Client) -> None:
 
 
 def test_error_body_is_status_json(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.get("/api/v1/query/assets", headers=_auth(stack.tokens.valid()))
+    response = http.get("/api/v1/models", headers=_auth(stack.tokens.valid()))
     assert response.headers["content-type"].startswith("application/json")
-    assert json.loads(response.text)["message"] == "QueryService.ListAssets is not implemented yet"
+    assert json.loads(response.text)["message"] == "ModelRegistry.ListModels is not implemented yet"
 
 
 def test_request_id_reaches_the_service_log(stack: RunningStack, http: httpx.Client) -> None:
@@ -205,5 +212,5 @@ def test_request_id_reaches_the_service_log(stack: RunningStack, http: httpx.Cli
     entries = [json.loads(line) for line in log_lines if request_id in line]
     assert entries, "the service did not log the request id Envoy forwarded"
     assert entries[-1]["method"] == "/mlplane.v1.QueryService/ListAssets"
-    assert entries[-1]["grpc_code"] == "UNIMPLEMENTED"
+    assert entries[-1]["grpc_code"] == "OK"
     assert entries[-1]["subject"] == "alice"

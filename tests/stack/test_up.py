@@ -20,7 +20,7 @@ def _kid(state_dir: Path) -> str:
 async def test_stop_leaves_nothing_and_restart_reuses_state(stack_root: Path) -> None:
     state_dir = stack_root / "state"
     started = time.monotonic()
-    first = start_stack(state_dir)
+    first = start_stack(state_dir, MLPLANE_DEMO_PLANT_DAYS="1")
     print(f"first start to healthy gateway: {time.monotonic() - started:.1f}s")
     try:
         async with httpx.AsyncClient() as client:
@@ -42,7 +42,7 @@ async def test_stop_leaves_nothing_and_restart_reuses_state(stack_root: Path) ->
     assert not (state_dir / "stack.json").exists()
 
     started = time.monotonic()
-    second = start_stack(state_dir)
+    second = start_stack(state_dir, MLPLANE_DEMO_PLANT_DAYS="1")
     print(f"second start (warm state) to healthy gateway: {time.monotonic() - started:.1f}s")
     try:
         assert _kid(state_dir) == kid, "the dev signing key must survive a restart"

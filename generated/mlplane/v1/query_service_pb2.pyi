@@ -532,6 +532,7 @@ class Export(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     export_id: _builtins.str
     """Export id."""
     asset_id: _builtins.str
@@ -539,13 +540,17 @@ class Export(_message.Message):
     encoding: _builtins.str
     """`rows`, `arrow` or `csv`."""
     row_count: _builtins.int
-    """Number of data rows exported."""
+    """Number of data rows (samples or buckets) exported."""
     sha256: _builtins.str
-    """Hex SHA-256 of the exported rows in their canonical CSV form, so the
-    same data hashes the same whichever encoding carried it.
+    """Hex SHA-256 of exactly the data bytes the client received: the CSV
+    document, the Arrow IPC stream (all `ArrowBatch.data` concatenated), or
+    for row batches the concatenated deterministic serialisations of the
+    `SampleBatch` / `AggregateBatch` messages. Set once the export completed.
     """
     created_by: _builtins.str
     """Subject that ran the export."""
+    status: _builtins.str
+    """`running`, `completed`, `failed` or `cancelled` (the client went away)."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the range."""
@@ -580,10 +585,11 @@ class Export(_message.Message):
         sha256: _builtins.str = ...,
         created_by: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "resolution", b"resolution", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "create_time", b"create_time", "created_by", b"created_by", "encoding", b"encoding", "end_time", b"end_time", "export_id", b"export_id", "resolution", b"resolution", "row_count", b"row_count", "sha256", b"sha256", "start_time", b"start_time", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "create_time", b"create_time", "created_by", b"created_by", "encoding", b"encoding", "end_time", b"end_time", "export_id", b"export_id", "resolution", b"resolution", "row_count", b"row_count", "sha256", b"sha256", "start_time", b"start_time", "status", b"status", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,1 @@
+"""A synthetic plant (pumps and turbines) for demos, notebooks and load benchmarks."""

@@ -1,0 +1,335 @@
+"""The QueryService's domain: who may read what, and the export pipeline.
+
+No gRPC here: the servicer translates protobuf to these calls and back.
+Every check (asset, grant, tags, size) runs in `prepare_export`, before a
+single row is read, because once a stream has started the HTTP status can no
+longer change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from services.common.auth import Principal
+from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
+from services.common.pagination import PageTokens, page_size
+from services.common.settings import Settings
+from services.query.binary_copy import BinaryCopyDecoder
+from services.query.encoders import (
+    AGGREGATE_ROW,
+    SAMPLE_ROW,
+    ArrowEncoder,
+    Digest,
+    TagIndex,
+    aggregate_batch,
+    sample_batch,
+)
+from services.query.grants import may_read
+from services.query.request import ExportQuery
+from services.query.store import AssetRow, ExportRecord, HistoryStore, TagRow
+
+log = logging.getLogger("mlplane.query")
+
+_CSV_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    export_id: str
+    principal: Principal
+    query: ExportQuery
+    asset: AssetRow
+    tags: list[TagRow]  # in column order
+    request_id: str | None
+
+    @property
+    def tag_index(self) -> TagIndex:
+        return TagIndex([t.name for t in self.tags], [t.tag_pk for t in self.tags])
+
+
+@dataclass(frozen=True)
+class DataChunk:
+    """Bytes for the wire: Arrow IPC stream bytes or CSV bytes."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MessageBatch:
+    """A protobuf SampleBatch or AggregateBatch."""
+
+    message: Any
+
+
+ExportPart = DataChunk | MessageBatch
+
+
+class HistoryService:
+    def __init__(self, store: HistoryStore, settings: Settings, page_tokens: PageTokens) -> None:
+        self._store = store
+        self._settings = settings
+        self._pages = page_tokens
+        # Manifest and audit writes that must outlive a cancelled handler.
+        self._closing: dict[str, asyncio.Task[None]] = {}
+
+    # --- assets -----------------------------------------------------------------
+    async def list_assets(
+        self, principal: Principal, requested_size: int, token: str
+    ) -> tuple[list[AssetRow], str]:
+        size = page_size(requested_size, default=100)
+        scope = {"tenant": principal.tenant, "method": "ListAssets", "size": size}
+        after = self._pages.decode(token, scope) or ""
+        if not isinstance(after, str):
+            raise invalid_argument("INVALID_PAGE_TOKEN", "page_token is not valid")
+        grants = await self._store.grants_for(principal.tenant)
+        readable: list[AssetRow] = []
+        # Grants filter in Python, so page through the tenant's assets until a
+        # page of readable ones is full.
+        while len(readable) < size:
+            batch = await self._store.list_assets(principal.tenant, after=after, limit=size * 4)
+            if not batch:
+                after = ""
+                break
+            for asset in batch:
+                after = asset.asset_id
+                if may_read(grants, principal, asset.asset_id):
+                    readable.append(asset)
+                    if len(readable) == size:
+                        break
+            else:
+                if len(batch) < size * 4:
+                    after = ""
+                    break
+        next_token = self._pages.encode(after, scope) if after else ""
+        return readable, next_token
+
+    # --- exports ----------------------------------------------------------------
+    async def prepare_export(
+        self,
+        principal: Principal,
+        query: ExportQuery,
+        *,
+        request_id: str | None,
+        row_cap: int | None = None,
+    ) -> PreparedExport:
+        asset = await self._store.find_asset(principal.tenant, query.asset_id)
+        if asset is None:
+            raise not_found(
+                "ASSET_NOT_FOUND",
+                f"asset {query.asset_id!r} does not exist",
+                assetId=query.asset_id,
+            )
+        grants = await self._store.grants_for(principal.tenant)
+        if not may_read(grants, principal, asset.asset_id):
+            await self._audit(principal, query, "denied", request_id, reason="no grant")
+            raise permission_denied(
+                "ASSET_NOT_GRANTED",
+                f"you have no read grant for asset {asset.asset_id!r}",
+                assetId=asset.asset_id,
+            )
+        by_name = {t.name: t for t in asset.tags}
+        if query.tags:
+            unknown = [t for t in query.tags if t not in by_name]
+            if unknown:
+                raise invalid_argument(
+                    "UNKNOWN_TAG",
+                    f"asset {asset.asset_id!r} has no tag {unknown[0]!r}; "
+                    f"its tags are: {', '.join(sorted(by_name))}",
+                    field="tags",
+                )
+            tags = [by_name[t] for t in query.tags]
+        else:
+            tags = list(asset.tags)
+        # Export order is the tag_pk order within a timestamp (the index order).
+        tags.sort(key=lambda t: t.tag_pk)
+        tag_pks = [t.tag_pk for t in tags] if query.tags else []
+        if row_cap is not None:
+            count = await self._store.count_rows_up_to(asset.asset_pk, query, tag_pks, row_cap)
+            if count > row_cap:
+                raise invalid_argument(
+                    "TOO_MANY_ROWS_FOR_JSON",
+                    f"this export has more than {row_cap} rows, the limit for a JSON response; "
+                    "use the CSV download (/api/v1/query/history:csv), gRPC, a shorter range, "
+                    "or a resolution",
+                    limit=str(row_cap),
+                )
+        prepared = PreparedExport(
+            export_id=str(uuid.uuid4()),
+            principal=principal,
+            query=query,
+            asset=asset,
+            tags=tags,
+            request_id=request_id,
+        )
+        await self._store.begin_export(
+            prepared.export_id, principal.tenant, principal.subject, query, request_id
+        )
+        return prepared
+
+    async def stream(self, prepared: PreparedExport) -> AsyncIterator[ExportPart]:
+        """The export's data parts; the manifest is closed when the stream ends."""
+        digest = Digest()
+        outcome = "failed"
+        try:
+            if prepared.query.encoding == "csv":
+                async for chunk in self._csv(prepared, digest):
+                    yield chunk
+            else:
+                async for part in self._binary(prepared, digest):
+                    yield part
+            outcome = "completed"
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        finally:
+            self._close_later(prepared, outcome, digest)
+
+    async def manifest(self, prepared: PreparedExport) -> ExportRecord:
+        """The stored manifest, once `stream` finished."""
+        closing = self._closing.get(prepared.export_id)
+        if closing is not None:
+            await asyncio.shield(closing)
+        record = await self._store.get_export(prepared.principal.tenant, prepared.export_id)
+        if record is None:  # the manifest row was written by begin_export
+            raise ServiceError(grpc.StatusCode.INTERNAL, "MANIFEST_MISSING", "manifest missing")
+        return record
+
+    async def get_export(self, principal: Principal, export_id: str) -> ExportRecord:
+        try:
+            uuid.UUID(export_id)
+        except ValueError as exc:
+            raise invalid_argument(
+                "INVALID_EXPORT_ID", "export_id must be a UUID", field="exportId"
+            ) from exc
+        record = await self._store.get_export(principal.tenant, export_id)
+        if record is None:
+            raise not_found("EXPORT_NOT_FOUND", f"export {export_id} does not exist")
+        return record
+
+    # --- internals ----------------------------------------------------------------
+    async def _csv(self, prepared: PreparedExport, digest: Digest) -> AsyncIterator[DataChunk]:
+        names = {t.tag_pk: t.name for t in prepared.tags}
+        pending = bytearray()
+        lines = 0
+        async for chunk in self._store.copy_out(
+            prepared.asset.asset_pk, prepared.query, self._tag_pks(prepared), csv_tag_names=names
+        ):
+            pending += chunk
+            if len(pending) >= _CSV_CHUNK_BYTES:
+                lines += pending.count(b"\n")
+                digest.update(pending)
+                yield DataChunk(bytes(pending))
+                pending.clear()
+        lines += pending.count(b"\n")
+        digest.update(pending)
+        digest.rows = max(lines - 1, 0)  # the header line
+        if pending:
+            yield DataChunk(bytes(pending))
+
+    async def _binary(self, prepared: PreparedExport, digest: Digest) -> AsyncIterator[ExportPart]:
+        query = prepared.query
+        aggregates = query.resolution is not None
+        decoder = BinaryCopyDecoder(AGGREGATE_ROW if aggregates else SAMPLE_ROW)
+        tags = prepared.tag_index
+        arrow = ArrowEncoder(tags, aggregates=aggregates) if query.encoding == "arrow" else None
+        batch_rows = (
+            self._settings.query_arrow_batch_rows if arrow else self._settings.query_row_batch_rows
+        )
+        held: list[npt.NDArray[np.void]] = []
+        held_rows = 0
+
+        def flush(rows: npt.NDArray[np.void]) -> ExportPart:
+            digest.rows += len(rows)
+            if arrow is not None:
+                data = arrow.encode(rows)
+                digest.update(data)
+                return DataChunk(data)
+            message = aggregate_batch(rows, tags) if aggregates else sample_batch(rows, tags)
+            digest.update(message.SerializeToString(deterministic=True))
+            return MessageBatch(message)
+
+        async for chunk in self._store.copy_out(
+            prepared.asset.asset_pk, query, self._tag_pks(prepared)
+        ):
+            rows = decoder.feed(chunk)
+            if len(rows):
+                held.append(rows)
+                held_rows += len(rows)
+            while held_rows >= batch_rows:
+                merged = np.concatenate(held)
+                yield flush(merged[:batch_rows])
+                rest = merged[batch_rows:]
+                held, held_rows = ([rest] if len(rest) else []), len(rest)
+        decoder.finish()
+        if held_rows:
+            yield flush(np.concatenate(held))
+        if arrow is not None:
+            tail = arrow.close()
+            digest.update(tail)
+            yield DataChunk(tail)
+
+    @staticmethod
+    def _tag_pks(prepared: PreparedExport) -> list[int]:
+        return [t.tag_pk for t in prepared.tags] if prepared.query.tags else []
+
+    def _close_later(self, prepared: PreparedExport, outcome: str, digest: Digest) -> None:
+        # Runs even when the handler task is being cancelled (client gone):
+        # the bookkeeping must not be cancelled with it.
+        async def close() -> None:
+            sha = digest.hexdigest() if outcome == "completed" else None
+            try:
+                await self._store.finish_export(prepared.export_id, outcome, digest.rows, sha)
+                await self._audit(
+                    prepared.principal,
+                    prepared.query,
+                    outcome,
+                    prepared.request_id,
+                    rows=digest.rows,
+                    export_id=prepared.export_id,
+                )
+            except ServiceError:
+                log.warning("could not record the end of export %s", prepared.export_id)
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing[prepared.export_id] = task
+        task.add_done_callback(lambda _: self._closing.pop(prepared.export_id, None))
+
+    async def _audit(
+        self,
+        principal: Principal,
+        query: ExportQuery,
+        outcome: str,
+        request_id: str | None,
+        **detail: Any,
+    ) -> None:
+        await self._store.audit(
+            tenant=principal.tenant,
+            subject=principal.subject,
+            action="history.export",
+            resource=f"asset/{query.asset_id}",
+            outcome=outcome,
+            request_id=request_id,
+            detail={
+                "start": query.start.astimezone(UTC).isoformat(),
+                "end": query.end.astimezone(UTC).isoformat(),
+                "tags": list(query.tags),
+                "resolution_seconds": query.resolution_seconds,
+                "encoding": query.encoding,
+                **detail,
+            },
+        )
+
+    async def close(self) -> None:
+        """Let pending manifest and audit writes finish (graceful shutdown)."""
+        if self._closing:
+            await asyncio.gather(*list(self._closing.values()), return_exceptions=True)

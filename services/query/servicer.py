@@ -1,0 +1,161 @@
+"""QueryService over gRPC: protobuf in, domain calls, protobuf out. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api import httpbody_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from mlplane.v1 import query_service_pb2 as pb
+from mlplane.v1 import query_service_pb2_grpc as pb_grpc
+
+from services.common.auth import current_principal
+from services.common.interceptors import set_response_header
+from services.common.logs import request_id_var
+from services.common.settings import Settings
+from services.query.history import DataChunk, HistoryService, PreparedExport
+from services.query.request import Encoding, build_export_query
+from services.query.store import AssetRow, ExportRecord
+
+# Envoy's transcoder adds this header to REST requests it turns into gRPC.
+_TRANSCODED_MARKER = "x-envoy-original-path"
+
+
+class QueryServicer(pb_grpc.QueryServiceServicer):
+    def __init__(self, history: HistoryService, settings: Settings) -> None:
+        self._history = history
+        self._settings = settings
+
+    async def ListAssets(
+        self, request: pb.ListAssetsRequest, context: Any
+    ) -> pb.ListAssetsResponse:
+        assets, token = await self._history.list_assets(
+            current_principal(), request.page_size, request.page_token
+        )
+        return pb.ListAssetsResponse(assets=[_asset(a) for a in assets], next_page_token=token)
+
+    async def ExportHistory(
+        self, request: pb.ExportHistoryRequest, context: Any
+    ) -> AsyncIterator[pb.ExportHistoryResponse]:
+        encoding: Encoding = "arrow" if request.format == pb.EXPORT_FORMAT_ARROW else "rows"
+        rest_json = _is_transcoded(context) and encoding == "rows"
+        prepared = await self._prepare(request, encoding, context, rest_json=rest_json)
+        yield pb.ExportHistoryResponse(header=_header(prepared))
+        async for part in self._history.stream(prepared):
+            if isinstance(part, DataChunk):
+                yield pb.ExportHistoryResponse(arrow=pb.ArrowBatch(data=part.data))
+            elif isinstance(part.message, pb.SampleBatch):
+                yield pb.ExportHistoryResponse(samples=part.message)
+            else:
+                yield pb.ExportHistoryResponse(aggregates=part.message)
+        manifest = await self._history.manifest(prepared)
+        yield pb.ExportHistoryResponse(manifest=_export(manifest))
+
+    async def ExportHistoryCsv(
+        self, request: pb.ExportHistoryCsvRequest, context: Any
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        prepared = await self._prepare(request, "csv", context, rest_json=False)
+        set_response_header("x-mlplane-export-id", prepared.export_id)
+        set_response_header(
+            "content-disposition",
+            f'attachment; filename="{prepared.asset.asset_id}-{prepared.export_id[:8]}.csv"',
+        )
+        first = True
+        async for part in self._history.stream(prepared):
+            assert isinstance(part, DataChunk)
+            if first:
+                first = False
+                yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=part.data)
+            else:
+                yield httpbody_pb2.HttpBody(data=part.data)
+
+    async def GetExport(self, request: pb.GetExportRequest, context: Any) -> pb.Export:
+        return _export(await self._history.get_export(current_principal(), request.export_id))
+
+    async def _prepare(
+        self,
+        request: pb.ExportHistoryRequest | pb.ExportHistoryCsvRequest,
+        encoding: Encoding,
+        context: Any,
+        *,
+        rest_json: bool,
+    ) -> PreparedExport:
+        query = build_export_query(
+            asset_id=request.asset_id,
+            start=_time(request.start_time) if request.HasField("start_time") else None,
+            end=_time(request.end_time) if request.HasField("end_time") else None,
+            tags=list(request.tags),
+            resolution=_duration(request.resolution) if request.HasField("resolution") else None,
+            encoding=encoding,
+            max_window=timedelta(days=self._settings.query_max_window_days),
+        )
+        return await self._history.prepare_export(
+            current_principal(),
+            query,
+            request_id=request_id_var.get(),
+            row_cap=self._settings.query_rest_row_cap if rest_json else None,
+        )
+
+
+def _is_transcoded(context: Any) -> bool:
+    return any(key == _TRANSCODED_MARKER for key, _ in context.invocation_metadata() or ())
+
+
+def _time(value: Timestamp) -> datetime:
+    return datetime.fromtimestamp(value.seconds, UTC) + timedelta(microseconds=value.nanos // 1000)
+
+
+def _duration(value: Duration) -> timedelta:
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def _asset(asset: AssetRow) -> pb.Asset:
+    message = pb.Asset(
+        asset_id=asset.asset_id,
+        display_name=asset.display_name,
+        tags=[pb.Tag(name=t.name, unit=t.unit, description=t.description) for t in asset.tags],
+    )
+    if asset.first_time is not None:
+        message.first_time.CopyFrom(_timestamp(asset.first_time))
+    if asset.last_time is not None:
+        message.last_time.CopyFrom(_timestamp(asset.last_time))
+    return message
+
+
+def _header(prepared: PreparedExport) -> pb.ExportHeader:
+    return pb.ExportHeader(
+        export_id=prepared.export_id,
+        asset_id=prepared.asset.asset_id,
+        tags=[pb.Tag(name=t.name, unit=t.unit, description=t.description) for t in prepared.tags],
+        format=pb.EXPORT_FORMAT_ARROW
+        if prepared.query.encoding == "arrow"
+        else pb.EXPORT_FORMAT_ROWS,
+    )
+
+
+def _export(record: ExportRecord) -> pb.Export:
+    message = pb.Export(
+        export_id=record.export_id,
+        asset_id=record.asset_id,
+        start_time=_timestamp(record.start_time),
+        end_time=_timestamp(record.end_time),
+        tags=record.tags,
+        encoding=record.encoding,
+        row_count=record.row_count or 0,
+        sha256=record.sha256 or "",
+        created_by=record.subject,
+        create_time=_timestamp(record.create_time),
+        status=record.status,
+    )
+    if record.resolution_seconds:
+        message.resolution.CopyFrom(Duration(seconds=record.resolution_seconds))
+    return message

@@ -1,0 +1,401 @@
+"""Everything the QueryService reads from (and the little it records in) PostgreSQL.
+
+It connects as the read-only query role. The export hot path is asyncpg's
+COPY ... TO STDOUT, streamed chunk by chunk with backpressure: a slow client
+slows the database cursor instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.common.errors import ServiceError, unavailable
+from services.query.grants import Grant
+from services.query.request import ExportQuery
+
+T = TypeVar("T")
+# What the pool hands out; behaves as a connection.
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+# A few chunks of ~15 KiB in flight between the database and the encoder.
+_QUEUE_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class TagRow:
+    tag_pk: int
+    name: str
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    asset_pk: int
+    asset_id: str
+    display_name: str
+    tags: list[TagRow]
+    first_time: datetime | None
+    last_time: datetime | None
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    export_id: str
+    asset_id: str
+    start_time: datetime
+    end_time: datetime
+    tags: list[str]
+    resolution_seconds: int | None
+    encoding: str
+    status: str
+    row_count: int | None
+    sha256: str | None
+    subject: str
+    create_time: datetime
+
+
+_DB_DOWN = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def database_unavailable() -> ServiceError:
+    return unavailable(
+        "DATABASE_UNAVAILABLE", "the history database is unavailable; try again shortly"
+    )
+
+
+class HistoryStore:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, pool_size: int, connect_timeout: float, statement_timeout: float
+    ) -> HistoryStore:
+        # min_size=0: the service starts (and answers 503) while the database is down.
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=pool_size,
+            timeout=connect_timeout,
+            command_timeout=None,
+            server_settings={
+                "application_name": "mlplane-query",
+                "TimeZone": "UTC",
+                "DateStyle": "ISO",
+                "default_transaction_read_only": "on",
+                "statement_timeout": str(int(statement_timeout * 1000)),
+                "extra_float_digits": "1",
+            },
+        )
+        return cls(pool, acquire_timeout=connect_timeout)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        try:
+            conn = await self._pool.acquire(timeout=self._acquire_timeout)
+        except _DB_DOWN as exc:
+            raise database_unavailable() from exc
+        try:
+            yield conn
+        except _DB_DOWN as exc:
+            raise database_unavailable() from exc
+        finally:
+            with contextlib.suppress(*_DB_DOWN, asyncio.CancelledError):
+                await self._pool.release(conn)
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        async with self._connection() as conn:
+            return await work(conn)
+
+    # --- reads ----------------------------------------------------------------
+    async def grants_for(self, tenant: str) -> list[Grant]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT principal_kind, principal, asset_pattern FROM asset_grants"
+                " WHERE tenant_id = $1",
+                tenant,
+            )
+        )
+        return [Grant(r["principal_kind"], r["principal"], r["asset_pattern"]) for r in rows]
+
+    async def list_assets(self, tenant: str, *, after: str, limit: int) -> list[AssetRow]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                """
+                SELECT a.asset_pk, a.asset_id, a.display_name,
+                       (SELECT min(ts) FROM tag_data d WHERE d.asset_pk = a.asset_pk) AS first_time,
+                       (SELECT max(ts) FROM tag_data d WHERE d.asset_pk = a.asset_pk) AS last_time,
+                       coalesce(
+                         (SELECT json_agg(json_build_array(t.tag_pk, t.name, t.unit, t.description)
+                                          ORDER BY t.name)
+                            FROM tags t WHERE t.asset_pk = a.asset_pk), '[]') AS tags
+                  FROM assets a
+                 WHERE a.tenant_id = $1 AND a.asset_id > $2
+                 ORDER BY a.asset_id
+                 LIMIT $3
+                """,
+                tenant,
+                after,
+                limit,
+            )
+        )
+        return [_asset(r) for r in rows]
+
+    async def asset_ids(self, tenant: str) -> list[str]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT asset_id FROM assets WHERE tenant_id = $1 ORDER BY asset_id", tenant
+            )
+        )
+        return [r["asset_id"] for r in rows]
+
+    async def find_asset(self, tenant: str, asset_id: str) -> AssetRow | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                """
+                SELECT a.asset_pk, a.asset_id, a.display_name, NULL AS first_time,
+                       NULL AS last_time,
+                       coalesce(
+                         (SELECT json_agg(json_build_array(t.tag_pk, t.name, t.unit, t.description)
+                                          ORDER BY t.name)
+                            FROM tags t WHERE t.asset_pk = a.asset_pk), '[]') AS tags
+                  FROM assets a WHERE a.tenant_id = $1 AND a.asset_id = $2
+                """,
+                tenant,
+                asset_id,
+            )
+        )
+        return None if row is None else _asset(row)
+
+    async def count_rows_up_to(
+        self, asset_pk: int, query: ExportQuery, tag_pks: list[int], cap: int
+    ) -> int:
+        sql, args = _select(asset_pk, query, tag_pks, columns="1", order=False)
+        count = await self._run(
+            lambda c: c.fetchval(
+                f"SELECT count(*) FROM ({sql} LIMIT {int(cap) + 1}) AS capped",  # noqa: S608
+                *args,
+            )
+        )
+        return int(count)
+
+    async def get_export(self, tenant: str, export_id: str) -> ExportRecord | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "SELECT * FROM exports WHERE tenant_id = $1 AND export_id = $2",
+                tenant,
+                uuid.UUID(export_id),
+            )
+        )
+        if row is None:
+            return None
+        return ExportRecord(
+            export_id=str(row["export_id"]),
+            asset_id=row["asset_id"],
+            start_time=row["start_time"],
+            end_time=row["end_time"],
+            tags=list(row["tags"]),
+            resolution_seconds=row["resolution_seconds"],
+            encoding=row["encoding"],
+            status=row["status"],
+            row_count=row["row_count"],
+            sha256=row["sha256"],
+            subject=row["subject"],
+            create_time=row["create_time"],
+        )
+
+    # --- the export stream ----------------------------------------------------
+    async def copy_out(
+        self,
+        asset_pk: int,
+        query: ExportQuery,
+        tag_pks: list[int],
+        *,
+        csv_tag_names: dict[int, str] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """COPY the export's rows out, as binary (default) or CSV with a header."""
+        if csv_tag_names is not None:
+            sql, args = _csv_select(asset_pk, query, tag_pks, csv_tag_names)
+            fmt: dict[str, Any] = {"format": "csv", "header": True}
+        else:
+            sql, args = _select(asset_pk, query, tag_pks, columns=None, order=True)
+            fmt = {"format": "binary"}
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+
+        async with self._connection() as conn:
+
+            async def sink(chunk: bytes) -> None:
+                await queue.put(chunk)
+
+            async def produce() -> None:
+                try:
+                    await conn.copy_from_query(sql, *args, output=sink, **fmt)
+                finally:
+                    await queue.put(None)
+
+            task = asyncio.create_task(produce())
+            try:
+                while (chunk := await queue.get()) is not None:
+                    yield chunk
+                await task  # surfaces database errors raised after the last chunk
+            finally:
+                if not task.done():
+                    # The client went away (or we failed): cancel the COPY on
+                    # the server before the connection goes back to the pool.
+                    task.cancel()
+                    while not task.done():
+                        with contextlib.suppress(asyncio.QueueEmpty):
+                            queue.get_nowait()  # unblock a producer waiting on a full queue
+                        await asyncio.sleep(0)
+                    with contextlib.suppress(
+                        asyncio.CancelledError, *_DB_DOWN, asyncpg.PostgresError
+                    ):
+                        await task
+
+    # --- the only writes: through SECURITY DEFINER functions ------------------
+    async def _write(self, sql: str, *args: Any) -> None:
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                # The role's sessions default to read-only; these functions are its
+                # only write path, and they need a read-write transaction.
+                await conn.execute("SET TRANSACTION READ WRITE")
+                await conn.execute(sql, *args)
+
+        await self._run(work)
+
+    async def begin_export(
+        self, export_id: str, tenant: str, subject: str, query: ExportQuery, request_id: str | None
+    ) -> None:
+        await self._write(
+            "SELECT mlplane_begin_export($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            uuid.UUID(export_id),
+            tenant,
+            subject,
+            query.asset_id,
+            query.start,
+            query.end,
+            list(query.tags),
+            query.resolution_seconds,
+            query.encoding,
+            request_id,
+        )
+
+    async def finish_export(
+        self, export_id: str, status: str, row_count: int, sha256: str | None
+    ) -> None:
+        await self._write(
+            "SELECT mlplane_finish_export($1, $2, $3, $4)",
+            uuid.UUID(export_id),
+            status,
+            row_count,
+            sha256,
+        )
+
+    async def audit(
+        self,
+        *,
+        tenant: str,
+        subject: str,
+        action: str,
+        resource: str,
+        outcome: str,
+        request_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        await self._write(
+            "SELECT mlplane_audit($1, $2, $3, $4, $5, $6, $7::jsonb)",
+            tenant,
+            subject,
+            action,
+            resource,
+            outcome,
+            request_id,
+            json.dumps(detail, default=str),
+        )
+
+
+def _asset(row: asyncpg.Record) -> AssetRow:
+    tags = json.loads(row["tags"]) if isinstance(row["tags"], str) else row["tags"]
+    return AssetRow(
+        asset_pk=row["asset_pk"],
+        asset_id=row["asset_id"],
+        display_name=row["display_name"],
+        tags=[TagRow(int(t[0]), t[1], t[2], t[3]) for t in tags],
+        first_time=row["first_time"],
+        last_time=row["last_time"],
+    )
+
+
+def _where(asset_pk: int, query: ExportQuery, tag_pks: list[int]) -> tuple[str, list[Any]]:
+    args: list[Any] = [asset_pk, query.start, query.end]
+    where = "d.asset_pk = $1 AND d.ts >= $2 AND d.ts < $3"
+    if query.tags:
+        args.append(tag_pks)
+        where += " AND d.tag_pk = ANY($4::int[])"
+    return where, args
+
+
+def _select(
+    asset_pk: int, query: ExportQuery, tag_pks: list[int], *, columns: str | None, order: bool
+) -> tuple[str, list[Any]]:
+    where, args = _where(asset_pk, query, tag_pks)
+    if query.resolution is None:
+        cols = columns or "d.ts, d.tag_pk, d.value, d.quality"
+        sql = f"SELECT {cols} FROM tag_data d WHERE {where}"  # noqa: S608 (no user text)
+        return (sql + " ORDER BY d.ts, d.tag_pk" if order else sql), args
+    args.append(query.resolution)
+    bucket = f"date_bin(${len(args)}::interval, d.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    cols = columns or (
+        f"{bucket} AS bucket, d.tag_pk, avg(d.value)::float8, min(d.value), max(d.value),"
+        " count(*)::int8"
+    )
+    sql = f"SELECT {cols} FROM tag_data d WHERE {where} GROUP BY {bucket}, d.tag_pk"  # noqa: S608
+    return (sql + " ORDER BY 1, 2" if order else sql), args
+
+
+def _csv_select(
+    asset_pk: int, query: ExportQuery, tag_pks: list[int], names: dict[int, str]
+) -> tuple[str, list[Any]]:
+    where, args = _where(asset_pk, query, tag_pks)
+    args += [list(names), list(names.values())]
+    # An array lookup instead of a join keeps the index order: no re-sort.
+    tag = f"(${len(args)}::text[])[array_position(${len(args) - 1}::int[], d.tag_pk)]"
+    if query.resolution is None:
+        sql = (
+            f"SELECT d.ts AS time, {tag} AS tag, d.value, d.quality"  # noqa: S608
+            f" FROM tag_data d WHERE {where} ORDER BY d.ts, d.tag_pk"
+        )
+        return sql, args
+    args.append(query.resolution)
+    bucket = f"date_bin(${len(args)}::interval, d.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    sql = (
+        f"SELECT {bucket} AS bucket_time, {tag} AS tag, avg(d.value)::float8 AS avg,"  # noqa: S608
+        " min(d.value) AS min, max(d.value) AS max, count(*) AS count"
+        f" FROM tag_data d WHERE {where}"
+        " GROUP BY bucket_time, d.tag_pk ORDER BY bucket_time, d.tag_pk"
+    )
+    return sql, args

@@ -1,0 +1,70 @@
+"""Export request validation: every bad input named, before anything is read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+
+from services.common.errors import ServiceError
+from services.query.request import build_export_query
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _build(**overrides: Any) -> Any:
+    args: dict[str, Any] = {
+        "asset_id": "pump-001",
+        "start": T0,
+        "end": T0 + timedelta(hours=1),
+        "tags": [],
+        "resolution": None,
+        "encoding": "rows",
+        "max_window": timedelta(days=31),
+    }
+    args.update(overrides)
+    return build_export_query(**args)
+
+
+def test_valid_query() -> None:
+    query = _build(tags=["flow", "flow", "bearing_temp"], resolution=timedelta(seconds=60))
+    assert query.tags == ("flow", "bearing_temp")
+    assert query.resolution_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason", "field"),
+    [
+        ({"asset_id": ""}, "MISSING_FIELD", "assetId"),
+        ({"asset_id": "../etc/passwd"}, "INVALID_ASSET_ID", "assetId"),
+        ({"asset_id": "pump-001' OR '1'='1"}, "INVALID_ASSET_ID", "assetId"),
+        ({"start": None}, "MISSING_FIELD", "startTime"),
+        ({"end": None}, "MISSING_FIELD", "endTime"),
+        ({"end": T0}, "INVALID_TIME_RANGE", "endTime"),
+        ({"end": T0 - timedelta(seconds=1)}, "INVALID_TIME_RANGE", "endTime"),
+        ({"end": T0 + timedelta(days=32)}, "TIME_RANGE_TOO_LONG", "endTime"),
+        ({"tags": ["ok", "bad tag;"]}, "INVALID_TAG", "tags"),
+        ({"resolution": timedelta(seconds=-5)}, "INVALID_RESOLUTION", "resolution"),
+        ({"resolution": timedelta(milliseconds=500)}, "INVALID_RESOLUTION", "resolution"),
+        ({"resolution": timedelta(seconds=1.5)}, "INVALID_RESOLUTION", "resolution"),
+        ({"resolution": timedelta(hours=2)}, "INVALID_RESOLUTION", "resolution"),
+    ],
+)
+def test_invalid_queries(overrides: dict[str, Any], reason: str, field: str) -> None:
+    with pytest.raises(ServiceError) as caught:
+        _build(**overrides)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.reason == reason
+    assert caught.value.metadata["field"] == field
+
+
+def test_zero_resolution_means_raw() -> None:
+    assert _build(resolution=timedelta(0)).resolution is None
+
+
+def test_message_names_the_times() -> None:
+    with pytest.raises(ServiceError) as caught:
+        _build(end=T0 - timedelta(hours=1))
+    assert "2026-11-01T00:00:00Z" in caught.value.message
