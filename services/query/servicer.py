@@ -71,6 +71,17 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=part.data)
             else:
                 yield httpbody_pb2.HttpBody(data=part.data)
+        if first:  # no rows at all: still a CSV document with its header line
+            yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=b"")
+        manifest = await self._history.manifest(prepared)
+        # gRPC callers get the manifest as trailers (HTTP trailers through Envoy);
+        # REST callers read it with GetExport using the x-mlplane-export-id header.
+        context.set_trailing_metadata(
+            (
+                ("x-mlplane-export-rows", str(manifest.row_count or 0)),
+                ("x-mlplane-export-sha256", manifest.sha256 or ""),
+            )
+        )
 
     async def GetExport(self, request: pb.GetExportRequest, context: Any) -> pb.Export:
         return _export(await self._history.get_export(current_principal(), request.export_id))

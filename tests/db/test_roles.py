@@ -19,6 +19,10 @@ WRITES = [
     "INSERT INTO asset_grants (tenant_id, principal_kind, principal, asset_pattern, created_by) "
     "VALUES ('demo', 'role', 'data_scientist', '*', 'me')",
     "TRUNCATE tag_data",
+    "UPDATE exports SET sha256 = 'forged'",
+    "DELETE FROM exports",
+    "INSERT INTO exports (export_id, tenant_id, subject, asset_id, start_time, end_time, tags,"
+    " encoding) VALUES (gen_random_uuid(), 'demo', 'x', 'pump-001', now(), now(), '{}', 'csv')",
     "CREATE TABLE sneaky (x int)",
     "CREATE TEMP TABLE sneaky_tmp (x int)",
 ]
@@ -85,3 +89,28 @@ async def test_no_role_can_log_in_without_password(stack: RunningStack) -> None:
     dsn = EmbeddedPostgres(stack.state_dir).dsn(user="mlplane_query", password="wrong-password")
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(dsn)
+
+
+async def test_query_role_records_only_through_its_functions(
+    query_conn: asyncpg.Connection,
+) -> None:
+    export_id = "00000000-0000-4000-8000-000000000001"
+    async with query_conn.transaction():
+        await query_conn.execute("SET TRANSACTION READ WRITE")
+        await query_conn.execute(
+            "SELECT mlplane_begin_export($1::uuid, 'demo', 'tester', 'pump-001', now(),"
+            " now() + interval '1 hour', '{}', NULL, 'csv', 'req-1')",
+            export_id,
+        )
+        await query_conn.execute(
+            "SELECT mlplane_finish_export($1::uuid, 'completed', 10, 'aa')", export_id
+        )
+        # A manifest closes once: a second finish changes nothing.
+        await query_conn.execute(
+            "SELECT mlplane_finish_export($1::uuid, 'completed', 99, 'forged')", export_id
+        )
+    row = await query_conn.fetchrow(
+        "SELECT status, row_count, sha256 FROM exports WHERE export_id = $1::uuid", export_id
+    )
+    assert row is not None
+    assert (row["status"], row["row_count"], row["sha256"]) == ("completed", 10, "aa")

@@ -465,3 +465,21 @@ def test_csv_aggregates(
     assert lines[0] == "bucket_time,tag,avg,min,max,count"
     assert len(lines) - 1 == 4 * 2
     assert {line.split(",")[1] for line in lines[1:]} == {"flow", "bearing_temp"}
+
+
+def test_grpc_csv_carries_the_manifest_in_trailers(
+    stack: RunningStack, stub: pb_grpc.QueryServiceStub, window: tuple[datetime, datetime]
+) -> None:
+    start, end = window
+    call = stub.ExportHistoryCsv(
+        pb.ExportHistoryCsvRequest(
+            asset_id="pump-007", start_time=_timestamp(start), end_time=_timestamp(end)
+        ),
+        metadata=_md(stack, "data_scientist"),
+    )
+    bodies = list(call)
+    assert bodies[0].content_type.startswith("text/csv")
+    data = b"".join(b.data for b in bodies)
+    trailers = dict(call.trailing_metadata() or ())
+    assert trailers["x-mlplane-export-sha256"] == hashlib.sha256(data).hexdigest()
+    assert int(trailers["x-mlplane-export-rows"]) == len(data.splitlines()) - 1
