@@ -24,7 +24,10 @@ def stack() -> Iterator[RunningStack]:
     # A week of demo plant keeps the session quick; a small JSON row cap lets
     # the tests cross it with a modest export.
     running = start_stack(
-        root / "state", MLPLANE_DEMO_PLANT_DAYS="7", MLPLANE_QUERY_REST_ROW_CAP="20000"
+        root / "state",
+        MLPLANE_DEMO_PLANT_DAYS="7",
+        MLPLANE_QUERY_REST_ROW_CAP="20000",
+        MLPLANE_MAX_MODEL_BYTES=str(8 * 1024 * 1024),
     )
     try:
         yield running

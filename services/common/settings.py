@@ -117,6 +117,16 @@ class Settings(BaseSettings):
         description="Key that signs page tokens (default: a key made in STATE_DIR/keys).",
     )
 
+    # Model uploads.
+    max_model_bytes: int = Field(
+        default=1024**3,
+        description="Largest ONNX upload (a single ONNX protobuf cannot exceed 2 GiB).",
+    )
+    upload_spool_dir: Path | None = Field(
+        default=None,
+        description="Where S3 uploads are spooled for validation (default STATE_DIR/spool).",
+    )
+
     log_level: str = Field(default="INFO", description="Log level of the services.")
     shutdown_grace_seconds: float = Field(
         default=10.0, description="How long in-flight RPCs may finish on SIGTERM."
@@ -154,6 +164,17 @@ class Settings(BaseSettings):
     @property
     def object_store_dir(self) -> Path:
         return self.store_dir if self.store_dir is not None else self.state_dir / "objects"
+
+    @field_validator("max_model_bytes")
+    @classmethod
+    def _max_model_bytes(cls, value: int) -> int:
+        if not 0 < value < 2**31:
+            raise ValueError("max_model_bytes must be between 1 and 2 GiB - 1 (protobuf limit)")
+        return value
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.upload_spool_dir or self.state_dir / "spool"
 
     @property
     def stack_file(self) -> Path:

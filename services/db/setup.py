@@ -29,7 +29,13 @@ REGISTRY_ROLE = "mlplane_registry"
 # The QueryService reads production history and nothing else.
 HISTORY_TABLES = ("assets", "tags", "tag_data", "failure_events", "asset_grants")
 # Tables the registry may read and write (grown by the registry migrations).
-REGISTRY_TABLES: tuple[str, ...] = ()
+REGISTRY_TABLES: tuple[str, ...] = (
+    "model_names",
+    "models",
+    "model_versions",
+    "model_version_status_history",
+)
+REGISTRY_SEQUENCES = ("model_version_status_history_change_pk_seq",)
 # The query role's only write paths (SECURITY DEFINER, see migration 0002).
 QUERY_FUNCTIONS = (
     "mlplane_begin_export(uuid, text, text, text, timestamptz, timestamptz, text[], bigint, text,"
@@ -124,6 +130,8 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
     if REGISTRY_TABLES:
         tables = ", ".join(REGISTRY_TABLES)
         statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {REGISTRY_ROLE}")
+        sequences = ", ".join(REGISTRY_SEQUENCES)
+        statements.append(f"GRANT USAGE ON SEQUENCE {sequences} TO {REGISTRY_ROLE}")
     return statements
 
 

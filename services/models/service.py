@@ -1,14 +1,43 @@
-"""Wiring of the ModelRegistry."""
+"""Wiring of the ModelRegistry: database engine, object store, domain, servicer."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from grpc import aio
 from mlplane.v1 import model_registry_pb2, model_registry_pb2_grpc
 
+from services.common.db import create_engine
+from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
-from services.common.unimplemented import placeholder_spec
+from services.models.catalog import Catalog
+from services.models.object_store import open_store
+from services.models.repository import RegistryRepository
+from services.models.servicer import ModelRegistryServicer
+from services.models.upload import Uploader
+
+SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name
 
 
 def models_spec(settings: Settings) -> ServiceSpec:
-    # Methods answer UNIMPLEMENTED until the registry and approval issues (#4, #5) land.
-    return placeholder_spec(model_registry_pb2, model_registry_pb2_grpc, "ModelRegistry")
+    async def register(server: aio.Server) -> Callable[[], Awaitable[None]]:
+        if not settings.registry_database_url:
+            raise RuntimeError("MLPLANE_REGISTRY_DATABASE_URL is not set (mlplane up sets it)")
+        repo = RegistryRepository(create_engine(settings.registry_database_url, settings))
+        store = await open_store(settings)
+        uploader = Uploader(
+            repo, store, max_bytes=settings.max_model_bytes, spool_dir=settings.spool_dir
+        )
+        catalog = Catalog(repo, store, PageTokens(ensure_page_token_key(settings)))
+        model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
+            ModelRegistryServicer(uploader, catalog), server
+        )
+
+        async def cleanup() -> None:
+            await store.close()
+            await repo.close()
+
+        return cleanup
+
+    return ServiceSpec(name=SERVICE_NAME, register=register)

@@ -31,6 +31,7 @@ def test_serve_reports_ports_and_stops_on_sigterm(tmp_path: Path, service: str) 
         # Nothing listens there: a service must start (and answer 503) while its
         # database is down.
         "MLPLANE_QUERY_DATABASE_URL": f"postgresql://nobody:x@/none?host={tmp_path}/no-db",
+        "MLPLANE_REGISTRY_DATABASE_URL": f"postgresql://nobody:x@/none?host={tmp_path}/no-db",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", service, "--ready-file", str(ready)],

@@ -82,8 +82,9 @@ def test_scientist_cannot_approve(stack: RunningStack) -> None:
 def test_right_role_reaches_handler(stack: RunningStack) -> None:
     token = stack.tokens.valid("data_scientist", "model_approver")
     assert _try_call(stack, "query", token) is None
-    # The registry's methods land with their own issues.
-    error = _call(stack, "models", token)
+    assert _try_call(stack, "models", token) is None
+    # Approvals land with their own issue (#5).
+    error = _call(stack, "models", stack.tokens.valid("model_approver"), "approve")
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

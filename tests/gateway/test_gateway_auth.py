@@ -114,10 +114,9 @@ def _assert_reached_service(response: httpx.Response) -> None:
 @pytest.mark.parametrize(
     ("role", "method", "path"),
     [
-        ("data_scientist", "GET", "/api/v1/models"),
-        ("model_approver", "GET", "/api/v1/models/m1/versions/3"),
         ("model_approver", "POST", "/api/v1/approvals/a1:approve"),
         ("data_scientist", "POST", "/api/v1/models/m1/approvals"),
+        ("model_approver", "GET", "/api/v1/approvals/a1"),
     ],
 )
 def test_right_role_reaches_the_service_over_rest(
@@ -133,8 +132,9 @@ def test_right_role_reaches_the_service_over_rest(
 
 
 @pytest.mark.parametrize("role", ["data_scientist", "model_approver"])
-def test_both_roles_may_list_assets(stack: RunningStack, http: httpx.Client, role: str) -> None:
-    response = http.get("/api/v1/query/assets", headers=_auth(stack.tokens.valid(role)))
+@pytest.mark.parametrize("path", ["/api/v1/query/assets", "/api/v1/models"])
+def test_both_roles_may_list(stack: RunningStack, http: httpx.Client, role: str, path: str) -> None:
+    response = http.get(path, headers=_auth(stack.tokens.valid(role)))
     assert response.status_code == 200, response.text
 
 
@@ -197,9 +197,12 @@ def test_cors_preflight_is_answered_without_token(http: httpx.Client) -> None:
 
 
 def test_error_body_is_status_json(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.get("/api/v1/models", headers=_auth(stack.tokens.valid()))
+    response = http.get("/api/v1/models/not-a-uuid", headers=_auth(stack.tokens.valid()))
+    assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
-    assert json.loads(response.text)["message"] == "ModelRegistry.ListModels is not implemented yet"
+    body = json.loads(response.text)
+    assert body["message"] == "model_id must be a model id (a UUID)"
+    assert body["details"][0]["reason"] == "INVALID_MODEL_ID"
 
 
 def test_request_id_reaches_the_service_log(stack: RunningStack, http: httpx.Client) -> None:

@@ -1,0 +1,128 @@
+"""Reading the registry: models, versions, and their bytes, tenant-scoped.
+
+Another tenant's model is reported exactly like a model that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+from services.common.auth import Principal
+from services.common.errors import invalid_argument, not_found
+from services.common.pagination import PageTokens, page_size
+from services.models.object_store import ObjectStore
+from services.models.repository import ModelRecord, RegistryRepository, VersionRecord
+
+STATUSES = ("PENDING_APPROVAL", "IN_REVIEW", "APPROVED", "REJECTED", "ARCHIVED")
+_CLAUSE = re.compile(r'^\s*(name|status)\s*=\s*(?:"([^"\\]*)"|([A-Za-z0-9_.-]+))\s*$')
+
+
+def parse_model_filter(text: str) -> tuple[str | None, str | None]:
+    """`name = "churn"`, `status = APPROVED`, or both joined with AND (AIP-160 subset)."""
+    name = status = None
+    # Envoy's transcoder does not turn '+' back into a space in query strings, and
+    # browsers send spaces as '+'. No valid filter contains a literal '+'.
+    text = text.replace("+", " ")
+    if not text.strip():
+        return None, None
+    for clause in re.split(r"\s+AND\s+", text.strip()):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            raise invalid_argument(
+                "INVALID_FILTER",
+                'filter supports name = "…" and status = PENDING_APPROVAL|IN_REVIEW|APPROVED|'
+                "REJECTED|ARCHIVED, joined with AND",
+                field="filter",
+            )
+        key, value = (
+            match.group(1),
+            match.group(2) if match.group(2) is not None else match.group(3),
+        )
+        if key == "name":
+            name = value
+        else:
+            value = value.upper().removeprefix("MODEL_VERSION_STATUS_")
+            if value not in STATUSES:
+                raise invalid_argument(
+                    "INVALID_FILTER", f"unknown status {value!r} in filter", field="filter"
+                )
+            status = value
+    return name, status
+
+
+def _model_uuid(model_id: str) -> str:
+    try:
+        return str(uuid.UUID(model_id))
+    except ValueError as exc:
+        raise invalid_argument(
+            "INVALID_MODEL_ID", "model_id must be a model id (a UUID)", field="modelId"
+        ) from exc
+
+
+def _missing_model(model_id: str) -> Exception:
+    return not_found("MODEL_NOT_FOUND", f"model {model_id} does not exist", modelId=model_id)
+
+
+class Catalog:
+    def __init__(self, repo: RegistryRepository, store: ObjectStore, pages: PageTokens) -> None:
+        self._repo = repo
+        self._store = store
+        self._pages = pages
+
+    async def list_models(
+        self, principal: Principal, requested_size: int, token: str, filter_text: str
+    ) -> tuple[list[ModelRecord], str]:
+        size = page_size(requested_size)
+        name, status = parse_model_filter(filter_text)
+        scope = {"t": principal.tenant, "m": "ListModels", "f": filter_text, "s": size}
+        after = self._pages.decode(token, scope) or ""
+        rows = await self._repo.list_models(
+            principal.tenant, after=str(after), limit=size + 1, name=name, status=status
+        )
+        page, more = rows[:size], len(rows) > size
+        return page, self._pages.encode(page[-1].name, scope) if more else ""
+
+    async def get_model(self, principal: Principal, model_id: str) -> ModelRecord:
+        record = await self._repo.get_model(principal.tenant, _model_uuid(model_id))
+        if record is None:
+            raise _missing_model(model_id)
+        return record
+
+    async def list_versions(
+        self, principal: Principal, model_id: str, requested_size: int, token: str
+    ) -> tuple[list[VersionRecord], str]:
+        await self.get_model(principal, model_id)
+        size = page_size(requested_size)
+        scope = {"t": principal.tenant, "m": "ListModelVersions", "id": model_id, "s": size}
+        before = self._pages.decode(token, scope)
+        rows = await self._repo.list_versions(
+            principal.tenant,
+            _model_uuid(model_id),
+            before=int(before) if before is not None else 2**62,
+            limit=size + 1,
+        )
+        page, more = rows[:size], len(rows) > size
+        return page, self._pages.encode(page[-1].version, scope) if more else ""
+
+    async def get_version(self, principal: Principal, model_id: str, version: int) -> VersionRecord:
+        if version < 1:
+            raise invalid_argument("INVALID_VERSION", "version must be 1 or more", field="version")
+        record = await self._repo.get_version(principal.tenant, _model_uuid(model_id), version)
+        if record is None:
+            if await self._repo.get_model(principal.tenant, _model_uuid(model_id)) is None:
+                raise _missing_model(model_id)
+            raise not_found(
+                "VERSION_NOT_FOUND",
+                f"model {model_id} has no version {version}",
+                modelId=model_id,
+                version=str(version),
+            )
+        return record
+
+    async def content(
+        self, principal: Principal, model_id: str, version: int
+    ) -> tuple[VersionRecord, AsyncIterator[bytes]]:
+        record = await self.get_version(principal, model_id, version)
+        return record, self._store.read(record.storage_key)

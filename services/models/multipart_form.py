@@ -1,0 +1,175 @@
+"""Parse the browser's `multipart/form-data` upload as it streams in.
+
+Envoy hands the raw body over in pieces (`google.api.HttpBody`, <= 1 MiB
+each); python-multipart's push parser turns them into fields and file bytes
+without ever holding the file. The text fields must come before the `file`
+field (FormData keeps append order; put the file input last in a form), so
+the model's name is known when its bytes start to arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from services.common.errors import invalid_argument
+from services.models.metadata import UploadMetadata, parse_form_metadata
+
+MAX_FIELD_BYTES = 64 * 1024
+FILE_FIELD = "file"
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    is_file: bool = False
+    value: bytearray = field(default_factory=bytearray)
+
+
+class _FormEvents:
+    """python-multipart callbacks collected into a queue of events per feed."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._part = _Part()
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+            max_header_count=16,
+        )
+
+    def _part_begin(self) -> None:
+        self._part = _Part()
+        self._headers = {}
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_field).decode("latin-1").lower()] = bytes(
+            self._header_value
+        )
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
+        self._part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._part.is_file = self._part.name == FILE_FIELD
+        if self._part.is_file:
+            self.events.append(("file_begin", None))
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part.is_file:
+            self.events.append(("file_data", bytes(data[start:end])))
+            return
+        self._part.value += data[start:end]
+        if len(self._part.value) > MAX_FIELD_BYTES:
+            raise invalid_argument(
+                "FORM_FIELD_TOO_LARGE",
+                f"form field {self._part.name!r} is over {MAX_FIELD_BYTES} bytes",
+                field=self._part.name,
+            )
+
+    def _part_end(self) -> None:
+        if self._part.is_file:
+            self.events.append(("file_end", None))
+        else:
+            self.events.append(("field", (self._part.name, self._part.value.decode("utf-8"))))
+
+    def feed(self, data: bytes) -> list[tuple[str, Any]]:
+        self.parser.write(data)
+        events, self.events = self.events, []
+        return events
+
+
+def boundary_of(content_type: str) -> bytes:
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise invalid_argument(
+            "NOT_MULTIPART",
+            "send the model as multipart/form-data (fields name, description, …, then file)",
+            field="Content-Type",
+        )
+    return boundary
+
+
+@dataclass
+class MultipartUpload:
+    metadata: UploadMetadata
+    file_chunks: AsyncIterator[bytes]
+
+
+async def read_multipart(
+    content_type: str, first_chunk: bytes, rest: AsyncIterator[bytes]
+) -> MultipartUpload:
+    """Read the form up to the start of the file; the file streams from `file_chunks`."""
+    form = _FormEvents(boundary_of(content_type))
+    fields: dict[str, str] = {}
+    pending: list[tuple[str, Any]] = form.feed(first_chunk)
+
+    async def more() -> bool:
+        async for chunk in rest:
+            pending.extend(form.feed(chunk))
+            return True
+        return False
+
+    while True:
+        while pending:
+            kind, value = pending.pop(0)
+            if kind == "field":
+                name, text = value
+                if name in fields:
+                    raise invalid_argument(
+                        "DUPLICATE_FORM_FIELD", f"form field {name!r} appears twice", field=name
+                    )
+                fields[name] = text
+            elif kind == "file_begin":
+                metadata = parse_form_metadata(fields)
+                return MultipartUpload(metadata, _file_chunks(pending, more, form))
+        if not await more():
+            raise invalid_argument(
+                "MISSING_FILE", "the form has no 'file' field with the ONNX model", field="file"
+            )
+
+
+async def _file_chunks(
+    pending: list[tuple[str, Any]], more: Any, form: _FormEvents
+) -> AsyncIterator[bytes]:
+    finished = False
+    while True:
+        while pending:
+            kind, value = pending.pop(0)
+            if finished:
+                raise invalid_argument(
+                    "FIELD_AFTER_FILE",
+                    "form fields must come before the file (put the file field last)",
+                    field=str(value[0]) if kind == "field" else FILE_FIELD,
+                )
+            if kind == "file_data":
+                yield value
+            elif kind == "file_end":
+                finished = True
+        if not await more():
+            break
+    if not finished:
+        raise invalid_argument("TRUNCATED_FORM", "the upload ended before the file did")
+    form.parser.finalize()

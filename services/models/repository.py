@@ -1,0 +1,378 @@
+"""The registry's rows, through SQLAlchemy 2 (async, asyncpg) as the registry role."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.errors import unavailable
+
+PENDING_APPROVAL = "PENDING_APPROVAL"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    model_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class StatusChangeRecord:
+    from_status: str | None
+    to_status: str
+    actor: str
+    comment: str
+    change_time: datetime
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    name: str
+    description: str
+    latest_version: int
+    created_by: str
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    model_id: str
+    name: str
+    version: int
+    status: str
+    description: str
+    labels: dict[str, str]
+    metrics: dict[str, float]
+    training_export_ids: list[str]
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    signature: dict[str, Any]
+    created_by: str
+    create_time: datetime
+    update_time: datetime
+    history: list[StatusChangeRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    tenant: str
+    name: str
+    reservation: Reservation
+    description: str
+    labels: dict[str, str]
+    metrics: dict[str, float]
+    training_export_ids: list[str]
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    signature: dict[str, Any]
+    created_by: str
+
+
+_DB_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def database_unavailable() -> Exception:
+    return unavailable(
+        "DATABASE_UNAVAILABLE", "the registry database is unavailable; try again shortly"
+    )
+
+
+def _is_connection_error(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return "Connection" in name or "CannotConnect" in name or "Shutdown" in name
+
+
+class RegistryRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except _DB_DOWN as exc:
+            raise database_unavailable() from exc
+        except sqlalchemy.exc.DBAPIError as exc:
+            if _is_connection_error(exc):
+                raise database_unavailable() from exc
+            raise
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # --- writes ---------------------------------------------------------------------
+    async def reserve_version(self, tenant: str, name: str) -> Reservation:
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO model_names (tenant_id, name, model_id, next_version)
+                        VALUES (:tenant, :name, :model_id, 2)
+                        ON CONFLICT (tenant_id, name)
+                          DO UPDATE SET next_version = model_names.next_version + 1
+                        RETURNING model_id, next_version - 1 AS version
+                        """
+                    ),
+                    {"tenant": tenant, "name": name, "model_id": uuid.uuid4()},
+                )
+            ).one()
+        return Reservation(model_id=str(row.model_id), version=int(row.version))
+
+    async def record_version(self, new: NewVersion, *, request_id: str | None) -> None:
+        params = {
+            "model_id": uuid.UUID(new.reservation.model_id),
+            "version": new.reservation.version,
+            "tenant": new.tenant,
+            "name": new.name,
+            "description": new.description,
+            "labels": json.dumps(new.labels),
+            "metrics": json.dumps(new.metrics),
+            "exports": new.training_export_ids,
+            "key": new.storage_key,
+            "sha256": new.sha256,
+            "size": new.size_bytes,
+            "signature": json.dumps(new.signature),
+            "actor": new.created_by,
+            "request_id": request_id,
+            "resource": f"model/{new.reservation.model_id}/version/{new.reservation.version}",
+            "detail": json.dumps(
+                {"name": new.name, "sha256": new.sha256, "size_bytes": new.size_bytes}
+            ),
+        }
+        async with self._tx() as conn:
+            # The newest version's description describes the model.
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO models (model_id, tenant_id, name, description, latest_version,
+                                        created_by)
+                    VALUES (:model_id, :tenant, :name, :description, :version, :actor)
+                    ON CONFLICT (model_id) DO UPDATE SET
+                      description = CASE WHEN EXCLUDED.latest_version > models.latest_version
+                                         THEN EXCLUDED.description ELSE models.description END,
+                      latest_version = greatest(models.latest_version, EXCLUDED.latest_version),
+                      update_time = now()
+                    """
+                ),
+                params,
+            )
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO model_versions (model_id, version, tenant_id, status, description,
+                        labels, metrics, training_export_ids, storage_key, sha256, size_bytes,
+                        signature, created_by)
+                    VALUES (:model_id, :version, :tenant, 'PENDING_APPROVAL', :description,
+                        CAST(:labels AS jsonb), CAST(:metrics AS jsonb), :exports, :key, :sha256,
+                        :size, CAST(:signature AS jsonb), :actor)
+                    """
+                ),
+                params,
+            )
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO model_version_status_history (model_id, version, from_status,
+                        to_status, actor, comment)
+                    VALUES (:model_id, :version, NULL, 'PENDING_APPROVAL', :actor, 'uploaded')
+                    """
+                ),
+                params,
+            )
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO audit_log (tenant_id, subject, action, resource, outcome,
+                                           request_id, detail)
+                    VALUES (:tenant, :actor, 'model.upload', :resource, 'ok', :request_id,
+                            CAST(:detail AS jsonb))
+                    """
+                ),
+                params,
+            )
+
+    async def audit(
+        self,
+        *,
+        tenant: str,
+        subject: str,
+        action: str,
+        resource: str,
+        outcome: str,
+        request_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO audit_log (tenant_id, subject, action, resource, outcome,
+                                           request_id, detail)
+                    VALUES (:tenant, :subject, :action, :resource, :outcome, :request_id,
+                            CAST(:detail AS jsonb))
+                    """
+                ),
+                {
+                    "tenant": tenant,
+                    "subject": subject,
+                    "action": action,
+                    "resource": resource,
+                    "outcome": outcome,
+                    "request_id": request_id,
+                    "detail": json.dumps(detail, default=str),
+                },
+            )
+
+    # --- reads ----------------------------------------------------------------------
+    async def missing_exports(self, tenant: str, export_ids: list[str]) -> list[str]:
+        if not export_ids:
+            return []
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT export_id::text FROM exports"
+                    " WHERE tenant_id = :tenant AND export_id = ANY(CAST(:ids AS uuid[]))"
+                ),
+                {"tenant": tenant, "ids": export_ids},
+            )
+            found = {r[0] for r in rows}
+        return [e for e in export_ids if e not in found]
+
+    async def list_models(
+        self, tenant: str, *, after: str, limit: int, name: str | None, status: str | None
+    ) -> list[ModelRecord]:
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                text(
+                    """
+                    SELECT m.* FROM models m
+                      JOIN model_versions v
+                        ON v.model_id = m.model_id AND v.version = m.latest_version
+                     WHERE m.tenant_id = :tenant AND m.name > :after
+                       AND (CAST(:name AS text) IS NULL OR m.name = :name)
+                       AND (CAST(:status AS text) IS NULL OR v.status = :status)
+                     ORDER BY m.name
+                     LIMIT :limit
+                    """
+                ),
+                {"tenant": tenant, "after": after, "limit": limit, "name": name, "status": status},
+            )
+            return [_model(r) for r in rows]
+
+    async def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT * FROM models WHERE tenant_id = :tenant AND model_id = :id"),
+                    {"tenant": tenant, "id": uuid.UUID(model_id)},
+                )
+            ).one_or_none()
+        return None if row is None else _model(row)
+
+    async def list_versions(
+        self, tenant: str, model_id: str, *, before: int, limit: int
+    ) -> list[VersionRecord]:
+        async with self._tx() as conn:
+            rows = await conn.execute(
+                text(
+                    """
+                    SELECT v.*, m.name FROM model_versions v JOIN models m USING (model_id)
+                     WHERE v.tenant_id = :tenant AND v.model_id = :id AND v.version < :before
+                     ORDER BY v.version DESC LIMIT :limit
+                    """
+                ),
+                {"tenant": tenant, "id": uuid.UUID(model_id), "before": before, "limit": limit},
+            )
+            versions = [_version(r) for r in rows]
+            return [await self._with_history(conn, v) for v in versions]
+
+    async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
+        async with self._tx() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT v.*, m.name FROM model_versions v JOIN models m USING (model_id)
+                         WHERE v.tenant_id = :tenant AND v.model_id = :id AND v.version = :version
+                        """
+                    ),
+                    {"tenant": tenant, "id": uuid.UUID(model_id), "version": version},
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            return await self._with_history(conn, _version(row))
+
+    async def _with_history(self, conn: AsyncConnection, record: VersionRecord) -> VersionRecord:
+        rows = await conn.execute(
+            text(
+                """
+                SELECT from_status, to_status, actor, comment, change_time
+                  FROM model_version_status_history
+                 WHERE model_id = :id AND version = :version ORDER BY change_pk
+                """
+            ),
+            {"id": uuid.UUID(record.model_id), "version": record.version},
+        )
+        history = [StatusChangeRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return VersionRecord(**{**record.__dict__, "history": history})
+
+
+def _model(row: Any) -> ModelRecord:
+    return ModelRecord(
+        model_id=str(row.model_id),
+        name=row.name,
+        description=row.description,
+        latest_version=int(row.latest_version),
+        created_by=row.created_by,
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _version(row: Any) -> VersionRecord:
+    return VersionRecord(
+        model_id=str(row.model_id),
+        name=row.name,
+        version=int(row.version),
+        status=row.status,
+        description=row.description,
+        labels=_json(row.labels),
+        metrics=_json(row.metrics),
+        training_export_ids=list(row.training_export_ids),
+        storage_key=row.storage_key,
+        sha256=row.sha256,
+        size_bytes=int(row.size_bytes),
+        signature=_json(row.signature),
+        created_by=row.created_by,
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )

@@ -1,0 +1,224 @@
+"""ModelRegistry over gRPC: protobuf in, domain calls, protobuf out.
+
+Methods whose issue has not landed (approvals, archive) answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api import httpbody_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from mlplane.v1 import model_registry_pb2 as pb
+from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+
+from services.common.auth import current_principal
+from services.common.errors import invalid_argument, not_implemented
+from services.common.interceptors import set_http_status, set_response_header
+from services.common.logs import request_id_var
+from services.models.catalog import Catalog
+from services.models.metadata import UploadMetadata, validate_metadata
+from services.models.multipart_form import read_multipart
+from services.models.repository import ModelRecord, VersionRecord
+from services.models.upload import Uploader
+
+
+class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
+    def __init__(self, uploader: Uploader, catalog: Catalog) -> None:
+        self._uploader = uploader
+        self._catalog = catalog
+
+    # --- upload ---------------------------------------------------------------------
+    async def UploadModel(
+        self, request_iterator: AsyncIterator[pb.UploadModelRequest], context: Any
+    ) -> pb.ModelVersion:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("metadata"):
+            raise invalid_argument(
+                "METADATA_FIRST",
+                "the first UploadModelRequest must carry metadata, then the file chunks",
+                field="metadata",
+            )
+        metadata = _metadata(first.metadata)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.HasField("metadata"):
+                    raise invalid_argument(
+                        "METADATA_TWICE", "metadata may only be sent once, first", field="metadata"
+                    )
+                yield message.chunk
+
+        return await self._upload(metadata, chunks())
+
+    async def UploadModelMultipart(
+        self, request_iterator: AsyncIterator[httpbody_pb2.HttpBody], context: Any
+    ) -> pb.ModelVersion:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            raise invalid_argument("EMPTY_BODY", "the request has no body", field="file")
+
+        async def rest() -> AsyncIterator[bytes]:
+            async for body in request_iterator:
+                yield body.data
+
+        form = await read_multipart(first.content_type, first.data, rest())
+        return await self._upload(form.metadata, form.file_chunks)
+
+    async def _upload(
+        self, metadata: UploadMetadata, chunks: AsyncIterator[bytes]
+    ) -> pb.ModelVersion:
+        record = await self._uploader.upload(
+            current_principal(), metadata, chunks, request_id=request_id_var.get()
+        )
+        set_http_status(201)
+        return _version(record)
+
+    # --- reads ----------------------------------------------------------------------
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: Any
+    ) -> pb.ListModelsResponse:
+        models, token = await self._catalog.list_models(
+            current_principal(), request.page_size, request.page_token, request.filter
+        )
+        return pb.ListModelsResponse(models=[_model(m) for m in models], next_page_token=token)
+
+    async def GetModel(self, request: pb.GetModelRequest, context: Any) -> pb.Model:
+        return _model(await self._catalog.get_model(current_principal(), request.model_id))
+
+    async def ListModelVersions(
+        self, request: pb.ListModelVersionsRequest, context: Any
+    ) -> pb.ListModelVersionsResponse:
+        versions, token = await self._catalog.list_versions(
+            current_principal(), request.model_id, request.page_size, request.page_token
+        )
+        return pb.ListModelVersionsResponse(
+            model_versions=[_version(v) for v in versions], next_page_token=token
+        )
+
+    async def GetModelVersion(
+        self, request: pb.GetModelVersionRequest, context: Any
+    ) -> pb.ModelVersion:
+        return _version(
+            await self._catalog.get_version(current_principal(), request.model_id, request.version)
+        )
+
+    async def DownloadModelVersion(
+        self, request: pb.DownloadModelVersionRequest, context: Any
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        record, chunks = await self._catalog.content(
+            current_principal(), request.model_id, request.version
+        )
+        set_response_header("x-mlplane-sha256", record.sha256)
+        set_response_header(
+            "content-disposition", f'attachment; filename="{record.name}-v{record.version}.onnx"'
+        )
+        first = True
+        async for chunk in chunks:
+            if first:
+                first = False
+                yield httpbody_pb2.HttpBody(content_type="application/octet-stream", data=chunk)
+            else:
+                yield httpbody_pb2.HttpBody(data=chunk)
+
+    # --- not yet: approvals (#5) ------------------------------------------------------
+    async def SubmitForApproval(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.SubmitForApproval")
+
+    async def ListApprovals(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.ListApprovals")
+
+    async def GetApproval(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.GetApproval")
+
+    async def ApproveModelVersion(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.ApproveModelVersion")
+
+    async def RejectModelVersion(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.RejectModelVersion")
+
+    async def ArchiveModelVersion(self, request: Any, context: Any) -> Any:
+        raise not_implemented("ModelRegistry.ArchiveModelVersion")
+
+
+def _metadata(message: pb.UploadModelMetadata) -> UploadMetadata:
+    return validate_metadata(
+        name=message.name,
+        description=message.description,
+        labels=dict(message.labels),
+        metrics=dict(message.metrics),
+        training_export_ids=list(message.training_export_ids),
+        sha256=message.sha256,
+    )
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def _model(record: ModelRecord) -> pb.Model:
+    return pb.Model(
+        model_id=record.model_id,
+        name=record.name,
+        description=record.description,
+        latest_version=record.latest_version,
+        created_by=record.created_by,
+        create_time=_timestamp(record.create_time),
+        update_time=_timestamp(record.update_time),
+    )
+
+
+def _tensor(spec: dict[str, Any]) -> pb.TensorSpec:
+    return pb.TensorSpec(
+        name=spec["name"],
+        element_type=spec["element_type"],
+        shape=[
+            pb.Dimension(size=d) if isinstance(d, int) else pb.Dimension(param=str(d))
+            for d in spec["shape"]
+        ],
+    )
+
+
+def _version(record: VersionRecord) -> pb.ModelVersion:
+    sig = record.signature
+    return pb.ModelVersion(
+        model_id=record.model_id,
+        name=record.name,
+        version=record.version,
+        status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{record.status}"),
+        description=record.description,
+        labels=record.labels,
+        metrics=record.metrics,
+        training_export_ids=record.training_export_ids,
+        sha256=record.sha256,
+        size_bytes=record.size_bytes,
+        signature=pb.OnnxSignature(
+            inputs=[_tensor(t) for t in sig.get("inputs", [])],
+            outputs=[_tensor(t) for t in sig.get("outputs", [])],
+            opset_imports=[
+                pb.OperatorSetId(domain=d, version=v) for d, v in sig.get("opset_imports", [])
+            ],
+            ir_version=sig.get("ir_version", 0),
+            producer_name=sig.get("producer_name", ""),
+            producer_version=sig.get("producer_version", ""),
+        ),
+        created_by=record.created_by,
+        create_time=_timestamp(record.create_time),
+        update_time=_timestamp(record.update_time),
+        status_history=[
+            pb.StatusChange(
+                from_status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{h.from_status}")
+                if h.from_status
+                else pb.MODEL_VERSION_STATUS_UNSPECIFIED,
+                to_status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{h.to_status}"),
+                actor=h.actor,
+                comment=h.comment,
+                change_time=_timestamp(h.change_time),
+            )
+            for h in record.history
+        ],
+    )

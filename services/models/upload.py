@@ -1,0 +1,202 @@
+"""The upload pipeline: stream, hash, size-check, validate, store, record.
+
+Ordering is what makes it lose nothing:
+  1. metadata is validated and a (model id, version) reserved: nothing stored yet;
+  2. bytes stream to the object store's invisible writer (and, for S3, to a
+     local spool file that validation reads), the size limit enforced as it
+     is crossed;
+  3. the ONNX file is validated; a bad file aborts the writer: nothing stored;
+  4. the writer commits: the object is durable;
+  5. the version row commits; if that fails the object is deleted.
+Any failure in between aborts the writer, so no object and no row remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import BinaryIO
+
+import grpc
+
+from services.common.auth import Principal
+from services.common.errors import ServiceError, invalid_argument
+from services.models.metadata import UploadMetadata
+from services.models.object_store import ObjectStore, ObjectWriter, object_key
+from services.models.onnx_validation import OnnxSignature, validate_onnx_file
+from services.models.repository import NewVersion, RegistryRepository, VersionRecord
+
+log = logging.getLogger("mlplane.models.upload")
+
+
+def too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "MODEL_TOO_LARGE",
+        f"the model is larger than the limit of {limit:,} bytes",
+        metadata={"limitBytes": str(limit)},
+        http_status=413,
+    )
+
+
+class _Spool:
+    """A local copy of the upload for validation, unless the store already keeps one."""
+
+    def __init__(self, writer: ObjectWriter, spool_dir: Path) -> None:
+        self._handle: BinaryIO | None = None
+        if writer.local_path is not None:
+            self.path = writer.local_path
+        else:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            self.path = spool_dir / f"{uuid.uuid4().hex}.onnx"
+            self._handle = open(self.path, "xb")  # noqa: SIM115 (closed in close())
+
+    async def write(self, chunk: bytes) -> None:
+        if self._handle is not None:
+            await asyncio.to_thread(self._handle.write, chunk)
+
+    def finish(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self.path.unlink(missing_ok=True)
+
+
+class Uploader:
+    def __init__(
+        self,
+        repo: RegistryRepository,
+        store: ObjectStore,
+        *,
+        max_bytes: int,
+        spool_dir: Path,
+    ) -> None:
+        self._repo = repo
+        self._store = store
+        self._max_bytes = max_bytes
+        self._spool_dir = spool_dir
+
+    async def upload(
+        self,
+        principal: Principal,
+        metadata: UploadMetadata,
+        chunks: AsyncIterator[bytes],
+        *,
+        request_id: str | None,
+    ) -> VersionRecord:
+        try:
+            return await self._upload(principal, metadata, chunks, request_id)
+        except (ServiceError, asyncio.CancelledError) as error:
+            outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else error.reason
+            await self._audit_failure(principal, metadata, outcome, request_id)
+            raise
+
+    async def _upload(
+        self,
+        principal: Principal,
+        metadata: UploadMetadata,
+        chunks: AsyncIterator[bytes],
+        request_id: str | None,
+    ) -> VersionRecord:
+        missing = await self._repo.missing_exports(principal.tenant, metadata.training_export_ids)
+        if missing:
+            raise invalid_argument(
+                "UNKNOWN_EXPORT",
+                f"training export {missing[0]} does not exist in this tenant",
+                field="trainingExportIds",
+            )
+        reservation = await self._repo.reserve_version(principal.tenant, metadata.name)
+        key = object_key(principal.tenant, reservation.model_id, reservation.version)
+        writer = await self._store.writer(key)
+        committed = False
+        spool = _Spool(writer, self._spool_dir)
+        try:
+            digest, size = await self._stream(chunks, writer, spool)
+            if size == 0:
+                raise invalid_argument("EMPTY_FILE", "the uploaded file is empty", field="file")
+            sha256 = digest.hexdigest()
+            if metadata.sha256 is not None and metadata.sha256 != sha256:
+                raise invalid_argument(
+                    "SHA256_MISMATCH",
+                    f"the file's SHA-256 is {sha256}, not the declared {metadata.sha256}",
+                    field="sha256",
+                )
+            signature = await asyncio.to_thread(validate_onnx_file, spool.path)
+            await writer.commit()
+            committed = True
+            new = NewVersion(
+                tenant=principal.tenant,
+                name=metadata.name,
+                reservation=reservation,
+                description=metadata.description,
+                labels=metadata.labels,
+                metrics=metadata.metrics,
+                training_export_ids=metadata.training_export_ids,
+                storage_key=key,
+                sha256=sha256,
+                size_bytes=size,
+                signature=_signature_json(signature),
+                created_by=principal.subject,
+            )
+            await self._repo.record_version(new, request_id=request_id)
+        except BaseException:
+            if committed:
+                # The row did not commit: the object must not outlive it.
+                with contextlib.suppress(Exception):
+                    await self._store.delete(key)
+            else:
+                await writer.abort()
+            raise
+        finally:
+            spool.close()
+        record = await self._repo.get_version(
+            principal.tenant, reservation.model_id, reservation.version
+        )
+        assert record is not None
+        return record
+
+    async def _stream(
+        self, chunks: AsyncIterator[bytes], writer: ObjectWriter, spool: _Spool
+    ) -> tuple[hashlib._Hash, int]:
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise too_large(self._max_bytes)
+            digest.update(chunk)
+            await writer.write(chunk)
+            await spool.write(chunk)
+        spool.finish()
+        await writer.flush()
+        return digest, size
+
+    async def _audit_failure(
+        self, principal: Principal, metadata: UploadMetadata, outcome: str, request_id: str | None
+    ) -> None:
+        try:
+            await self._repo.audit(
+                tenant=principal.tenant,
+                subject=principal.subject,
+                action="model.upload",
+                resource=f"model-name/{metadata.name}",
+                outcome=outcome,
+                request_id=request_id,
+                detail={"name": metadata.name},
+            )
+        except ServiceError:
+            log.warning("could not audit a failed upload of %s (database down)", metadata.name)
+
+
+def _signature_json(signature: OnnxSignature) -> dict[str, object]:
+    return asdict(signature)

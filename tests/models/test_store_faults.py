@@ -1,0 +1,191 @@
+"""Upload ordering under faults, for both stores: the folder store and S3
+(moto's real S3 HTTP server on loopback). Whatever fails, afterwards there is
+no version row, no object, and no open multipart upload."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import boto3
+import grpc
+import httpx
+import pytest
+from grpc import aio
+from mlplane.v1 import model_registry_pb2 as pb
+from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+from moto.server import ThreadedMotoServer
+
+from services.common.devkeys import ensure_dev_keys
+from services.common.errors import unavailable
+from services.common.server import RunningServer, start_server
+from services.common.settings import Settings
+from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
+from services.models.repository import RegistryRepository
+from services.models.service import models_spec
+from services.stack.postgres import EmbeddedPostgres
+from tests.models.onnx_models import linear_model
+from tests.tokens import Tokens
+
+BUCKET = "mlplane-models"
+
+
+@dataclass
+class Rig:
+    backend: str
+    server: RunningServer
+    pg: EmbeddedPostgres
+    settings: Settings
+    tokens: Tokens
+    moto: ThreadedMotoServer | None
+    s3: Any
+
+    async def upload(self, name: str, data: bytes) -> pb.ModelVersion:
+        async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+            yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name=name))
+            for start in range(0, len(data), 4096):
+                yield pb.UploadModelRequest(chunk=data[start : start + 4096])
+
+        async with aio.insecure_channel(f"127.0.0.1:{self.server.grpc_port}") as channel:
+            token = self.tokens.valid("data_scientist")
+            return await pb_grpc.ModelRegistryStub(channel).UploadModel(
+                requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
+            )
+
+    def objects(self) -> list[str]:
+        if self.backend == "s3":
+            listed = self.s3.list_objects_v2(Bucket=BUCKET)
+            return sorted(o["Key"] for o in listed.get("Contents", []))
+        root = self.settings.object_store_dir
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    def open_multipart_uploads(self) -> int:
+        if self.backend != "s3":
+            return 0
+        return len(self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    async def version_rows(self) -> int:
+        conn = await asyncpg.connect(self.pg.dsn())
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM model_versions"))
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["folder", "s3"])
+async def rig(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Rig]:
+    backend: str = request.param
+    root = Path(tempfile.mkdtemp(prefix="mlplane-store-"))
+    pg = EmbeddedPostgres(root / "state")
+    pg.start()
+    moto: ThreadedMotoServer | None = None
+    server: RunningServer | None = None
+    s3: Any = None
+    try:
+        creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
+        await setup_database(pg.dsn(), creds)
+        overrides: dict[str, Any] = {}
+        if backend == "s3":
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            moto.start()
+            endpoint = f"http://127.0.0.1:{moto._server.server_port}"
+            # moto keeps its state per process: start every test from an empty S3.
+            async with httpx.AsyncClient() as client:
+                (await client.post(f"{endpoint}/moto-api/reset", timeout=10)).raise_for_status()
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            s3.create_bucket(Bucket=BUCKET)
+            overrides = {"store": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": endpoint}
+        settings = Settings(
+            state_dir=root / "state",
+            registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
+            db_connect_timeout_seconds=2.0,
+            **overrides,
+        )
+        ensure_dev_keys(settings)
+        server = await start_server(
+            settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
+        )
+        yield Rig(backend, server, pg, settings, Tokens(settings), moto, s3)
+    finally:
+        if server is not None:
+            await server.stop(1)
+        if moto is not None:
+            moto.stop()
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_upload_stores_object_and_row(rig: Rig) -> None:
+    version = await rig.upload("pump-bearing", linear_model(2048))
+    assert version.version == 1
+    assert rig.objects() == [f"demo/{version.model_id}/1.onnx"]
+    assert await rig.version_rows() == 1
+    assert rig.open_multipart_uploads() == 0
+    if rig.backend == "s3":
+        head = rig.s3.head_object(Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx")
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["ContentLength"] == version.size_bytes
+
+
+async def test_invalid_model_leaves_nothing(rig: Rig) -> None:
+    with pytest.raises(aio.AioRpcError) as caught:
+        await rig.upload("garbage", b"\x08\x07" + bytes(range(250)) * 100)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rig.objects() == []
+    assert await rig.version_rows() == 0
+    assert rig.open_multipart_uploads() == 0
+
+
+async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
+    if rig.backend == "s3":
+        assert rig.moto is not None
+        rig.moto.stop()
+    else:
+        # A file where the store's folder should be: every write fails.
+        shutil.rmtree(rig.settings.object_store_dir)
+        rig.settings.object_store_dir.write_text("not a folder")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await rig.upload("no-store", linear_model(64))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "model store is unavailable" in (caught.value.details() or "")
+    assert await rig.version_rows() == 0
+
+
+async def test_database_down_is_unavailable_and_stores_nothing(rig: Rig) -> None:
+    rig.pg.stop()
+    try:
+        with pytest.raises(aio.AioRpcError) as caught:
+            await rig.upload("no-db", linear_model(64))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert rig.objects() == []
+        assert rig.open_multipart_uploads() == 0
+    finally:
+        rig.pg.start()
+    assert await rig.version_rows() == 0
+
+
+async def test_row_failure_after_store_removes_the_object(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one fault a real database will not produce on cue: the insert fails
+    # after the object was committed.
+    async def failing_record(self: RegistryRepository, *args: Any, **kwargs: Any) -> None:
+        raise unavailable("DATABASE_UNAVAILABLE", "injected: the version insert failed")
+
+    monkeypatch.setattr(RegistryRepository, "record_version", failing_record)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await rig.upload("half-stored", linear_model(64))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    await asyncio.sleep(0)
+    assert rig.objects() == []
+    assert await rig.version_rows() == 0

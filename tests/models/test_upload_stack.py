@@ -1,0 +1,390 @@
+"""Model upload and reads through the real stack (Envoy → ModelRegistry →
+PostgreSQL + the folder store). After every refusal the test checks that no
+row and no file were left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+from mlplane.v1 import model_registry_pb2 as pb
+from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+
+from tests.models.onnx_models import broken_model, linear_model, old_opset_model
+from tests.stack_runner import RunningStack
+
+LIMIT = 8 * 1024 * 1024  # the session stack's MLPLANE_MAX_MODEL_BYTES
+
+
+@pytest.fixture(scope="module")
+def http(stack: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stub(stack: RunningStack) -> Iterator[pb_grpc.ModelRegistryStub]:
+    with grpc.insecure_channel(stack.gateway_target) as channel:
+        yield pb_grpc.ModelRegistryStub(channel)
+
+
+def _auth(stack: RunningStack, role: str = "data_scientist", **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.tokens.valid(role, **kw)}"}
+
+
+def _md(stack: RunningStack, role: str = "data_scientist", **kw: Any) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {stack.tokens.valid(role, **kw)}"),)
+
+
+def _name() -> str:
+    return f"model-{uuid.uuid4().hex[:10]}"
+
+
+def _requests(
+    metadata: pb.UploadModelMetadata, data: bytes, chunk: int = 64 * 1024
+) -> Iterator[pb.UploadModelRequest]:
+    yield pb.UploadModelRequest(metadata=metadata)
+    for start in range(0, len(data), chunk):
+        yield pb.UploadModelRequest(chunk=data[start : start + chunk])
+
+
+def _form(name: str, data: bytes, **fields: str) -> tuple[dict[str, str], dict[str, Any]]:
+    return {"name": name, **fields}, {"file": ("model.onnx", data, "application/octet-stream")}
+
+
+async def _rows(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(stack.admin_dsn())
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def _versions_named(stack: RunningStack, name: str) -> list[asyncpg.Record]:
+    return asyncio.run(
+        _rows(
+            stack,
+            "SELECT v.* FROM model_versions v JOIN models m USING (model_id) WHERE m.name = $1",
+            name,
+        )
+    )
+
+
+def _models_named(stack: RunningStack, name: str) -> int:
+    return len(asyncio.run(_rows(stack, "SELECT 1 FROM models WHERE name = $1", name)))
+
+
+def _store_files(stack: RunningStack) -> set[str]:
+    root = stack.state_dir / "objects"
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _assert_nothing_stored(stack: RunningStack, name: str, files_before: set[str]) -> None:
+    assert _models_named(stack, name) == 0
+    assert _versions_named(stack, name) == []
+    assert _store_files(stack) == files_before, "an object or temporary file was left behind"
+
+
+# --- the happy paths ---------------------------------------------------------------
+def test_grpc_upload_creates_pending_version_and_reads_back(
+    stack: RunningStack, stub: pb_grpc.ModelRegistryStub
+) -> None:
+    name, data = _name(), linear_model(16)
+    metadata = pb.UploadModelMetadata(
+        name=name,
+        description="first try",
+        labels={"team": "rotating-equipment"},
+        metrics={"auc": 0.91},
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    version = stub.UploadModel(_requests(metadata, data, chunk=100), metadata=_md(stack))
+    assert version.status == pb.MODEL_VERSION_STATUS_PENDING_APPROVAL
+    assert (version.name, version.version) == (name, 1)
+    assert version.sha256 == hashlib.sha256(data).hexdigest()
+    assert version.size_bytes == len(data)
+    assert version.created_by == "alice"
+    assert [i.name for i in version.signature.inputs] == ["X"]
+    assert version.signature.inputs[0].shape[0].param == "batch"
+    assert version.signature.inputs[0].shape[1].size == 16
+    assert version.signature.outputs[0].element_type == "FLOAT"
+    assert version.signature.producer_name == "mlplane-tests"
+    assert version.signature.opset_imports[0].version == 17
+    assert version.status_history[0].to_status == pb.MODEL_VERSION_STATUS_PENDING_APPROVAL
+    assert version.metrics["auc"] == pytest.approx(0.91)
+
+    again = stub.UploadModel(
+        _requests(
+            pb.UploadModelMetadata(name=name, description="second"), linear_model(16, seed=1)
+        ),
+        metadata=_md(stack),
+    )
+    assert again.version == 2
+    assert again.model_id == version.model_id
+
+    model = stub.GetModel(pb.GetModelRequest(model_id=version.model_id), metadata=_md(stack))
+    assert (model.name, model.latest_version, model.description) == (name, 2, "second")
+    listed = stub.ListModelVersions(
+        pb.ListModelVersionsRequest(model_id=version.model_id), metadata=_md(stack)
+    )
+    assert [v.version for v in listed.model_versions] == [2, 1]
+    key = f"demo/{version.model_id}/1.onnx"
+    assert (stack.state_dir / "objects" / key).read_bytes() == data
+
+
+def test_rest_multipart_upload_is_201_with_the_version(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    name, data = _name(), linear_model(32)
+    fields, files = _form(
+        name,
+        data,
+        description="from the browser",
+        labels=json.dumps({"site": "plant-7"}),
+        metrics=json.dumps({"f1": 0.8}),
+    )
+    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["name"] == name
+    assert body["version"] == "1"  # int64 is a string in proto3 JSON
+    assert body["status"] == "MODEL_VERSION_STATUS_PENDING_APPROVAL"
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["sizeBytes"] == str(len(data))
+    assert body["createdBy"] == "alice"
+    assert body["signature"]["inputs"][0]["name"] == "X"
+    assert body["labels"] == {"site": "plant-7"}
+    assert "createTime" in body
+    assert "x-http-status" not in response.headers
+
+    download = http.get(
+        f"/api/v1/models/{body['modelId']}/versions/1/content", headers=_auth(stack)
+    )
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert hashlib.sha256(download.content).hexdigest() == body["sha256"]
+
+
+def test_list_models_pages_and_filters(stack: RunningStack, http: httpx.Client) -> None:
+    prefix = f"paged-{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}-{i}" for i in range(5)]
+    for name in names:
+        fields, files = _form(name, linear_model(4))
+        assert (
+            http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack)).status_code
+            == 201
+        )
+    seen: list[str] = []
+    token = ""
+    for _ in range(20):
+        page = http.get(
+            "/api/v1/models",
+            params={"pageSize": 2, "pageToken": token, "filter": "status = PENDING_APPROVAL"},
+            headers=_auth(stack, "model_approver"),
+        ).json()
+        seen += [m["name"] for m in page.get("models", [])]
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+    assert [n for n in seen if n.startswith(prefix)] == names
+    one = http.get(
+        "/api/v1/models", params={"filter": f'name = "{names[3]}"'}, headers=_auth(stack)
+    ).json()
+    assert [m["name"] for m in one["models"]] == [names[3]]
+    bad = http.get("/api/v1/models", params={"filter": "name ~ 'x'"}, headers=_auth(stack))
+    assert bad.status_code == 400
+
+
+def test_concurrent_uploads_of_one_name_get_distinct_versions(
+    stack: RunningStack,
+) -> None:
+    name = _name()
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def upload(seed: int) -> None:
+        try:
+            with grpc.insecure_channel(stack.gateway_target) as channel:
+                version = pb_grpc.ModelRegistryStub(channel).UploadModel(
+                    _requests(
+                        pb.UploadModelMetadata(name=name), linear_model(64, seed=seed), chunk=512
+                    ),
+                    metadata=_md(stack),
+                )
+            results.append(version.version)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sorted(results) == [1, 2, 3, 4, 5, 6]
+    assert len(_versions_named(stack, name)) == 6
+
+
+# --- refusals: nothing left behind ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("random", "NOT_ONNX"),
+        ("truncated", "NOT_ONNX"),
+        ("broken", "ONNX_CHECK_FAILED"),
+        ("old_opset", "ONNX_OPSET"),
+        ("empty", "EMPTY_FILE"),
+        ("bad_name", "INVALID_MODEL_NAME"),
+        ("traversal_name", "INVALID_MODEL_NAME"),
+        ("long_description", "DESCRIPTION_TOO_LONG"),
+        ("bad_metrics", "MALFORMED_FIELD"),
+        ("sha_mismatch", "SHA256_MISMATCH"),
+        ("unknown_export", "UNKNOWN_EXPORT"),
+    ],
+)
+def test_rest_rejections_are_400_and_store_nothing(
+    stack: RunningStack, http: httpx.Client, case: str, reason: str
+) -> None:
+    name = _name()
+    good = linear_model(8)
+    data = {
+        "random": bytes(range(256)) * 40,
+        "truncated": good[: len(good) // 2],
+        "broken": broken_model(),
+        "old_opset": old_opset_model(),
+        "empty": b"",
+    }.get(case, good)
+    extra: dict[str, str] = {}
+    if case == "bad_name":
+        name = "Bad Name!"
+    elif case == "traversal_name":
+        name = "../../etc/passwd"
+    elif case == "long_description":
+        extra["description"] = "x" * 5000
+    elif case == "bad_metrics":
+        extra["metrics"] = "{not json"
+    elif case == "sha_mismatch":
+        extra["sha256"] = "0" * 64
+    elif case == "unknown_export":
+        extra["trainingExportIds"] = str(uuid.uuid4())
+    before = _store_files(stack)
+    fields, files = _form(name, data, **extra)
+    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    assert response.status_code == 400, response.text
+    assert response.json()["details"][0]["reason"] == reason
+    _assert_nothing_stored(stack, name, before)
+
+
+def test_too_large_is_413_and_stores_nothing(stack: RunningStack, http: httpx.Client) -> None:
+    name = _name()
+    before = _store_files(stack)
+    fields, files = _form(name, linear_model((LIMIT // 4) + 1024))
+    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    assert response.status_code == 413, response.text
+    assert response.json()["details"][0]["reason"] == "MODEL_TOO_LARGE"
+    _assert_nothing_stored(stack, name, before)
+
+
+def test_too_large_over_grpc_is_resource_exhausted(
+    stack: RunningStack, stub: pb_grpc.ModelRegistryStub
+) -> None:
+    name = _name()
+    before = _store_files(stack)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UploadModel(
+            _requests(pb.UploadModelMetadata(name=name), linear_model(LIMIT // 4 + 1024), 1 << 20),
+            metadata=_md(stack),
+        )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    _assert_nothing_stored(stack, name, before)
+
+
+def test_file_before_fields_is_refused(stack: RunningStack, http: httpx.Client) -> None:
+    boundary = "xyzBOUNDARYxyz"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + linear_model(4)
+        + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nlate\r\n'
+            f"--{boundary}--\r\n"
+        ).encode()
+    )
+    response = http.post(
+        "/api/v1/models",
+        content=body,
+        headers={**_auth(stack), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["details"][0]["reason"] == "MISSING_FIELD"
+
+
+def test_not_multipart_is_400(stack: RunningStack, http: httpx.Client) -> None:
+    response = http.post("/api/v1/models", json={"name": "x"}, headers=_auth(stack))
+    assert response.status_code == 400
+    assert response.json()["details"][0]["reason"] == "NOT_MULTIPART"
+
+
+def test_client_gone_mid_upload_leaves_nothing(stack: RunningStack) -> None:
+    name = _name()
+    before = _store_files(stack)
+    sent = threading.Event()
+
+    def requests() -> Iterator[pb.UploadModelRequest]:
+        yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name=name))
+        yield pb.UploadModelRequest(chunk=linear_model(1024)[:2000])
+        sent.set()
+        threading.Event().wait(30)  # the client hangs; then the call is cancelled
+        yield pb.UploadModelRequest(chunk=b"never")
+
+    with grpc.insecure_channel(stack.gateway_target) as channel:
+        future = pb_grpc.ModelRegistryStub(channel).UploadModel.future(
+            requests(), metadata=_md(stack)
+        )
+        assert sent.wait(10)
+        import time
+
+        time.sleep(0.5)  # let the bytes reach the service
+        future.cancel()
+    import time
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if _store_files(stack) == before:
+            break
+        time.sleep(0.1)
+    _assert_nothing_stored(stack, name, before)
+
+
+# --- tenants --------------------------------------------------------------------------
+def test_other_tenant_gets_404_everywhere(stack: RunningStack, http: httpx.Client) -> None:
+    fields, files = _form(_name(), linear_model(4))
+    created = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack)).json()
+    model_id = created["modelId"]
+    other = _auth(stack, tenant="other-plant")
+    for path in (
+        f"/api/v1/models/{model_id}",
+        f"/api/v1/models/{model_id}/versions",
+        f"/api/v1/models/{model_id}/versions/1",
+        f"/api/v1/models/{model_id}/versions/1/content",
+    ):
+        assert http.get(path, headers=other).status_code == 404, path
+        assert http.get(path, headers=_auth(stack)).status_code == 200, path
+    names = [m["name"] for m in http.get("/api/v1/models", headers=other).json().get("models", [])]
+    assert created["name"] not in names
+
+
+def test_unknown_ids(stack: RunningStack, http: httpx.Client) -> None:
+    assert http.get(f"/api/v1/models/{uuid.uuid4()}", headers=_auth(stack)).status_code == 404
+    assert http.get("/api/v1/models/not-a-uuid", headers=_auth(stack)).status_code == 400
+    assert http.get("/api/v1/models/x' OR '1'='1", headers=_auth(stack)).status_code == 400
