@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import query_service_pb2 as pb
 
 from services.query.binary_copy import pg_micros_to_unix_micros, row_dtype
+from services.query.proto_wire import sample_batch_bytes
 
 SAMPLE_ROW = row_dtype([("ts", ">i8"), ("tag_pk", ">i4"), ("value", ">f8"), ("quality", ">i2")])
 AGGREGATE_ROW = row_dtype(
@@ -134,27 +135,27 @@ def _timestamps(unix_micros: npt.NDArray[np.int64]) -> list[Timestamp]:
     ]
 
 
-def sample_batch(rows: npt.NDArray[np.void], tags: TagIndex) -> pb.SampleBatch:
-    names = [tags.names[i] for i in tags.positions(rows["tag_pk"]).tolist()]
-    times = _timestamps(pg_micros_to_unix_micros(rows["ts"]))
-    values = rows["value"].astype(np.float64).tolist()
-    quality = rows["quality"].astype(np.int32).tolist()
-    return pb.SampleBatch(
-        samples=[
-            pb.Sample(time=t, tag=n, value=v, quality=q)
-            for t, n, v, q in zip(times, names, values, quality, strict=True)
-        ]
+def sample_batch(rows: npt.NDArray[np.void], tags: TagIndex) -> tuple[pb.SampleBatch, bytes]:
+    """The batch message and its canonical serialisation (what the manifest hashes)."""
+    data = sample_batch_bytes(
+        pg_micros_to_unix_micros(rows["ts"]),
+        tags.positions(rows["tag_pk"]),
+        tags.names,
+        rows["value"].astype(np.float64),
+        rows["quality"].astype(np.int32),
     )
+    return pb.SampleBatch.FromString(data), data
 
 
-def aggregate_batch(rows: npt.NDArray[np.void], tags: TagIndex) -> pb.AggregateBatch:
+def aggregate_batch(rows: npt.NDArray[np.void], tags: TagIndex) -> tuple[pb.AggregateBatch, bytes]:
     names = [tags.names[i] for i in tags.positions(rows["tag_pk"]).tolist()]
     times = _timestamps(pg_micros_to_unix_micros(rows["bucket"]))
     cols = [rows[c].astype(np.float64).tolist() for c in ("avg", "min", "max")]
     counts = rows["count"].astype(np.int64).tolist()
-    return pb.AggregateBatch(
+    message = pb.AggregateBatch(
         aggregates=[
             pb.Aggregate(bucket_time=t, tag=n, avg=a, min=lo, max=hi, count=c)
             for t, n, a, lo, hi, c in zip(times, names, *cols, counts, strict=True)
         ]
     )
+    return message, message.SerializeToString(deterministic=True)

@@ -36,7 +36,7 @@ from services.query.encoders import (
 )
 from services.query.grants import may_read
 from services.query.request import ExportQuery
-from services.query.store import AssetRow, ExportRecord, HistoryStore, TagRow
+from services.query.store import AssetRow, AuditEntry, ExportRecord, HistoryStore, TagRow
 
 log = logging.getLogger("mlplane.query")
 
@@ -80,7 +80,7 @@ class HistoryService:
         self._settings = settings
         self._pages = page_tokens
         # Manifest and audit writes that must outlive a cancelled handler.
-        self._closing: dict[str, asyncio.Task[None]] = {}
+        self._closing: dict[str, asyncio.Task[ExportRecord]] = {}
 
     # --- assets -----------------------------------------------------------------
     async def list_assets(
@@ -195,14 +195,14 @@ class HistoryService:
             self._close_later(prepared, outcome, digest)
 
     async def manifest(self, prepared: PreparedExport) -> ExportRecord:
-        """The stored manifest, once `stream` finished."""
+        """The manifest, once `stream` finished and it is stored."""
         closing = self._closing.get(prepared.export_id)
-        if closing is not None:
-            await asyncio.shield(closing)
-        record = await self._store.get_export(prepared.principal.tenant, prepared.export_id)
-        if record is None:  # the manifest row was written by begin_export
-            raise ServiceError(grpc.StatusCode.INTERNAL, "MANIFEST_MISSING", "manifest missing")
-        return record
+        if closing is None:
+            record = await self._store.get_export(prepared.principal.tenant, prepared.export_id)
+            if record is None:  # begin_export wrote it; nothing deletes manifests
+                raise ServiceError(grpc.StatusCode.INTERNAL, "MANIFEST_MISSING", "no manifest")
+            return record
+        return await asyncio.shield(closing)
 
     async def get_export(self, principal: Principal, export_id: str) -> ExportRecord:
         try:
@@ -254,8 +254,8 @@ class HistoryService:
                 data = arrow.encode(rows)
                 digest.update(data)
                 return DataChunk(data)
-            message = aggregate_batch(rows, tags) if aggregates else sample_batch(rows, tags)
-            digest.update(message.SerializeToString(deterministic=True))
+            message, data = aggregate_batch(rows, tags) if aggregates else sample_batch(rows, tags)
+            digest.update(data)
             return MessageBatch(message)
 
         async for chunk in self._store.copy_out(
@@ -285,20 +285,32 @@ class HistoryService:
     def _close_later(self, prepared: PreparedExport, outcome: str, digest: Digest) -> None:
         # Runs even when the handler task is being cancelled (client gone):
         # the bookkeeping must not be cancelled with it.
-        async def close() -> None:
-            sha = digest.hexdigest() if outcome == "completed" else None
+        query = prepared.query
+        sha = digest.hexdigest() if outcome == "completed" else None
+
+        async def close() -> ExportRecord:
             try:
-                await self._store.finish_export(prepared.export_id, outcome, digest.rows, sha)
-                await self._audit(
-                    prepared.principal,
-                    prepared.query,
+                await self._store.finish_export(
+                    prepared.export_id,
                     outcome,
-                    prepared.request_id,
-                    rows=digest.rows,
-                    export_id=prepared.export_id,
+                    digest.rows,
+                    sha,
+                    audit=self._audit_entry(
+                        prepared.principal,
+                        query,
+                        outcome,
+                        prepared.request_id,
+                        rows=digest.rows,
+                        export_id=prepared.export_id,
+                    ),
                 )
             except ServiceError:
                 log.warning("could not record the end of export %s", prepared.export_id)
+                raise
+            record = await self._store.get_export(prepared.principal.tenant, prepared.export_id)
+            if record is None:  # begin_export wrote it; nothing deletes manifests
+                raise ServiceError(grpc.StatusCode.INTERNAL, "MANIFEST_MISSING", "no manifest")
+            return record
 
         task = asyncio.get_running_loop().create_task(close())
         self._closing[prepared.export_id] = task
@@ -312,7 +324,17 @@ class HistoryService:
         request_id: str | None,
         **detail: Any,
     ) -> None:
-        await self._store.audit(
+        await self._store.audit(self._audit_entry(principal, query, outcome, request_id, **detail))
+
+    @staticmethod
+    def _audit_entry(
+        principal: Principal,
+        query: ExportQuery,
+        outcome: str,
+        request_id: str | None,
+        **detail: Any,
+    ) -> AuditEntry:
+        return AuditEntry(
             tenant=principal.tenant,
             subject=principal.subject,
             action="history.export",

@@ -277,65 +277,95 @@ class HistoryStore:
                         await task
 
     # --- the only writes: through SECURITY DEFINER functions ------------------
-    async def _write(self, sql: str, *args: Any) -> None:
+    async def _write(
+        self, statements: list[tuple[str, tuple[Any, ...]]], *, durable: bool = True
+    ) -> None:
         async def work(conn: Connection) -> None:
             async with conn.transaction():
                 # The role's sessions default to read-only; these functions are its
                 # only write path, and they need a read-write transaction.
                 await conn.execute("SET TRANSACTION READ WRITE")
-                await conn.execute(sql, *args)
+                if not durable:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                for sql, args in statements:
+                    await conn.execute(sql, *args)
 
         await self._run(work)
 
     async def begin_export(
         self, export_id: str, tenant: str, subject: str, query: ExportQuery, request_id: str | None
     ) -> None:
+        # Only a "running" marker: it may skip the WAL flush (one fsync less per
+        # export); what must survive a crash is written when the export ends.
         await self._write(
-            "SELECT mlplane_begin_export($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            uuid.UUID(export_id),
-            tenant,
-            subject,
-            query.asset_id,
-            query.start,
-            query.end,
-            list(query.tags),
-            query.resolution_seconds,
-            query.encoding,
-            request_id,
+            [
+                (
+                    "SELECT mlplane_begin_export($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    (
+                        uuid.UUID(export_id),
+                        tenant,
+                        subject,
+                        query.asset_id,
+                        query.start,
+                        query.end,
+                        list(query.tags),
+                        query.resolution_seconds,
+                        query.encoding,
+                        request_id,
+                    ),
+                )
+            ],
+            durable=False,
         )
 
     async def finish_export(
-        self, export_id: str, status: str, row_count: int, sha256: str | None
+        self,
+        export_id: str,
+        status: str,
+        row_count: int,
+        sha256: str | None,
+        *,
+        audit: AuditEntry,
     ) -> None:
+        """Close the manifest and audit the export in one durable transaction."""
         await self._write(
-            "SELECT mlplane_finish_export($1, $2, $3, $4)",
-            uuid.UUID(export_id),
-            status,
-            row_count,
-            sha256,
+            [
+                (
+                    "SELECT mlplane_finish_export($1, $2, $3, $4)",
+                    (uuid.UUID(export_id), status, row_count, sha256),
+                ),
+                _audit_statement(audit),
+            ]
         )
 
-    async def audit(
-        self,
-        *,
-        tenant: str,
-        subject: str,
-        action: str,
-        resource: str,
-        outcome: str,
-        request_id: str | None,
-        detail: dict[str, Any],
-    ) -> None:
-        await self._write(
-            "SELECT mlplane_audit($1, $2, $3, $4, $5, $6, $7::jsonb)",
-            tenant,
-            subject,
-            action,
-            resource,
-            outcome,
-            request_id,
-            json.dumps(detail, default=str),
-        )
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._write([_audit_statement(entry)])
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    tenant: str
+    subject: str
+    action: str
+    resource: str
+    outcome: str
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+def _audit_statement(entry: AuditEntry) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "SELECT mlplane_audit($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        (
+            entry.tenant,
+            entry.subject,
+            entry.action,
+            entry.resource,
+            entry.outcome,
+            entry.request_id,
+            json.dumps(entry.detail, default=str),
+        ),
+    )
 
 
 def _asset(row: asyncpg.Record) -> AssetRow:

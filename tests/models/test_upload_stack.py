@@ -388,3 +388,36 @@ def test_unknown_ids(stack: RunningStack, http: httpx.Client) -> None:
     assert http.get(f"/api/v1/models/{uuid.uuid4()}", headers=_auth(stack)).status_code == 404
     assert http.get("/api/v1/models/not-a-uuid", headers=_auth(stack)).status_code == 400
     assert http.get("/api/v1/models/x' OR '1'='1", headers=_auth(stack)).status_code == 400
+
+
+def test_uploads_and_rejections_are_audited(stack: RunningStack, http: httpx.Client) -> None:
+    name = _name()
+    request_ok, request_bad = f"ok-{uuid.uuid4().hex}", f"bad-{uuid.uuid4().hex}"
+    fields, files = _form(name, linear_model(4))
+    ok = http.post(
+        "/api/v1/models",
+        data=fields,
+        files=files,
+        headers={**_auth(stack), "x-request-id": request_ok},
+    )
+    assert ok.status_code == 201
+    fields, files = _form(name, b"not onnx at all")
+    bad = http.post(
+        "/api/v1/models",
+        data=fields,
+        files=files,
+        headers={**_auth(stack), "x-request-id": request_bad},
+    )
+    assert bad.status_code == 400
+    rows = asyncio.run(
+        _rows(
+            stack,
+            "SELECT request_id, action, outcome, subject FROM audit_log"
+            " WHERE request_id = ANY($1::text[]) ORDER BY audit_pk",
+            [request_ok, request_bad],
+        )
+    )
+    assert [(r["request_id"], r["action"], r["outcome"], r["subject"]) for r in rows] == [
+        (request_ok, "model.upload", "ok", "alice"),
+        (request_bad, "model.upload", "NOT_ONNX", "alice"),
+    ]
