@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from services.common.errors import ServiceError, permission_denied, unauthentica
 from services.common.settings import Settings
 
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,11 @@ def _principal(claims: dict[str, Any]) -> Principal:
         raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks the sub claim")
     if not isinstance(tenant, str) or not tenant:
         raise unauthenticated("TOKEN_CLAIM_MISSING", "token lacks the tenant claim")
+    if not _TENANT.match(tenant):
+        # Tenant ids end up in object keys and audit rows: only plain identifiers.
+        raise unauthenticated(
+            "TOKEN_TENANT_INVALID", "token's tenant claim is not a valid tenant id"
+        )
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise unauthenticated(
             "TOKEN_CLAIM_MISSING", "token lacks a roles claim (a list of strings)"

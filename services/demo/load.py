@@ -327,6 +327,7 @@ async def load_demo_plant(
                 DEMO_GRANT_PATTERN,
                 GRANT_CREATED_BY,
             )
+        await _analyze(conn)
     finally:
         await conn.close()
     report = LoadReport(
@@ -382,6 +383,7 @@ async def load_assets(
                 await _tune_transaction(conn)
                 result = await _replace_asset(conn, tenant, generator, chunk_rows)
             total = _add(total, result)
+        await _analyze(conn)
     finally:
         await conn.close()
     return LoadReport(
@@ -391,6 +393,12 @@ async def load_assets(
         failures=total.failures,
         seconds=time.perf_counter() - started,
     )
+
+
+async def _analyze(conn: _Connection) -> None:
+    # Without statistics on a freshly loaded table the planner sorts a whole
+    # range instead of walking the primary key in order (0.5 s more for a day).
+    await conn.execute("ANALYZE tag_data, tags, assets")
 
 
 def _add(a: _AssetResult, b: _AssetResult) -> _AssetResult:

@@ -118,3 +118,11 @@ def test_dev_tokens_refused_with_real_issuer(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, jwt_jwks_url="https://issuer.invalid/jwks.json")
     with pytest.raises(RealIssuerConfigured):
         mint_token(settings, subject="a", tenant="t", roles=["data_scientist"])
+
+
+@pytest.mark.parametrize("tenant", ["../x", "a/b", "", " demo", "x" * 200])
+async def test_unusable_tenant_claims_are_rejected(settings: Settings, tenant: str) -> None:
+    token = mint_token(settings, subject="a", tenant=tenant, roles=["data_scientist"])
+    with pytest.raises(ServiceError) as caught:
+        await TokenVerifier(settings).verify(token)
+    assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED

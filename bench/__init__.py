@@ -1,0 +1,1 @@
+"""Benchmarks that run against a real stack (embedded PostgreSQL, services, Envoy)."""
