@@ -20,8 +20,10 @@ from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
 
 READ_CHUNK = 1024 * 1024
-# S3 parts must be >= 5 MiB except the last; bigger parts mean fewer round trips.
-S3_PART_SIZE = 16 * 1024 * 1024
+# S3 parts must be >= 5 MiB except the last. Parts in flight overlap the
+# client's upload with ours; memory is about (in flight + 1) x part size.
+S3_PART_SIZE = 8 * 1024 * 1024
+S3_PARTS_IN_FLIGHT = 3
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -147,12 +149,18 @@ class FolderStore:
 
 # --- S3 ------------------------------------------------------------------------------
 class _S3Writer:
+    """A multipart upload with a few parts in flight while the next one fills,
+    so receiving from the client and sending to S3 overlap. Memory stays at
+    (in-flight + 1) parts."""
+
     def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._upload_id = upload_id
         self._buffer = bytearray()
+        self._next_part = 1
+        self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._parts: list[dict[str, Any]] = []
 
     @property
@@ -162,31 +170,46 @@ class _S3Writer:
     async def flush(self) -> None:
         return None
 
-    async def _flush(self) -> None:
-        number = len(self._parts) + 1
+    async def _send(self, number: int, body: bytes) -> dict[str, Any]:
         response = await self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=bytes(self._buffer),
+            Body=body,
         )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
-        self._buffer.clear()
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    async def _collect(self, wait_all: bool) -> None:
+        while self._in_flight and (wait_all or len(self._in_flight) >= S3_PARTS_IN_FLIGHT):
+            done, self._in_flight = await asyncio.wait(
+                self._in_flight, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                self._parts.append(task.result())
+
+    def _start_part(self) -> None:
+        body, self._buffer = bytes(self._buffer), bytearray()
+        task = asyncio.get_running_loop().create_task(self._send(self._next_part, body))
+        self._next_part += 1
+        self._in_flight.add(task)
 
     async def write(self, chunk: bytes) -> None:
         self._buffer += chunk
         if len(self._buffer) >= S3_PART_SIZE:
             try:
-                await self._flush()
+                await self._collect(wait_all=False)
+                self._start_part()
             except Exception as exc:
                 await self.abort()
                 raise store_unavailable() from exc
 
     async def commit(self) -> None:
         try:
-            if self._buffer or not self._parts:
-                await self._flush()
+            if self._buffer or self._next_part == 1:
+                self._start_part()
+            await self._collect(wait_all=True)
+            self._parts.sort(key=lambda part: part["PartNumber"])
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
@@ -198,6 +221,11 @@ class _S3Writer:
             raise store_unavailable() from exc
 
     async def abort(self) -> None:
+        for task in self._in_flight:
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight = set()
         # Best effort: an unreachable store keeps nothing we could clean anyway,
         # and S3 lifecycle rules reap abandoned multipart uploads.
         with contextlib.suppress(Exception):
@@ -252,9 +280,12 @@ class S3Store:
             response = await self._client.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             raise store_unavailable() from exc
-        async with response["Body"] as body:
-            async for chunk in body.iter_chunks(READ_CHUNK):
+        body = response["Body"]
+        try:
+            while chunk := await body.read(READ_CHUNK):
                 yield chunk
+        finally:
+            body.close()
 
     async def delete(self, key: str) -> None:
         await self._client.delete_object(Bucket=self.bucket, Key=key)
