@@ -13,6 +13,7 @@ import json
 import re
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ class JwksSource:
         self._ttl = settings.jwks_cache_seconds
         self._keys: dict[str, jwt.PyJWK] = {}
         self._loaded_at = 0.0
+        # Changes whenever the key set is reloaded; cached verifications from
+        # before a reload (a rotation, a revoked key) are not trusted.
+        self.loaded_at = 0.0
         self._file_mtime = 0.0
         self._lock = asyncio.Lock()
 
@@ -111,6 +115,7 @@ class JwksSource:
             keys[str(entry.get("kid", index))] = key
         self._keys = keys
         self._loaded_at = time.monotonic()
+        self.loaded_at = self._loaded_at
 
     def _fetch(self) -> dict[str, Any]:
         if self._url is None:
@@ -125,12 +130,37 @@ class JwksSource:
 
 
 class TokenVerifier:
+    """Verifies tokens; a verified token is remembered until it expires (or the
+    key set is reloaded), so a client's every call does not pay the signature
+    check again. Only successes are cached: a bad token is checked every time."""
+
+    _CACHE_SIZE = 4096
+    _CACHE_SECONDS = 60.0
+
     def __init__(self, settings: Settings, keys: JwksSource | None = None) -> None:
         self._settings = settings
         self._keys = keys or JwksSource(settings)
         self._algorithms = list(settings.jwt_algorithms)
+        self._verified: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        now = time.time()
+        if cached is not None:
+            principal, expires, loaded_at = cached
+            if now < expires and loaded_at == self._keys.loaded_at:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires = await self._verify(token)
+        # A minute at most: a key removed from the JWKS stops working soon after.
+        expires = min(expires, now + self._CACHE_SECONDS)
+        self._verified[token] = (principal, expires, self._keys.loaded_at)
+        if len(self._verified) > self._CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
@@ -174,7 +204,8 @@ class TokenVerifier:
             ) from exc
         except jwt.InvalidTokenError as exc:
             raise unauthenticated("TOKEN_INVALID", "token is invalid") from exc
-        return _principal(claims)
+        # exp is required and numeric (checked by decode); nbf/leeway only widen it.
+        return _principal(claims), float(claims["exp"])
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

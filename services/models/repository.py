@@ -107,10 +107,16 @@ def _is_connection_error(exc: sqlalchemy.exc.DBAPIError) -> bool:
 class RegistryRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Single-statement reads need no transaction: no BEGIN/COMMIT round trips.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
         try:
+            if read_only:
+                async with self._reads.connect() as conn:
+                    yield conn
+                return
             async with self._engine.begin() as conn:
                 yield conn
         except _DB_DOWN as exc:
@@ -251,7 +257,7 @@ class RegistryRepository:
     async def missing_exports(self, tenant: str, export_ids: list[str]) -> list[str]:
         if not export_ids:
             return []
-        async with self._tx() as conn:
+        async with self._tx(read_only=True) as conn:
             rows = await conn.execute(
                 text(
                     "SELECT export_id::text FROM exports"
@@ -265,7 +271,7 @@ class RegistryRepository:
     async def list_models(
         self, tenant: str, *, after: str, limit: int, name: str | None, status: str | None
     ) -> list[ModelRecord]:
-        async with self._tx() as conn:
+        async with self._tx(read_only=True) as conn:
             rows = await conn.execute(
                 text(
                     """
@@ -284,7 +290,7 @@ class RegistryRepository:
             return [_model(r) for r in rows]
 
     async def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
-        async with self._tx() as conn:
+        async with self._tx(read_only=True) as conn:
             row = (
                 await conn.execute(
                     text("SELECT * FROM models WHERE tenant_id = :tenant AND model_id = :id"),

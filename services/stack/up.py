@@ -78,6 +78,9 @@ class Stack:
         ensure_page_token_key(s)
         s.object_store_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        # glibc gives each thread (asyncio.to_thread workers) its own malloc arena;
+        # two arenas keep a streaming upload's resident memory flat.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         env["MLPLANE_STATE_DIR"] = str(s.state_dir.resolve())
         env["MLPLANE_QUERY_DATABASE_URL"] = s.query_database_url or role_dsn(
             admin_dsn, QUERY_ROLE, creds.query_password
