@@ -66,6 +66,13 @@ class JwksSource:
         self._file_mtime = 0.0
         self._lock = asyncio.Lock()
 
+    async def refresh_if_stale(self) -> None:
+        """Reload the key set if the file changed or the URL's cache expired."""
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    await self._reload()
+
     async def key_for(self, kid: str | None) -> jwt.PyJWK:
         async with self._lock:
             if self._stale():
@@ -144,6 +151,7 @@ class TokenVerifier:
         self._verified: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
+        await self._keys.refresh_if_stale()
         cached = self._verified.get(token)
         now = time.time()
         if cached is not None:

@@ -126,3 +126,18 @@ async def test_unusable_tenant_claims_are_rejected(settings: Settings, tenant: s
     with pytest.raises(ServiceError) as caught:
         await TokenVerifier(settings).verify(token)
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_cached_token_is_dropped_when_its_key_is_rotated_out(
+    settings: Settings, tokens: Tokens
+) -> None:
+    verifier = TokenVerifier(settings)
+    old = tokens.valid()
+    await verifier.verify(old)
+    await verifier.verify(old)  # served from the cache
+    settings.jwks_file.unlink()
+    settings.dev_private_key_file.unlink()
+    ensure_dev_keys(settings)
+    with pytest.raises(ServiceError) as caught:
+        await verifier.verify(old)
+    assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
