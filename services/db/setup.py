@@ -34,8 +34,13 @@ REGISTRY_TABLES: tuple[str, ...] = (
     "models",
     "model_versions",
     "model_version_status_history",
+    "approval_requests",
+    "outbox_events",
 )
-REGISTRY_SEQUENCES = ("model_version_status_history_change_pk_seq",)
+REGISTRY_SEQUENCES = (
+    "model_version_status_history_change_pk_seq",
+    "outbox_events_event_pk_seq",
+)
 # The query role's only write paths (SECURITY DEFINER, see migration 0002).
 QUERY_FUNCTIONS = (
     "mlplane_begin_export(uuid, text, text, text, timestamptz, timestamptz, text[], bigint, text,"

@@ -126,6 +126,11 @@ class RegistryRepository:
                 raise database_unavailable() from exc
             raise
 
+    def transaction(self, *, read_only: bool = False) -> Any:
+        """A connection in a transaction (or, for reads, in autocommit), with
+        connection failures reported as UNAVAILABLE."""
+        return self._tx(read_only=read_only)
+
     async def close(self) -> None:
         await self._engine.dispose()
 

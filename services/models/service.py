@@ -11,6 +11,7 @@ from services.common.db import create_engine
 from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
+from services.models.approvals import Approvals
 from services.models.catalog import Catalog
 from services.models.object_store import open_store
 from services.models.repository import RegistryRepository
@@ -29,9 +30,11 @@ def models_spec(settings: Settings) -> ServiceSpec:
         uploader = Uploader(
             repo, store, max_bytes=settings.max_model_bytes, spool_dir=settings.spool_dir
         )
-        catalog = Catalog(repo, store, PageTokens(ensure_page_token_key(settings)))
+        pages = PageTokens(ensure_page_token_key(settings))
+        catalog = Catalog(repo, store, pages)
+        approvals = Approvals(repo, pages)
         model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
-            ModelRegistryServicer(uploader, catalog), server
+            ModelRegistryServicer(uploader, catalog, approvals), server
         )
 
         async def cleanup() -> None:

@@ -1,7 +1,4 @@
-"""ModelRegistry over gRPC: protobuf in, domain calls, protobuf out.
-
-Methods whose issue has not landed (approvals, archive) answer UNIMPLEMENTED.
-"""
+"""ModelRegistry over gRPC: protobuf in, domain calls, protobuf out."""
 
 from __future__ import annotations
 
@@ -15,9 +12,10 @@ from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from services.common.auth import current_principal
-from services.common.errors import invalid_argument, not_implemented
+from services.common.errors import invalid_argument
 from services.common.interceptors import set_http_status, set_response_header
 from services.common.logs import request_id_var
+from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
 from services.models.metadata import UploadMetadata, validate_metadata
 from services.models.multipart_form import read_multipart
@@ -26,9 +24,10 @@ from services.models.upload import Uploader
 
 
 class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
-    def __init__(self, uploader: Uploader, catalog: Catalog) -> None:
+    def __init__(self, uploader: Uploader, catalog: Catalog, approvals: Approvals) -> None:
         self._uploader = uploader
         self._catalog = catalog
+        self._approvals = approvals
 
     # --- upload ---------------------------------------------------------------------
     async def UploadModel(
@@ -123,24 +122,95 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
             else:
                 yield httpbody_pb2.HttpBody(data=chunk)
 
-    # --- not yet: approvals (#5) ------------------------------------------------------
-    async def SubmitForApproval(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.SubmitForApproval")
+    # --- approvals --------------------------------------------------------------------
+    async def SubmitForApproval(
+        self, request: pb.SubmitForApprovalRequest, context: Any
+    ) -> pb.Approval:
+        record = await self._approvals.submit(
+            current_principal(),
+            request.model_id,
+            request.version,
+            request.comment,
+            request_id_var.get(),
+        )
+        set_http_status(202)
+        return _approval(record)
 
-    async def ListApprovals(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.ListApprovals")
+    async def ListApprovals(
+        self, request: pb.ListApprovalsRequest, context: Any
+    ) -> pb.ListApprovalsResponse:
+        state = (
+            None
+            if request.state == pb.APPROVAL_STATE_UNSPECIFIED
+            else pb.ApprovalState.Name(request.state).removeprefix("APPROVAL_STATE_")
+        )
+        records, token = await self._approvals.list_requests(
+            current_principal(), state, request.page_size, request.page_token
+        )
+        return pb.ListApprovalsResponse(
+            approvals=[_approval(r) for r in records], next_page_token=token
+        )
 
-    async def GetApproval(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.GetApproval")
+    async def GetApproval(self, request: pb.GetApprovalRequest, context: Any) -> pb.Approval:
+        return _approval(await self._approvals.get(current_principal(), request.approval_id))
 
-    async def ApproveModelVersion(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.ApproveModelVersion")
+    async def ApproveModelVersion(
+        self, request: pb.ApproveModelVersionRequest, context: Any
+    ) -> pb.Approval:
+        return _approval(
+            await self._approvals.decide(
+                current_principal(),
+                request.approval_id,
+                approve=True,
+                comment=request.comment,
+                request_id=request_id_var.get(),
+            )
+        )
 
-    async def RejectModelVersion(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.RejectModelVersion")
+    async def RejectModelVersion(
+        self, request: pb.RejectModelVersionRequest, context: Any
+    ) -> pb.Approval:
+        return _approval(
+            await self._approvals.decide(
+                current_principal(),
+                request.approval_id,
+                approve=False,
+                comment=request.comment,
+                request_id=request_id_var.get(),
+            )
+        )
 
-    async def ArchiveModelVersion(self, request: Any, context: Any) -> Any:
-        raise not_implemented("ModelRegistry.ArchiveModelVersion")
+    async def ArchiveModelVersion(
+        self, request: pb.ArchiveModelVersionRequest, context: Any
+    ) -> pb.ModelVersion:
+        principal = current_principal()
+        await self._approvals.archive(
+            principal, request.model_id, request.version, request.comment, request_id_var.get()
+        )
+        return _version(
+            await self._catalog.get_version(principal, request.model_id, request.version)
+        )
+
+
+def _approval(record: ApprovalRecord) -> pb.Approval:
+    message = pb.Approval(
+        approval_id=record.approval_id,
+        model_id=record.model_id,
+        model_name=record.model_name,
+        version=record.version,
+        state=pb.ApprovalState.Value(f"APPROVAL_STATE_{record.state}"),
+        submitted_by=record.submitted_by,
+        submit_comment=record.submit_comment,
+        submit_time=_timestamp(record.submit_time),
+        decided_by=record.decided_by,
+        decision_comment=record.decision_comment,
+        sha256=record.sha256,
+    )
+    if record.decide_time is not None:
+        message.decide_time.CopyFrom(_timestamp(record.decide_time))
+    if record.model_version is not None:
+        message.model_version.CopyFrom(_version(record.model_version))
+    return message
 
 
 def _metadata(message: pb.UploadModelMetadata) -> UploadMetadata:

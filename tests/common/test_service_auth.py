@@ -83,9 +83,9 @@ def test_right_role_reaches_handler(stack: RunningStack) -> None:
     token = stack.tokens.valid("data_scientist", "model_approver")
     assert _try_call(stack, "query", token) is None
     assert _try_call(stack, "models", token) is None
-    # Approvals land with their own issue (#5).
+    # An approver reaches ApproveModelVersion (and is told the id is malformed).
     error = _call(stack, "models", stack.tokens.valid("model_approver"), "approve")
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize(

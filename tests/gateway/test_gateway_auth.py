@@ -102,13 +102,13 @@ def test_role_routes(
 
 
 def _assert_reached_service(response: httpx.Response) -> None:
-    # The service itself answered (UNIMPLEMENTED until its issue lands), with
-    # the google.rpc.Status JSON that Envoy renders from the gRPC trailers.
-    assert response.status_code == 501, response.text
+    # The service itself answered (these ids are not UUIDs), with the
+    # google.rpc.Status JSON that Envoy renders from the gRPC trailers.
+    assert response.status_code == 400, response.text
     body = response.json()
-    assert body["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     reasons = [d.get("reason") for d in body.get("details", [])]
-    assert "NOT_IMPLEMENTED" in reasons
+    assert reasons[0] in ("INVALID_ID", "INVALID_MODEL_ID")
 
 
 @pytest.mark.parametrize(
@@ -149,12 +149,14 @@ def test_right_role_reaches_the_service_over_grpc(
 
     models = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
     md = (("authorization", f"Bearer {stack.tokens.valid('model_approver')}"),)
+    models.ListApprovals(model_registry_pb2.ListApprovalsRequest(), metadata=md, timeout=10)
     with pytest.raises(grpc.RpcError) as caught:
-        models.ListApprovals(model_registry_pb2.ListApprovalsRequest(), metadata=md, timeout=10)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        models.GetApproval(
+            model_registry_pb2.GetApprovalRequest(approval_id="nope"), metadata=md, timeout=10
+        )
     info = error_info_from_trailers(caught.value.trailing_metadata())
     assert info is not None
-    assert info.reason == "NOT_IMPLEMENTED"
+    assert info.reason == "INVALID_ID"
 
 
 def test_scientist_cannot_call_approver_rpc_over_grpc(

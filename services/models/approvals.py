@@ -1,0 +1,502 @@
+"""The approval workflow: submit, approve, reject, archive.
+
+Each transition is one transaction that locks the version row, checks the
+current state, writes the new state, the status history, the audit entry and
+the outbox event together, so an event exists exactly when its change does.
+Separation of duties: whoever uploaded or submitted a version cannot decide it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.auth import Principal
+from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
+from services.common.pagination import PageTokens, page_size
+from services.models.repository import RegistryRepository, VersionRecord
+
+STATES = ("OPEN", "APPROVED", "REJECTED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    approval_id: str
+    model_id: str
+    model_name: str
+    version: int
+    state: str
+    submitted_by: str
+    submit_comment: str
+    submit_time: datetime
+    decided_by: str
+    decision_comment: str
+    decide_time: datetime | None
+    sha256: str
+    model_version: VersionRecord | None
+
+
+def _conflict(code: grpc.StatusCode, reason: str, message: str, **metadata: str) -> ServiceError:
+    return ServiceError(code, reason, message, metadata=metadata)
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise invalid_argument(
+            "INVALID_ID", f"{field} must be an id (a UUID)", field=field
+        ) from exc
+
+
+_REFUSALS = (
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.ALREADY_EXISTS,
+)
+
+
+class Approvals:
+    def __init__(self, repo: RegistryRepository, pages: PageTokens) -> None:
+        self._repo = repo
+        self._pages = pages
+
+    async def _refused(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        error: ServiceError,
+        request_id: str | None,
+    ) -> None:
+        # The transaction rolled back with the refusal; record it on its own.
+        if error.code in _REFUSALS:
+            await self._repo.audit(
+                tenant=principal.tenant,
+                subject=principal.subject,
+                action=action,
+                resource=resource,
+                outcome=error.reason,
+                request_id=request_id,
+                detail={"message": error.message},
+            )
+
+    async def submit(
+        self,
+        principal: Principal,
+        model_id: str,
+        version: int,
+        comment: str,
+        request_id: str | None,
+    ) -> ApprovalRecord:
+        try:
+            return await self._submit(principal, model_id, version, comment, request_id)
+        except ServiceError as error:
+            await self._refused(
+                principal, "approval.submit", f"model/{model_id}", error, request_id
+            )
+            raise
+
+    async def _submit(
+        self,
+        principal: Principal,
+        model_id: str,
+        version: int,
+        comment: str,
+        request_id: str | None,
+    ) -> ApprovalRecord:
+        mid = _uuid(model_id, "modelId")
+        if version < 0:
+            raise invalid_argument("INVALID_VERSION", "version must be positive", field="version")
+        async with self._repo.transaction() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT v.version, v.status, v.sha256 FROM model_versions v
+                         WHERE v.tenant_id = :tenant AND v.model_id = :id
+                           AND v.version = CASE WHEN :version = 0 THEN
+                                 (SELECT max(version) FROM model_versions
+                                   WHERE tenant_id = :tenant AND model_id = :id)
+                               ELSE :version END
+                         FOR UPDATE
+                        """
+                    ),
+                    {"tenant": principal.tenant, "id": mid, "version": version},
+                )
+            ).one_or_none()
+            if row is None:
+                raise not_found(
+                    "VERSION_NOT_FOUND",
+                    f"model {model_id} has no version {version or '(any)'}",
+                    modelId=model_id,
+                )
+            if row.status != "PENDING_APPROVAL":
+                raise _conflict(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "VERSION_NOT_PENDING",
+                    f"version {row.version} is {row.status}; only PENDING_APPROVAL versions "
+                    "can be submitted",
+                    status=row.status,
+                )
+            approval_id = uuid.uuid4()
+            params = {
+                "approval_id": approval_id,
+                "tenant": principal.tenant,
+                "id": mid,
+                "version": row.version,
+                "actor": principal.subject,
+                "comment": comment,
+                "sha256": row.sha256,
+            }
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO approval_requests (approval_id, tenant_id, model_id, version, state,
+                        submitted_by, submit_comment, sha256)
+                    VALUES (:approval_id, :tenant, :id, :version, 'OPEN', :actor, :comment,
+                        :sha256)
+                    """
+                ),
+                params,
+            )
+            await self._transition(conn, params, "PENDING_APPROVAL", "IN_REVIEW")
+            await self._event(
+                conn,
+                principal.tenant,
+                mid,
+                "approval.requested",
+                {
+                    "approvalId": str(approval_id),
+                    "modelId": model_id,
+                    "version": row.version,
+                    "submittedBy": principal.subject,
+                    "sha256": row.sha256,
+                    "comment": comment,
+                },
+            )
+            await self._audit(
+                conn,
+                principal,
+                "approval.submit",
+                f"approval/{approval_id}",
+                "ok",
+                request_id,
+                {"modelId": model_id, "version": row.version},
+            )
+        return await self.get(principal, str(approval_id))
+
+    async def decide(
+        self,
+        principal: Principal,
+        approval_id: str,
+        *,
+        approve: bool,
+        comment: str,
+        request_id: str | None,
+    ) -> ApprovalRecord:
+        action = "approval.approve" if approve else "approval.reject"
+        try:
+            return await self._decide(principal, approval_id, approve, comment, request_id)
+        except ServiceError as error:
+            await self._refused(principal, action, f"approval/{approval_id}", error, request_id)
+            raise
+
+    async def _decide(
+        self,
+        principal: Principal,
+        approval_id: str,
+        approve: bool,
+        comment: str,
+        request_id: str | None,
+    ) -> ApprovalRecord:
+        aid = _uuid(approval_id, "approvalId")
+        if not approve and not comment.strip():
+            raise invalid_argument(
+                "COMMENT_REQUIRED", "a rejection needs a comment saying why", field="comment"
+            )
+        action = "approval.approve" if approve else "approval.reject"
+        async with self._repo.transaction() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT a.*, v.created_by AS uploader, v.sha256 AS version_sha256
+                          FROM approval_requests a
+                          JOIN model_versions v USING (model_id, version)
+                         WHERE a.tenant_id = :tenant AND a.approval_id = :aid
+                         FOR UPDATE OF a, v
+                        """
+                    ),
+                    {"tenant": principal.tenant, "aid": aid},
+                )
+            ).one_or_none()
+            if row is None:
+                raise not_found("APPROVAL_NOT_FOUND", f"approval {approval_id} does not exist")
+            if row.state != "OPEN":
+                raise _conflict(
+                    grpc.StatusCode.ABORTED,
+                    "ALREADY_DECIDED",
+                    f"approval {approval_id} is already {row.state}",
+                    state=row.state,
+                )
+            if principal.subject in (row.submitted_by, row.uploader):
+                raise permission_denied(
+                    "SEPARATION_OF_DUTIES",
+                    "the uploader or submitter of a version cannot decide on it",
+                )
+            state, status = ("APPROVED", "APPROVED") if approve else ("REJECTED", "REJECTED")
+            params = {
+                "aid": aid,
+                "tenant": principal.tenant,
+                "id": row.model_id,
+                "version": row.version,
+                "actor": principal.subject,
+                "comment": comment,
+                "state": state,
+                "sha256": row.version_sha256,
+            }
+            await conn.execute(
+                text(
+                    """
+                    UPDATE approval_requests SET state = :state, decided_by = :actor,
+                        decision_comment = :comment, decide_time = now(), sha256 = :sha256
+                     WHERE approval_id = :aid
+                    """
+                ),
+                params,
+            )
+            await self._transition(conn, params, "IN_REVIEW", status)
+            await self._event(
+                conn,
+                principal.tenant,
+                row.model_id,
+                "approval.decided",
+                {
+                    "approvalId": approval_id,
+                    "modelId": str(row.model_id),
+                    "version": row.version,
+                    "decision": state,
+                    "decidedBy": principal.subject,
+                    "sha256": row.version_sha256,
+                    "comment": comment,
+                },
+            )
+            await self._audit(
+                conn,
+                principal,
+                action,
+                f"approval/{approval_id}",
+                state.lower(),
+                request_id,
+                {"modelId": str(row.model_id), "version": row.version},
+            )
+        return await self.get(principal, approval_id)
+
+    async def archive(
+        self,
+        principal: Principal,
+        model_id: str,
+        version: int,
+        comment: str,
+        request_id: str | None,
+    ) -> None:
+        mid = _uuid(model_id, "modelId")
+        async with self._repo.transaction() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT status FROM model_versions WHERE tenant_id = :tenant"
+                        " AND model_id = :id AND version = :version FOR UPDATE"
+                    ),
+                    {"tenant": principal.tenant, "id": mid, "version": version},
+                )
+            ).one_or_none()
+            if row is None:
+                raise not_found(
+                    "VERSION_NOT_FOUND",
+                    f"model {model_id} has no version {version}",
+                    modelId=model_id,
+                )
+            if row.status == "ARCHIVED":
+                raise _conflict(
+                    grpc.StatusCode.ABORTED,
+                    "ALREADY_ARCHIVED",
+                    f"version {version} is already ARCHIVED",
+                    status=row.status,
+                )
+            params = {
+                "tenant": principal.tenant,
+                "id": mid,
+                "version": version,
+                "actor": principal.subject,
+                "comment": comment,
+            }
+            await conn.execute(
+                text(
+                    "UPDATE approval_requests SET state = 'CANCELLED', decided_by = :actor,"
+                    " decision_comment = :comment, decide_time = now()"
+                    " WHERE model_id = :id AND version = :version AND state = 'OPEN'"
+                ),
+                params,
+            )
+            await self._transition(conn, params, row.status, "ARCHIVED")
+            await self._audit(
+                conn,
+                principal,
+                "model.archive",
+                f"model/{model_id}/version/{version}",
+                "ok",
+                request_id,
+                {},
+            )
+
+    # --- reads --------------------------------------------------------------------------
+    async def get(self, principal: Principal, approval_id: str) -> ApprovalRecord:
+        aid = _uuid(approval_id, "approvalId")
+        async with self._repo.transaction(read_only=True) as conn:
+            rows = await self._select(
+                conn,
+                "a.tenant_id = :tenant AND a.approval_id = :aid",
+                {"tenant": principal.tenant, "aid": aid},
+                limit=1,
+            )
+        if not rows:
+            raise not_found("APPROVAL_NOT_FOUND", f"approval {approval_id} does not exist")
+        return await self._with_version(principal, rows[0])
+
+    async def list_requests(
+        self, principal: Principal, state: str | None, requested_size: int, token: str
+    ) -> tuple[list[ApprovalRecord], str]:
+        size = page_size(requested_size)
+        scope = {"t": principal.tenant, "m": "ListApprovals", "state": state, "s": size}
+        after = self._pages.decode(token, scope)
+        where = "a.tenant_id = :tenant AND (CAST(:state AS text) IS NULL OR a.state = :state)"
+        params: dict[str, Any] = {"tenant": principal.tenant, "state": state}
+        if after is not None:
+            where += " AND (a.submit_time, a.approval_id) > (CAST(:t AS timestamptz), :aid)"
+            params |= {"t": after[0], "aid": uuid.UUID(after[1])}
+        async with self._repo.transaction(read_only=True) as conn:
+            rows = await self._select(conn, where, params, limit=size + 1)
+        page, more = rows[:size], len(rows) > size
+        records = [await self._with_version(principal, r) for r in page]
+        next_token = (
+            self._pages.encode([page[-1].submit_time.isoformat(), page[-1].approval_id], scope)
+            if more
+            else ""
+        )
+        return records, next_token
+
+    async def _with_version(self, principal: Principal, row: ApprovalRecord) -> ApprovalRecord:
+        version = await self._repo.get_version(principal.tenant, row.model_id, row.version)
+        return ApprovalRecord(**{**row.__dict__, "model_version": version})
+
+    @staticmethod
+    async def _select(
+        conn: AsyncConnection, where: str, params: dict[str, Any], *, limit: int
+    ) -> list[ApprovalRecord]:
+        rows = await conn.execute(
+            text(
+                f"""
+                SELECT a.*, m.name AS model_name FROM approval_requests a
+                  JOIN models m USING (model_id)
+                 WHERE {where}
+                 ORDER BY a.submit_time, a.approval_id
+                 LIMIT {int(limit)}
+                """  # noqa: S608 (fixed clauses; values are bound)
+            ),
+            params,
+        )
+        return [
+            ApprovalRecord(
+                approval_id=str(r.approval_id),
+                model_id=str(r.model_id),
+                model_name=r.model_name,
+                version=int(r.version),
+                state=r.state,
+                submitted_by=r.submitted_by,
+                submit_comment=r.submit_comment,
+                submit_time=r.submit_time,
+                decided_by=r.decided_by or "",
+                decision_comment=r.decision_comment,
+                decide_time=r.decide_time,
+                sha256=r.sha256,
+                model_version=None,
+            )
+            for r in rows
+        ]
+
+    # --- shared writes ------------------------------------------------------------------
+    @staticmethod
+    async def _transition(
+        conn: AsyncConnection, params: dict[str, Any], from_status: str, to_status: str
+    ) -> None:
+        values = {**params, "from": from_status, "to": to_status}
+        await conn.execute(
+            text(
+                "UPDATE model_versions SET status = :to, update_time = now()"
+                " WHERE model_id = :id AND version = :version"
+            ),
+            values,
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO model_version_status_history (model_id, version, from_status,"
+                " to_status, actor, comment) VALUES (:id, :version, :from, :to, :actor, :comment)"
+            ),
+            values,
+        )
+
+    @staticmethod
+    async def _event(
+        conn: AsyncConnection, tenant: str, model_id: uuid.UUID, kind: str, payload: dict[str, Any]
+    ) -> None:
+        event_id = uuid.uuid4()
+        body = {"id": str(event_id), "type": kind, "tenant": tenant, **payload}
+        await conn.execute(
+            text(
+                "INSERT INTO outbox_events (event_id, tenant_id, model_id, event_type, payload)"
+                " VALUES (:eid, :tenant, :mid, :kind, CAST(:payload AS jsonb))"
+            ),
+            {
+                "eid": event_id,
+                "tenant": tenant,
+                "mid": model_id,
+                "kind": kind,
+                "payload": json.dumps(body),
+            },
+        )
+
+    @staticmethod
+    async def _audit(
+        conn: AsyncConnection,
+        principal: Principal,
+        action: str,
+        resource: str,
+        outcome: str,
+        request_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        await conn.execute(
+            text(
+                "INSERT INTO audit_log (tenant_id, subject, action, resource, outcome, request_id,"
+                " detail) VALUES (:tenant, :subject, :action, :resource, :outcome, :rid,"
+                " CAST(:detail AS jsonb))"
+            ),
+            {
+                "tenant": principal.tenant,
+                "subject": principal.subject,
+                "action": action,
+                "resource": resource,
+                "outcome": outcome,
+                "rid": request_id,
+                "detail": json.dumps(detail),
+            },
+        )

@@ -1,0 +1,183 @@
+"""The approval workflow through Envoy's REST surface, with its state, its
+separation of duties, its events and its audit trail checked in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.models.onnx_models import linear_model
+from tests.stack_runner import RunningStack
+
+
+@pytest.fixture(scope="module")
+def http(stack: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        yield client
+
+
+def _auth(stack: RunningStack, *roles: str, subject: str, tenant: str = "demo") -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, subject=subject, tenant=tenant)}"}
+
+
+def _alice(stack: RunningStack) -> dict[str, str]:
+    return _auth(stack, "data_scientist", "model_approver", subject="alice")
+
+
+def _bob(stack: RunningStack) -> dict[str, str]:
+    return _auth(stack, "model_approver", subject="bob")
+
+
+def _upload(stack: RunningStack, http: httpx.Client) -> dict[str, Any]:
+    response = http.post(
+        "/api/v1/models",
+        data={"name": f"appr-{uuid.uuid4().hex[:8]}"},
+        files={"file": ("m.onnx", linear_model(4))},
+        headers=_alice(stack),
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def _fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(stack.admin_dsn())
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
+    version = _upload(stack, http)
+    model_id = version["modelId"]
+    submitted = http.post(
+        f"/api/v1/models/{model_id}/approvals",
+        json={"comment": "AUC 0.91 on held-out pump"},
+        headers=_alice(stack),
+    )
+    assert submitted.status_code == 202, submitted.text
+    approval = submitted.json()
+    assert approval["state"] == "APPROVAL_STATE_OPEN"
+    assert approval["version"] == "1"
+    assert approval["submittedBy"] == "alice"
+    assert approval["sha256"] == version["sha256"]
+    assert approval["modelVersion"]["status"] == "MODEL_VERSION_STATUS_IN_REVIEW"
+
+    again = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack))
+    assert again.status_code == 409
+    assert "IN_REVIEW" in again.json()["message"]
+
+    queue = http.get(
+        "/api/v1/approvals", params={"state": "APPROVAL_STATE_OPEN"}, headers=_bob(stack)
+    ).json()
+    mine = [a for a in queue["approvals"] if a["approvalId"] == approval["approvalId"]]
+    assert mine
+    assert mine[0]["modelName"] == version["name"]
+    assert mine[0]["modelVersion"]["signature"]["inputs"][0]["name"] == "X"
+
+    own = http.post(
+        f"/api/v1/approvals/{approval['approvalId']}:approve", json={}, headers=_alice(stack)
+    )
+    assert own.status_code == 403
+    assert own.json()["details"][0]["reason"] == "SEPARATION_OF_DUTIES"
+
+    no_reason = http.post(
+        f"/api/v1/approvals/{approval['approvalId']}:reject", json={}, headers=_bob(stack)
+    )
+    assert no_reason.status_code == 400
+
+    decided = http.post(
+        f"/api/v1/approvals/{approval['approvalId']}:approve",
+        json={"comment": "looks good"},
+        headers=_bob(stack),
+    )
+    assert decided.status_code == 200, decided.text
+    body = decided.json()
+    assert (body["state"], body["decidedBy"]) == ("APPROVAL_STATE_APPROVED", "bob")
+    assert body["sha256"] == version["sha256"]
+    twice = http.post(
+        f"/api/v1/approvals/{approval['approvalId']}:reject",
+        json={"comment": "changed my mind"},
+        headers=_bob(stack),
+    )
+    assert twice.status_code == 409
+
+    final = http.get(f"/api/v1/models/{model_id}/versions/1", headers=_bob(stack)).json()
+    assert final["status"] == "MODEL_VERSION_STATUS_APPROVED"
+    assert [h.get("toStatus") for h in final["statusHistory"]] == [
+        "MODEL_VERSION_STATUS_PENDING_APPROVAL",
+        "MODEL_VERSION_STATUS_IN_REVIEW",
+        "MODEL_VERSION_STATUS_APPROVED",
+    ]
+    events = asyncio.run(
+        _fetch(
+            stack,
+            "SELECT event_type, payload->>'decision' AS decision FROM outbox_events"
+            " WHERE model_id = $1::uuid ORDER BY event_pk",
+            model_id,
+        )
+    )
+    assert [(e["event_type"], e["decision"]) for e in events] == [
+        ("approval.requested", None),
+        ("approval.decided", "APPROVED"),
+    ]
+    audit = asyncio.run(
+        _fetch(
+            stack,
+            "SELECT subject, action, outcome FROM audit_log WHERE resource = $1 ORDER BY audit_pk",
+            f"approval/{approval['approvalId']}",
+        )
+    )
+    assert [(a["subject"], a["outcome"]) for a in audit] == [
+        ("alice", "ok"),
+        ("alice", "SEPARATION_OF_DUTIES"),
+        ("bob", "approved"),
+        ("bob", "ALREADY_DECIDED"),
+    ]
+
+
+def test_concurrent_submits_one_wins(stack: RunningStack, http: httpx.Client) -> None:
+    model_id = _upload(stack, http)["modelId"]
+    codes: list[int] = []
+
+    def submit() -> None:
+        with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+            codes.append(
+                client.post(
+                    f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack)
+                ).status_code
+            )
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(codes) == [202, 409, 409, 409]
+
+
+def test_archive_and_not_found(stack: RunningStack, http: httpx.Client) -> None:
+    model_id = _upload(stack, http)["modelId"]
+    archived = http.post(
+        f"/api/v1/models/{model_id}/versions/1:archive",
+        json={"comment": "superseded"},
+        headers=_bob(stack),
+    )
+    assert archived.status_code == 200, archived.text
+    assert archived.json()["status"] == "MODEL_VERSION_STATUS_ARCHIVED"
+    refused = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack))
+    assert refused.status_code == 409
+    assert "ARCHIVED" in refused.json()["message"]
+    other = _auth(stack, "data_scientist", subject="eve", tenant="elsewhere")
+    assert (
+        http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=other).status_code == 404
+    )
+    unknown = f"/api/v1/models/{uuid.uuid4()}/approvals"
+    assert http.post(unknown, json={}, headers=_alice(stack)).status_code == 404
