@@ -167,7 +167,7 @@ async def test_database_down_is_unavailable_and_stores_nothing(rig: Rig) -> None
     try:
         with pytest.raises(aio.AioRpcError) as caught:
             await rig.upload("no-db", linear_model(64))
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         assert rig.objects() == []
         assert rig.open_multipart_uploads() == 0
     finally:
