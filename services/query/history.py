@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -176,8 +176,12 @@ class HistoryService:
         )
         return prepared
 
-    async def stream(self, prepared: PreparedExport) -> AsyncIterator[ExportPart]:
-        """The export's data parts; the manifest is closed when the stream ends."""
+    async def stream(
+        self, prepared: PreparedExport, *, client_gone: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[ExportPart]:
+        """The export's data parts; the manifest is closed when the stream ends.
+        `client_gone` tells a failure caused by the client leaving (whatever
+        exception that surfaced as) from a real one."""
         digest = Digest()
         outcome = "failed"
         try:
@@ -190,6 +194,16 @@ class HistoryService:
             outcome = "completed"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
+            raise
+        except BaseException as error:
+            if client_gone():
+                outcome = "cancelled"
+            log.info(
+                "export %s ended early (%s): %s",
+                prepared.export_id,
+                outcome,
+                type(error).__name__,
+            )
             raise
         finally:
             self._close_later(prepared, outcome, digest)

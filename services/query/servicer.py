@@ -44,7 +44,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rest_json = _is_transcoded(context) and encoding == "rows"
         prepared = await self._prepare(request, encoding, context, rest_json=rest_json)
         yield pb.ExportHistoryResponse(header=_header(prepared))
-        async for part in self._history.stream(prepared):
+        async for part in self._history.stream(prepared, client_gone=context.cancelled):
             if isinstance(part, DataChunk):
                 yield pb.ExportHistoryResponse(arrow=pb.ArrowBatch(data=part.data))
             elif isinstance(part.message, pb.SampleBatch):
@@ -64,7 +64,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             f'attachment; filename="{prepared.asset.asset_id}-{prepared.export_id[:8]}.csv"',
         )
         first = True
-        async for part in self._history.stream(prepared):
+        async for part in self._history.stream(prepared, client_gone=context.cancelled):
             assert isinstance(part, DataChunk)
             if first:
                 first = False
