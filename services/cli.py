@@ -165,6 +165,44 @@ def _demo_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from datetime import datetime
+
+    from services.db.audit import read_audit
+    from services.db.grants import admin_dsn
+
+    try:
+        dsn = admin_dsn(settings)
+        since = datetime.fromisoformat(args.since) if args.since else None
+        until = datetime.fromisoformat(args.until) if args.until else None
+    except (RuntimeError, ValueError) as exc:
+        print(f"mlplane audit: {exc}", file=sys.stderr)
+        return 2
+    rows = asyncio.run(
+        read_audit(
+            dsn,
+            tenant=args.tenant,
+            subject=args.subject,
+            model_id=args.model,
+            action=args.action,
+            since=since,
+            until=until,
+            limit=args.limit,
+        )
+    )
+    if args.json:
+        for row in rows:
+            print(json.dumps({**row.__dict__, "time": row.time.isoformat()}, default=str))
+        return 0
+    for row in rows:
+        print(
+            f"{row.time:%Y-%m-%d %H:%M:%S}  {row.tenant:<10} {row.subject:<12} {row.action:<18} "
+            f"{row.outcome:<22} {row.resource}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--prefix", default="bench", help="asset id prefix")
     load.add_argument("--kind", default="pump", choices=["pump", "turbine"])
     load.set_defaults(func=_demo_load)
+
+    audit = commands.add_parser("audit", help="print the audit log, newest first")
+    audit.add_argument("--tenant")
+    audit.add_argument("--subject", help="who acted")
+    audit.add_argument("--model", help="a model id: its uploads, approvals and archives")
+    audit.add_argument("--action", help="action prefix, e.g. history.export or approval.")
+    audit.add_argument("--since", help="ISO time, inclusive")
+    audit.add_argument("--until", help="ISO time, exclusive")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="one JSON object a line")
+    audit.set_defaults(func=_audit)
 
     db = commands.add_parser("db", help="database administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -1,0 +1,53 @@
+"""`mlplane audit` shows who did what, filtered, newest first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+
+from tests.models.onnx_models import linear_model
+from tests.stack_runner import ROOT, RunningStack
+
+
+def _mlplane(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLANE_")}
+    env["MLPLANE_STATE_DIR"] = str(stack.state_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_audit_by_model_and_action(stack: RunningStack) -> None:
+    token = stack.tokens.valid("data_scientist", subject="carol")
+    created = httpx.post(
+        f"{stack.gateway_url}/api/v1/models",
+        data={"name": "audited-model"},
+        files={"file": ("m.onnx", linear_model(4))},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    result = _mlplane(stack, "audit", "--model", created["modelId"], "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["subject"], r["action"], r["outcome"]) for r in rows] == [
+        ("carol", "model.upload", "ok")
+    ]
+    table = _mlplane(stack, "audit", "--subject", "carol", "--action", "model.")
+    assert "model.upload" in table.stdout
+    assert "carol" in table.stdout
+
+
+def test_audit_rejects_bad_time(stack: RunningStack) -> None:
+    result = _mlplane(stack, "audit", "--since", "last tuesday")
+    assert result.returncode == 2
+    assert "mlplane audit" in result.stderr
