@@ -127,6 +127,19 @@ class Settings(BaseSettings):
         description="Where S3 uploads are spooled for validation (default STATE_DIR/spool).",
     )
 
+    # Approval events (the outbox relay).
+    webhook_urls: list[str] = Field(
+        default=[], description="Where approval events are POSTed (JSON list of URLs)."
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key for the X-Mlplane-Signature header."
+    )
+    webhook_poll_seconds: float = Field(default=1.0, description="How often the relay looks.")
+    webhook_backoff_seconds: float = Field(
+        default=2.0, description="First retry delay; doubles per attempt, at most 5 minutes."
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, description="Per delivery attempt.")
+
     log_level: str = Field(default="INFO", description="Log level of the services.")
     shutdown_grace_seconds: float = Field(
         default=10.0, description="How long in-flight RPCs may finish on SIGTERM."
@@ -136,6 +149,14 @@ class Settings(BaseSettings):
     @classmethod
     def _hostport(cls, value: str) -> str:
         split_hostport(value)
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"webhook URL {url!r} must be http(s)")
         return value
 
     @field_validator("jwt_jwks_url")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,9 +65,16 @@ _REFUSALS = (
 
 
 class Approvals:
-    def __init__(self, repo: RegistryRepository, pages: PageTokens) -> None:
+    def __init__(
+        self,
+        repo: RegistryRepository,
+        pages: PageTokens,
+        *,
+        on_event: Callable[[], None] = lambda: None,
+    ) -> None:
         self._repo = repo
         self._pages = pages
+        self._on_event = on_event  # wakes the outbox relay after a commit
 
     async def _refused(
         self,
@@ -191,6 +199,7 @@ class Approvals:
                 request_id,
                 {"modelId": model_id, "version": row.version},
             )
+        self._on_event()
         return await self.get(principal, str(approval_id))
 
     async def decide(
@@ -298,6 +307,7 @@ class Approvals:
                 request_id,
                 {"modelId": str(row.model_id), "version": row.version},
             )
+        self._on_event()
         return await self.get(principal, approval_id)
 
     async def archive(

@@ -14,6 +14,7 @@ from services.common.settings import Settings
 from services.models.approvals import Approvals
 from services.models.catalog import Catalog
 from services.models.object_store import open_store
+from services.models.outbox_relay import OutboxRelay
 from services.models.repository import RegistryRepository
 from services.models.servicer import ModelRegistryServicer
 from services.models.upload import Uploader
@@ -32,12 +33,15 @@ def models_spec(settings: Settings) -> ServiceSpec:
         )
         pages = PageTokens(ensure_page_token_key(settings))
         catalog = Catalog(repo, store, pages)
-        approvals = Approvals(repo, pages)
+        relay = OutboxRelay(repo, settings)
+        relay.start()
+        approvals = Approvals(repo, pages, on_event=relay.nudge)
         model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
             ModelRegistryServicer(uploader, catalog, approvals), server
         )
 
         async def cleanup() -> None:
+            await relay.stop()
             await store.close()
             await repo.close()
 

@@ -1,0 +1,196 @@
+"""Approval events reach a webhook on loopback: signed, in order, retried after
+failures, and a webhook that is down never holds up a submission."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from grpc import aio
+from mlplane.v1 import model_registry_pb2 as pb
+from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+
+from services.common.devkeys import ensure_dev_keys
+from services.common.server import RunningServer, start_server
+from services.common.settings import Settings
+from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
+from services.models.service import models_spec
+from services.stack.postgres import EmbeddedPostgres
+from tests.models.onnx_models import linear_model
+from tests.tokens import Tokens
+
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """A webhook that answers 500 to its first `failures` requests, then 200."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.accepted: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                if len(receiver.received) <= receiver.failures:
+                    self.send_response(500)
+                else:
+                    receiver.accepted.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver(failures=2) as running:
+        yield running
+
+
+async def _start(root: Path, url: str) -> tuple[EmbeddedPostgres, RunningServer, Tokens]:
+    pg = EmbeddedPostgres(root / "state")
+    pg.start()
+    creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
+    await setup_database(pg.dsn(), creds)
+    settings = Settings(
+        state_dir=root / "state",
+        registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
+        webhook_urls=[url],
+        webhook_secret=SECRET,
+        webhook_poll_seconds=0.05,
+        webhook_backoff_seconds=0.05,
+        webhook_timeout_seconds=2.0,
+    )
+    ensure_dev_keys(settings)
+    server = await start_server(
+        settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
+    )
+    return pg, server, Tokens(settings)
+
+
+@pytest.fixture
+async def rig_dir() -> AsyncIterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="mlplane-outbox-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[str, float]:
+    async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+        yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="hooked"))
+        yield pb.UploadModelRequest(chunk=linear_model(4))
+
+    alice = (("authorization", f"Bearer {tokens.valid('data_scientist', subject='alice')}"),)
+    bob = (("authorization", f"Bearer {tokens.valid('model_approver', subject='bob')}"),)
+    async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = pb_grpc.ModelRegistryStub(channel)
+        version = await stub.UploadModel(requests(), metadata=alice)
+        started = time.monotonic()
+        approval = await stub.SubmitForApproval(
+            pb.SubmitForApprovalRequest(model_id=version.model_id, comment="please"),
+            metadata=alice,
+        )
+        submit_seconds = time.monotonic() - started
+        await stub.ApproveModelVersion(
+            pb.ApproveModelVersionRequest(approval_id=approval.approval_id, comment="ok"),
+            metadata=bob,
+        )
+    return version.model_id, submit_seconds
+
+
+async def test_events_delivered_in_order_signed_and_retried(
+    rig_dir: Path, receiver: Receiver
+) -> None:
+    pg, server, tokens = await _start(rig_dir, receiver.url)
+    try:
+        model_id, _ = await _submit_and_approve(server, tokens)
+        deadline = time.monotonic() + 20
+        while len(receiver.accepted) < 2:
+            assert time.monotonic() < deadline, f"delivered so far: {receiver.accepted}"
+            await asyncio.sleep(0.05)
+        assert [e["type"] for e in receiver.accepted] == ["approval.requested", "approval.decided"]
+        assert receiver.accepted[1]["decision"] == "APPROVED"
+        assert len(receiver.received) == 4  # two failures, then each event once
+        for headers, body in receiver.received:
+            expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Mlplane-Signature"] == expected
+        conn = await asyncpg.connect(pg.dsn())
+        try:
+            rows = await conn.fetch(
+                "SELECT event_type, attempts, delivered_time IS NOT NULL AS done"
+                " FROM outbox_events WHERE model_id = $1::uuid ORDER BY event_pk",
+                model_id,
+            )
+        finally:
+            await conn.close()
+        assert [(r["event_type"], r["attempts"], r["done"]) for r in rows] == [
+            ("approval.requested", 3, True),
+            ("approval.decided", 1, True),
+        ]
+    finally:
+        await server.stop(1)
+        pg.stop()
+
+
+async def test_a_dead_webhook_never_blocks_submissions(rig_dir: Path) -> None:
+    pg, server, tokens = await _start(rig_dir, _closed_port_url())
+    try:
+        model_id, submit_seconds = await _submit_and_approve(server, tokens)
+        assert submit_seconds < 5
+        await asyncio.sleep(0.3)  # let the relay try (and fail) a few times
+        conn = await asyncpg.connect(pg.dsn())
+        try:
+            rows = await conn.fetch(
+                "SELECT attempts, delivered_time, last_error FROM outbox_events"
+                " WHERE model_id = $1::uuid ORDER BY event_pk",
+                model_id,
+            )
+        finally:
+            await conn.close()
+        assert len(rows) == 2
+        assert rows[0]["delivered_time"] is None
+        assert rows[0]["attempts"] >= 1
+        assert "unreachable" in rows[0]["last_error"]
+        # In order per model: the decision waits behind the undelivered request.
+        assert rows[1]["attempts"] == 0
+    finally:
+        await server.stop(1)
+        pg.stop()
