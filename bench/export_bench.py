@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil
@@ -38,7 +37,7 @@ from bench import gateway_clients as ours
 from bench import references as refs
 from bench import workload as wl
 from bench.gateway_clients import Window
-from bench.measure import CpuMeter, RssSampler, Run
+from bench.measure import CpuMeter, RssSampler, Run, raise_interrupt, stop_leftover_children
 from bench.report import (
     Figure,
     MemoryResult,
@@ -54,7 +53,6 @@ from tests.stack_runner import RunningStack, start_stack, stop_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 E1_ROWS = 864_000  # 1 asset x 24 h x 10 tags x 1 Hz
-_CHILD_STOP_TIMEOUT = 60.0
 _BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet
 _PACKAGES = [
     "grpcio",
@@ -294,26 +292,9 @@ def run(
     return path
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    # SIGTERM takes the same way out as Ctrl-C, so the finally blocks stop the stack.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _stop_leftover_children() -> None:
-    """Stop any child still running (e.g. `mlplane up` when its start was interrupted)."""
-    children = psutil.Process().children()
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=_CHILD_STOP_TIMEOUT)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     state_dir = Path(tempfile.mkdtemp(prefix="mlplane-bench-"))
     work_dir = Path(tempfile.mkdtemp(prefix="mlplane-bench-out-"))
     stack: RunningStack | None = None
@@ -340,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             survivors = stop_stack(stack)
             if survivors:
                 _progress(f"killed processes left behind: {[p.pid for p in survivors]}")
-        _stop_leftover_children()
+        stop_leftover_children()
         shutil.rmtree(work_dir, ignore_errors=True)
         if args.keep_state:
             _progress(f"state kept in {state_dir}")

@@ -7,6 +7,7 @@ export is roughly the busiest component's CPU, not the sum.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import statistics
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import psutil
@@ -175,3 +177,23 @@ class RssSampler:
 
     def growth(self, name: str) -> int:
         return self.peak[name] - self.baseline[name]
+
+
+CHILD_STOP_TIMEOUT = 60.0
+
+
+def raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM handler: take the same way out as Ctrl-C, so finally blocks stop everything."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_leftover_children() -> None:
+    """Stop any child still running (a stack whose start was interrupted, moto, curl)."""
+    children = psutil.Process().children()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=CHILD_STOP_TIMEOUT)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()

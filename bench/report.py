@@ -125,7 +125,7 @@ def _row(cells: list[str], widths: list[int]) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_row(header, widths), "  ".join("-" * w for w in widths)]
     return "\n".join(lines + [_row(r, widths) for r in rows])
@@ -136,7 +136,7 @@ def figures_table(figures: dict[str, Figure]) -> str:
     for figure in figures.values():
         s = figure.stats
         rows.append([figure.label, _ms(s.median), _ms(s.p95), _ms(s.min), _ms(s.max), str(s.n)])
-    return _table(["figure (ms)", "median", "P95", "min", "max", "n"], rows)
+    return text_table(["figure (ms)", "median", "P95", "min", "max", "n"], rows)
 
 
 def breakdown_table(figures: dict[str, Figure]) -> str:
@@ -150,7 +150,7 @@ def breakdown_table(figures: dict[str, Figure]) -> str:
             + [_ms(figure.extra_median(c)) for c in columns]
         )
     header = ["where the time goes (ms, CPU)", "wall", "1st byte", "query", "envoy", "pg", "client"]
-    return _table(header, rows)
+    return text_table(header, rows)
 
 
 def memory_table(memory: dict[str, MemoryResult]) -> str:
@@ -169,7 +169,7 @@ def memory_table(memory: dict[str, MemoryResult]) -> str:
             ]
         )
     header = ["big export", "rows", "s", "M rows/s", "RSS base", "peak", "growth MB", "envoy +MB"]
-    return _table(header, rows)
+    return text_table(header, rows)
 
 
 def targets_table(found: list[Target]) -> str:
@@ -182,7 +182,7 @@ def targets_table(found: list[Target]) -> str:
         ]
         for t in found
     ]
-    return _table(["target", "measured", "goal", ""], rows)
+    return text_table(["target", "measured", "goal", ""], rows)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 
 import psutil
@@ -42,8 +41,8 @@ from bench import upload_clients as ours
 from bench import upload_load as load
 from bench import upload_s3 as s3
 from bench.gateway_clients import curl_binary
-from bench.measure import MIB, RssSampler, Run
-from bench.report import Figure, Target, _table, targets_table, write_json
+from bench.measure import MIB, RssSampler, Run, raise_interrupt, stop_leftover_children
+from bench.report import Figure, Target, targets_table, text_table, write_json
 from bench.upload_measure import ComponentCpu
 from bench.upload_models import ModelFile, check, write_matmul_model
 from services.models.object_store import object_key
@@ -60,7 +59,6 @@ RSS_TARGET_MIB = 64.0
 VALIDATION_TARGET_MS = 2000.0
 P95_TARGET_MS = 20.0
 RPS_TARGET = 1000.0
-_CHILD_STOP_TIMEOUT = 60.0
 _PACKAGES = [
     "grpcio",
     "httpx",
@@ -486,7 +484,7 @@ def upload_table(results: Results) -> str:
             ]
         )
     header = ["upload (MB = 10^6 B)", "median s", "MB/s", "min", "max", "/boto3", "/16MiB", "n"]
-    return _table(header, rows)
+    return text_table(header, rows)
 
 
 def cpu_table(results: Results) -> str:
@@ -498,7 +496,7 @@ def cpu_table(results: Results) -> str:
             [figure.label, f"{figure.stats.median:.2f}"]
             + [_fmt(figure.extra_median(f"cpu_{n}")) for n in names]
         )
-    return _table(["where the time goes (CPU s, medians)", "wall", *names], rows)
+    return text_table(["where the time goes (CPU s, medians)", "wall", *names], rows)
 
 
 def memory_table(results: Results) -> str:
@@ -521,7 +519,7 @@ def memory_table(results: Results) -> str:
             ]
         )
     header = ["models RSS (MiB)", "base", "peak", "growth med", "max", "runs", "envoy+", "moto+"]
-    return _table(header, rows)
+    return text_table(header, rows)
 
 
 def _max_extra(figure: Figure, name: str) -> float | None:
@@ -542,7 +540,7 @@ def validation_table(results: Results) -> str:
                 str(s.n),
             ]
         )
-    return _table(["validation (ms)", "median", "min", "max", "n"], rows)
+    return text_table(["validation (ms)", "median", "min", "max", "n"], rows)
 
 
 def _busiest(result: load.LoadResult) -> str:
@@ -574,7 +572,7 @@ def load_table(loads: list[load.LoadResult], clients: int) -> str:
         "P95 ms",
         "P99 ms",
     ]
-    return _table([*header, "client", "models", "envoy", "pg"], rows) + (
+    return text_table([*header, "client", "models", "envoy", "pg"], rows) + (
         "\n(client … pg: CPU cores busy on average during the run; 2 cores in all)"
     )
 
@@ -705,26 +703,9 @@ def run(args: argparse.Namespace, work_dir: Path) -> Path:
     return report(args, results)
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    # SIGTERM takes the same way out as Ctrl-C, so the finally blocks stop everything.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _stop_leftover_children() -> None:
-    """Stop any child still running (a stack whose start was interrupted, moto, curl)."""
-    children = psutil.Process().children()
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=_CHILD_STOP_TIMEOUT)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     work_dir = Path(tempfile.mkdtemp(prefix="mlplane-upload-bench-"))
     started = time.perf_counter()
     try:
@@ -737,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_leftover_children()
+        stop_leftover_children()
         shutil.rmtree(work_dir, ignore_errors=True)
 
 

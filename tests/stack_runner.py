@@ -78,6 +78,21 @@ class RunningStack:
         return (self.state_dir / "up.log").read_text(errors="replace")
 
 
+def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `mlplane ARGS` against the stack whose state is in `state_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLANE_")}
+    env["MLPLANE_STATE_DIR"] = str(state_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def start_stack(state_dir: Path, *, timeout: float = 180.0, **env: str) -> RunningStack:
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(state_dir / "up.log", "ab")  # noqa: SIM115 (owned by the child)

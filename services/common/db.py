@@ -16,11 +16,8 @@ def async_url(dsn: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_engine(dsn: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+def create_engine(dsn: str, settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "mlplane"}
-    if read_only:
-        # Belt and braces: the role is SELECT-only, and its sessions refuse writes too.
-        server_settings["default_transaction_read_only"] = "on"
     return create_async_engine(
         async_url(dsn),
         pool_size=settings.db_pool_size,

@@ -27,7 +27,7 @@ from services.common.auth import (
 )
 from services.common.errors import HTTP_STATUS_HEADER, ServiceError, internal, trailing_metadata
 from services.common.logs import method_var, request_id_var, subject_var
-from services.common.metrics import ServerMetrics
+from services.common.metrics import ServerMetrics, split_method
 
 log = logging.getLogger("mlplane.rpc")
 
@@ -126,7 +126,7 @@ class _Call:
         subject_var.set(None)
         self.headers = [("x-request-id", request_id)]
         response_headers_var.set(self.headers)
-        self.metrics.in_flight.labels(*_split(self.method)).inc()
+        self.metrics.in_flight.labels(*split_method(self.method)).inc()
 
     async def flush_headers(self, context: aio.ServicerContext[Any, Any]) -> None:
         if not self.headers_sent:
@@ -144,7 +144,7 @@ class _Call:
     def finish(self, code: str, message: str = "") -> None:
         elapsed = time.perf_counter() - self.started
         self.metrics.observe(self.method, code, elapsed)
-        self.metrics.in_flight.labels(*_split(self.method)).dec()
+        self.metrics.in_flight.labels(*split_method(self.method)).dec()
         level = logging.INFO if code in ("OK", "CANCELLED") else logging.WARNING
         if code == "INTERNAL":
             level = logging.ERROR
@@ -153,11 +153,6 @@ class _Call:
             "rpc finished",
             extra={"grpc_code": code, "duration_ms": round(elapsed * 1000, 3), "detail": message},
         )
-
-
-def _split(method: str) -> tuple[str, str]:
-    service, _, name = method.lstrip("/").partition("/")
-    return service, name
 
 
 class ObservabilityInterceptor(aio.ServerInterceptor):

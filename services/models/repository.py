@@ -111,7 +111,9 @@ class RegistryRepository:
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.asynccontextmanager
-    async def _tx(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction (or, for reads, in autocommit), with
+        connection failures reported as UNAVAILABLE."""
         try:
             if read_only:
                 async with self._reads.connect() as conn:
@@ -126,17 +128,12 @@ class RegistryRepository:
                 raise database_unavailable() from exc
             raise
 
-    def transaction(self, *, read_only: bool = False) -> Any:
-        """A connection in a transaction (or, for reads, in autocommit), with
-        connection failures reported as UNAVAILABLE."""
-        return self._tx(read_only=read_only)
-
     async def close(self) -> None:
         await self._engine.dispose()
 
     # --- writes ---------------------------------------------------------------------
     async def reserve_version(self, tenant: str, name: str) -> Reservation:
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             row = (
                 await conn.execute(
                     text(
@@ -174,7 +171,7 @@ class RegistryRepository:
                 {"name": new.name, "sha256": new.sha256, "size_bytes": new.size_bytes}
             ),
         }
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             # The newest version's description describes the model.
             await conn.execute(
                 text(
@@ -237,7 +234,7 @@ class RegistryRepository:
         request_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             await conn.execute(
                 text(
                     """
@@ -262,7 +259,7 @@ class RegistryRepository:
     async def missing_exports(self, tenant: str, export_ids: list[str]) -> list[str]:
         if not export_ids:
             return []
-        async with self._tx(read_only=True) as conn:
+        async with self.transaction(read_only=True) as conn:
             rows = await conn.execute(
                 text(
                     "SELECT export_id::text FROM exports"
@@ -276,7 +273,7 @@ class RegistryRepository:
     async def list_models(
         self, tenant: str, *, after: str, limit: int, name: str | None, status: str | None
     ) -> list[ModelRecord]:
-        async with self._tx(read_only=True) as conn:
+        async with self.transaction(read_only=True) as conn:
             rows = await conn.execute(
                 text(
                     """
@@ -295,7 +292,7 @@ class RegistryRepository:
             return [_model(r) for r in rows]
 
     async def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
-        async with self._tx(read_only=True) as conn:
+        async with self.transaction(read_only=True) as conn:
             row = (
                 await conn.execute(
                     text("SELECT * FROM models WHERE tenant_id = :tenant AND model_id = :id"),
@@ -307,7 +304,7 @@ class RegistryRepository:
     async def list_versions(
         self, tenant: str, model_id: str, *, before: int, limit: int
     ) -> list[VersionRecord]:
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             rows = await conn.execute(
                 text(
                     """
@@ -322,7 +319,7 @@ class RegistryRepository:
             return [await self._with_history(conn, v) for v in versions]
 
     async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
-        async with self._tx() as conn:
+        async with self.transaction() as conn:
             row = (
                 await conn.execute(
                     text(

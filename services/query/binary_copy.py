@@ -40,7 +40,6 @@ class BinaryCopyDecoder:
     dtype: np.dtype[np.void]
     _pending: bytearray = field(default_factory=bytearray)
     _header_seen: bool = False
-    _done: bool = False
 
     def feed(self, data: bytes | memoryview) -> npt.NDArray[np.void]:
         self._pending += data
@@ -71,7 +70,6 @@ class BinaryCopyDecoder:
     def _check_trailer(self) -> None:
         if bytes(self._pending[:2]) == TRAILER and len(self._pending) == 2:
             self._pending.clear()
-            self._done = True
 
     def finish(self) -> None:
         if self._pending:

@@ -165,14 +165,6 @@ class HistoryStore:
         )
         return [_asset(r) for r in rows]
 
-    async def asset_ids(self, tenant: str) -> list[str]:
-        rows = await self._run(
-            lambda c: c.fetch(
-                "SELECT asset_id FROM assets WHERE tenant_id = $1 ORDER BY asset_id", tenant
-            )
-        )
-        return [r["asset_id"] for r in rows]
-
     async def find_asset(self, tenant: str, asset_id: str) -> AssetRow | None:
         row = await self._run(
             lambda c: c.fetchrow(

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import httpx
 
-from tests.stack_runner import ROOT, RunningStack
+from tests.stack_runner import RunningStack, run_cli
 
 
 def _mlplane(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLANE_")}
-    env["MLPLANE_STATE_DIR"] = str(stack.state_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(stack.state_dir, *args)
 
 
 def _turbines_visible_to_bob(stack: RunningStack) -> list[str]:
