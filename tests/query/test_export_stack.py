@@ -347,11 +347,19 @@ def test_bad_inputs_are_400_naming_the_field(
     }
     query = {"assetId": "pump-001", "startTime": _iso(start), "endTime": _iso(end)}
     query.update({k: values.get(v, v) for k, v in params.items()})
+    request_id = f"bad-{time.time_ns()}"
     response = http.get(
-        "/api/v1/query/history", params=query, headers=_auth(stack, "data_scientist")
+        "/api/v1/query/history",
+        params=query,
+        headers={**_auth(stack, "data_scientist"), "x-request-id": request_id},
     )
     assert response.status_code == 400, response.text
     assert needle.lower() in response.text.lower()
+    # Refused before anything was read or recorded: no manifest was opened.
+    opened = asyncio.run(
+        _admin_fetchval(stack, "SELECT count(*) FROM exports WHERE request_id = $1", request_id)
+    )
+    assert opened == 0
 
 
 def test_json_export_over_the_row_cap_is_400_pointing_to_csv(
