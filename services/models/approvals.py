@@ -27,6 +27,24 @@ from services.models.repository import RegistryRepository, VersionRecord
 STATES = ("OPEN", "APPROVED", "REJECTED", "CANCELLED")
 
 
+def parse_state_filter(value: str) -> str | None:
+    """The state a list is filtered by: `OPEN` or `approval_state_open` → "OPEN"; "" → any.
+
+    >>> [parse_state_filter(s) for s in ("open", "APPROVAL_STATE_REJECTED", "")]
+    ['OPEN', 'REJECTED', None]
+    """
+    name = value.strip().upper().removeprefix("APPROVAL_STATE_")
+    if not name:
+        return None
+    if name not in STATES:
+        raise invalid_argument(
+            "INVALID_STATE",
+            f"state must be one of {', '.join(STATES)} (or empty for any), not {value!r}",
+            field="state",
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class ApprovalRecord:
     approval_id: str

@@ -15,7 +15,7 @@ from services.common.auth import current_principal
 from services.common.errors import invalid_argument
 from services.common.interceptors import set_http_status, set_response_header
 from services.common.logs import request_id_var
-from services.models.approvals import ApprovalRecord, Approvals
+from services.models.approvals import ApprovalRecord, Approvals, parse_state_filter
 from services.models.catalog import Catalog
 from services.models.metadata import UploadMetadata, validate_metadata
 from services.models.multipart_form import read_multipart
@@ -139,11 +139,7 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def ListApprovals(
         self, request: pb.ListApprovalsRequest, context: Any
     ) -> pb.ListApprovalsResponse:
-        state = (
-            None
-            if request.state == pb.APPROVAL_STATE_UNSPECIFIED
-            else pb.ApprovalState.Name(request.state).removeprefix("APPROVAL_STATE_")
-        )
+        state = parse_state_filter(request.state)
         records, token = await self._approvals.list_requests(
             current_principal(), state, request.page_size, request.page_token
         )

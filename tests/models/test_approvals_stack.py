@@ -74,9 +74,18 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
     assert again.status_code == 409
     assert "IN_REVIEW" in again.json()["message"]
 
-    queue = http.get(
-        "/api/v1/approvals", params={"state": "APPROVAL_STATE_OPEN"}, headers=_bob(stack)
+    queue = http.get("/api/v1/approvals", params={"state": "OPEN"}, headers=_bob(stack)).json()
+    by_enum_name = http.get(
+        "/api/v1/approvals", params={"state": "approval_state_open"}, headers=_bob(stack)
     ).json()
+    assert [a["approvalId"] for a in by_enum_name["approvals"]] == [
+        a["approvalId"] for a in queue["approvals"]
+    ]
+    decided = http.get("/api/v1/approvals", params={"state": "APPROVED"}, headers=_bob(stack))
+    assert approval["approvalId"] not in {a["approvalId"] for a in decided.json()["approvals"]}
+    bad_state = http.get("/api/v1/approvals", params={"state": "SHIPPED"}, headers=_bob(stack))
+    assert bad_state.status_code == 400
+    assert bad_state.json()["details"][0]["reason"] == "INVALID_STATE"
     mine = [a for a in queue["approvals"] if a["approvalId"] == approval["approvalId"]]
     assert mine
     assert mine[0]["modelName"] == version["name"]

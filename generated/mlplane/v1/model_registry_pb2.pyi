@@ -871,8 +871,13 @@ class ListApprovalsRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    state: Global___ApprovalState.ValueType
-    """Only requests in this state; any state when unspecified."""
+    state: _builtins.str
+    """Only requests in this state: `OPEN`, `APPROVED`, `REJECTED` or `CANCELLED`
+    (case-insensitive; the enum name, e.g. `APPROVAL_STATE_OPEN`, is accepted
+    too). Any state when empty. A string rather than `ApprovalState` so that
+    REST clients can write `?state=OPEN`; the transcoder only maps full enum
+    value names.
+    """
     page_size: _builtins.int
     """Maximum number to return."""
     page_token: _builtins.str
@@ -880,7 +885,7 @@ class ListApprovalsRequest(_message.Message):
     def __init__(
         self,
         *,
-        state: Global___ApprovalState.ValueType = ...,
+        state: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
