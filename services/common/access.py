@@ -20,6 +20,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/mlplane.v1.QueryService/ExportHistory": _READERS,
     "/mlplane.v1.QueryService/ExportHistoryCsv": _READERS,
     "/mlplane.v1.QueryService/GetExport": _READERS,
+    # Failure labels are for training: scientists only.
+    "/mlplane.v1.QueryService/ListFailureEvents": _SCIENTISTS,
     # Scientists bring models in and submit them.
     "/mlplane.v1.ModelRegistry/UploadModel": _SCIENTISTS,
     "/mlplane.v1.ModelRegistry/UploadModelMultipart": _SCIENTISTS,

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -35,8 +35,15 @@ from services.query.encoders import (
     sample_batch,
 )
 from services.query.grants import may_read
-from services.query.request import ExportQuery
-from services.query.store import AssetRow, AuditEntry, ExportRecord, HistoryStore, TagRow
+from services.query.request import ExportQuery, FailureEventsQuery
+from services.query.store import (
+    AssetRow,
+    AuditEntry,
+    ExportRecord,
+    FailureEventRow,
+    HistoryStore,
+    TagRow,
+)
 
 log = logging.getLogger("mlplane.query")
 
@@ -122,21 +129,11 @@ class HistoryService:
         request_id: str | None,
         row_cap: int | None = None,
     ) -> PreparedExport:
-        asset = await self._store.find_asset(principal.tenant, query.asset_id)
-        if asset is None:
-            raise not_found(
-                "ASSET_NOT_FOUND",
-                f"asset {query.asset_id!r} does not exist",
-                assetId=query.asset_id,
-            )
-        grants = await self._store.grants_for(principal.tenant)
-        if not may_read(grants, principal, asset.asset_id):
-            await self._audit(principal, query, "denied", request_id, reason="no grant")
-            raise permission_denied(
-                "ASSET_NOT_GRANTED",
-                f"you have no read grant for asset {asset.asset_id!r}",
-                assetId=asset.asset_id,
-            )
+        asset = await self._readable_asset(
+            principal,
+            query.asset_id,
+            denied=self._audit_entry(principal, query, "denied", request_id, reason="no grant"),
+        )
         by_name = {t.name: t for t in asset.tags}
         if query.tags:
             unknown = [t for t in query.tags if t not in by_name]
@@ -175,6 +172,77 @@ class HistoryService:
             prepared.export_id, principal.tenant, principal.subject, query, request_id
         )
         return prepared
+
+    async def _readable_asset(
+        self, principal: Principal, asset_id: str, *, denied: AuditEntry
+    ) -> AssetRow:
+        """The asset, if it exists in the caller's tenant and a grant lets the
+        caller read it; a denial is audited with `denied` before it is raised."""
+        asset = await self._store.find_asset(principal.tenant, asset_id)
+        if asset is None:
+            raise not_found(
+                "ASSET_NOT_FOUND", f"asset {asset_id!r} does not exist", assetId=asset_id
+            )
+        grants = await self._store.grants_for(principal.tenant)
+        if not may_read(grants, principal, asset.asset_id):
+            await self._store.audit(denied)
+            raise permission_denied(
+                "ASSET_NOT_GRANTED",
+                f"you have no read grant for asset {asset.asset_id!r}",
+                assetId=asset.asset_id,
+            )
+        return asset
+
+    # --- failure events (training labels) ----------------------------------------
+    async def list_failure_events(
+        self,
+        principal: Principal,
+        query: FailureEventsQuery,
+        requested_size: int,
+        token: str,
+        *,
+        request_id: str | None,
+    ) -> tuple[AssetRow, list[FailureEventRow], str]:
+        """One page of an asset's failures, oldest first. Like an export, the
+        read is audited (labels are production data too), and so is a denial."""
+        size = page_size(requested_size, default=100)
+        scope = {
+            "tenant": principal.tenant,
+            "method": "ListFailureEvents",
+            "asset": query.asset_id,
+            "start": _iso_or_none(query.start),
+            "end": _iso_or_none(query.end),
+            "size": size,
+        }
+        after = _event_position(self._pages.decode(token, scope))
+
+        def entry(outcome: str, **detail: Any) -> AuditEntry:
+            return AuditEntry(
+                tenant=principal.tenant,
+                subject=principal.subject,
+                action="history.failure_events",
+                resource=f"asset/{query.asset_id}",
+                outcome=outcome,
+                request_id=request_id,
+                detail={"start": scope["start"], "end": scope["end"], **detail},
+            )
+
+        asset = await self._readable_asset(
+            principal, query.asset_id, denied=entry("denied", reason="no grant")
+        )
+        # One more than a page tells whether there is a next page.
+        rows = await self._store.list_failure_events(
+            asset.asset_pk, start=query.start, end=query.end, after=after, limit=size + 1
+        )
+        page, more = rows[:size], len(rows) > size
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._pages.encode(
+                [last.start_time.astimezone(UTC).isoformat(), last.event_pk], scope
+            )
+        await self._store.audit(entry("completed", events=len(page)))
+        return asset, page, next_token
 
     async def stream(
         self, prepared: PreparedExport, *, client_gone: Callable[[], bool] = lambda: False
@@ -330,16 +398,6 @@ class HistoryService:
         self._closing[prepared.export_id] = task
         task.add_done_callback(lambda _: self._closing.pop(prepared.export_id, None))
 
-    async def _audit(
-        self,
-        principal: Principal,
-        query: ExportQuery,
-        outcome: str,
-        request_id: str | None,
-        **detail: Any,
-    ) -> None:
-        await self._store.audit(self._audit_entry(principal, query, outcome, request_id, **detail))
-
     @staticmethod
     def _audit_entry(
         principal: Principal,
@@ -369,3 +427,20 @@ class HistoryService:
         """Let pending manifest and audit writes finish (graceful shutdown)."""
         if self._closing:
             await asyncio.gather(*list(self._closing.values()), return_exceptions=True)
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _event_position(decoded: Any) -> tuple[datetime, int] | None:
+    """The (start_time, event_pk) a page token resumes after."""
+    if decoded is None:
+        return None
+    try:
+        when, pk = decoded
+        return datetime.fromisoformat(when), int(pk)
+    except (TypeError, ValueError) as exc:
+        raise invalid_argument(
+            "INVALID_PAGE_TOKEN", "page_token is not valid", field="pageToken"
+        ) from exc

@@ -30,6 +30,37 @@ class ExportQuery:
         return None if self.resolution is None else int(self.resolution.total_seconds())
 
 
+def check_asset_id(asset_id: str) -> None:
+    if not asset_id:
+        raise invalid_argument("MISSING_FIELD", "asset_id is required", field="assetId")
+    if not _ASSET_ID.match(asset_id):
+        raise invalid_argument(
+            "INVALID_ASSET_ID",
+            "asset_id must be 1-128 letters, digits, '.', '_', ':' or '-'",
+            field="assetId",
+        )
+
+
+@dataclass(frozen=True)
+class FailureEventsQuery:
+    asset_id: str
+    start: datetime | None  # events starting at or after, when set
+    end: datetime | None  # events starting before, when set
+
+
+def build_failure_events_query(
+    *, asset_id: str, start: datetime | None, end: datetime | None
+) -> FailureEventsQuery:
+    check_asset_id(asset_id)
+    if start is not None and end is not None and end <= start:
+        raise invalid_argument(
+            "INVALID_TIME_RANGE",
+            f"end_time ({_iso(end)}) must be after start_time ({_iso(start)})",
+            field="endTime",
+        )
+    return FailureEventsQuery(asset_id=asset_id, start=start, end=end)
+
+
 def build_export_query(
     *,
     asset_id: str,
@@ -40,14 +71,7 @@ def build_export_query(
     encoding: Encoding,
     max_window: timedelta,
 ) -> ExportQuery:
-    if not asset_id:
-        raise invalid_argument("MISSING_FIELD", "asset_id is required", field="assetId")
-    if not _ASSET_ID.match(asset_id):
-        raise invalid_argument(
-            "INVALID_ASSET_ID",
-            "asset_id must be 1-128 letters, digits, '.', '_', ':' or '-'",
-            field="assetId",
-        )
+    check_asset_id(asset_id)
     if start is None:
         raise invalid_argument(
             "MISSING_FIELD", "start_time is required (RFC 3339 in REST)", field="startTime"

@@ -17,8 +17,8 @@ from services.common.interceptors import set_response_header
 from services.common.logs import request_id_var
 from services.common.settings import Settings
 from services.query.history import DataChunk, HistoryService, PreparedExport
-from services.query.request import Encoding, build_export_query
-from services.query.store import AssetRow, ExportRecord
+from services.query.request import Encoding, build_export_query, build_failure_events_query
+from services.query.store import AssetRow, ExportRecord, FailureEventRow
 
 # Envoy's transcoder adds this header to REST requests it turns into gRPC.
 _TRANSCODED_MARKER = "x-envoy-original-path"
@@ -85,6 +85,26 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
 
     async def GetExport(self, request: pb.GetExportRequest, context: Any) -> pb.Export:
         return _export(await self._history.get_export(current_principal(), request.export_id))
+
+    async def ListFailureEvents(
+        self, request: pb.ListFailureEventsRequest, context: Any
+    ) -> pb.ListFailureEventsResponse:
+        query = build_failure_events_query(
+            asset_id=request.asset_id,
+            start=_time(request.start_time) if request.HasField("start_time") else None,
+            end=_time(request.end_time) if request.HasField("end_time") else None,
+        )
+        asset, events, token = await self._history.list_failure_events(
+            current_principal(),
+            query,
+            request.page_size,
+            request.page_token,
+            request_id=request_id_var.get(),
+        )
+        return pb.ListFailureEventsResponse(
+            failure_events=[_failure_event(asset.asset_id, e) for e in events],
+            next_page_token=token,
+        )
 
     async def _prepare(
         self,
@@ -169,4 +189,16 @@ def _export(record: ExportRecord) -> pb.Export:
     )
     if record.resolution_seconds:
         message.resolution.CopyFrom(Duration(seconds=record.resolution_seconds))
+    return message
+
+
+def _failure_event(asset_id: str, event: FailureEventRow) -> pb.FailureEvent:
+    message = pb.FailureEvent(
+        asset_id=asset_id,
+        start_time=_timestamp(event.start_time),
+        failure_mode=event.failure_mode,
+        description=event.description,
+    )
+    if event.end_time is not None:
+        message.end_time.CopyFrom(_timestamp(event.end_time))
     return message

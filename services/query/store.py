@@ -50,6 +50,15 @@ class AssetRow:
 
 
 @dataclass(frozen=True)
+class FailureEventRow:
+    event_pk: int
+    start_time: datetime
+    end_time: datetime | None
+    failure_mode: str
+    description: str
+
+
+@dataclass(frozen=True)
 class ExportRecord:
     export_id: str
     asset_id: str
@@ -219,6 +228,48 @@ class HistoryStore:
             subject=row["subject"],
             create_time=row["create_time"],
         )
+
+    async def list_failure_events(
+        self,
+        asset_pk: int,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[FailureEventRow]:
+        """Failures starting in [start, end), ordered by (start_time, event_pk),
+        resuming after the `after` position."""
+        rows = await self._run(
+            lambda c: c.fetch(
+                """
+                SELECT event_pk, start_time, end_time, failure_mode, description
+                  FROM failure_events
+                 WHERE asset_pk = $1
+                   AND ($2::timestamptz IS NULL OR start_time >= $2)
+                   AND ($3::timestamptz IS NULL OR start_time < $3)
+                   AND ($4::timestamptz IS NULL OR (start_time, event_pk) > ($4, $5::bigint))
+                 ORDER BY start_time, event_pk
+                 LIMIT $6
+                """,
+                asset_pk,
+                start,
+                end,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
+            )
+        )
+        return [
+            FailureEventRow(
+                event_pk=r["event_pk"],
+                start_time=r["start_time"],
+                end_time=r["end_time"],
+                failure_mode=r["failure_mode"],
+                description=r["description"],
+            )
+            for r in rows
+        ]
 
     # --- the export stream ----------------------------------------------------
     async def copy_out(

@@ -616,3 +616,117 @@ class GetExportRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExportRequest: _TypeAlias = GetExportRequest  # noqa: Y015
+
+@_typing.final
+class ListFailureEventsRequest(_message.Message):
+    """Request for `ListFailureEvents`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    asset_id: _builtins.str
+    """Asset whose failures to list, for example `pump-001`."""
+    page_size: _builtins.int
+    """Maximum number of events to return; the service caps it (default 100)."""
+    page_token: _builtins.str
+    """Token from a previous `ListFailureEventsResponse.next_page_token`."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When set, only failures that start at or after this time (RFC 3339 in REST)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When set, only failures that start before this time; must be after
+        `start_time` when both are set.
+        """
+
+    def __init__(
+        self,
+        *,
+        asset_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailureEventsRequest: _TypeAlias = ListFailureEventsRequest  # noqa: Y015
+
+@_typing.final
+class FailureEvent(_message.Message):
+    """One recorded failure of an asset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FAILURE_MODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    asset_id: _builtins.str
+    """Asset that failed."""
+    failure_mode: _builtins.str
+    """Failure mode, for example `bearing_failure`, `cavitation` or `seal_leak`."""
+    description: _builtins.str
+    """Free-text description from the maintenance record."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the failure began."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When the asset was back in service (unset while it is still down)."""
+
+    def __init__(
+        self,
+        *,
+        asset_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        failure_mode: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "description", b"description", "end_time", b"end_time", "failure_mode", b"failure_mode", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailureEvent: _TypeAlias = FailureEvent  # noqa: Y015
+
+@_typing.final
+class ListFailureEventsResponse(_message.Message):
+    """Response for `ListFailureEvents`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAILURE_EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def failure_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailureEvent]:
+        """The failures, ordered by start time."""
+
+    def __init__(
+        self,
+        *,
+        failure_events: _abc.Iterable[Global___FailureEvent] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_events", b"failure_events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailureEventsResponse: _TypeAlias = ListFailureEventsResponse  # noqa: Y015

@@ -61,6 +61,11 @@ class QueryServiceStub:
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
                 response_deserializer=mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
                 _registered_method=True)
+        self.ListFailureEvents = channel.unary_unary(
+                '/mlplane.v1.QueryService/ListFailureEvents',
+                request_serializer=mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -110,6 +115,15 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFailureEvents(self, request, context):
+        """Lists the recorded failures of one asset, oldest first: the labels for
+        training a failure predictor on its history. The same per-asset grant as
+        `ExportHistory` applies, checked before anything is read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +146,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetExport,
                     request_deserializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.FromString,
                     response_serializer=mlplane_dot_v1_dot_query__service__pb2.Export.SerializeToString,
+            ),
+            'ListFailureEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailureEvents,
+                    request_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -248,6 +267,33 @@ class QueryService:
             '/mlplane.v1.QueryService/GetExport',
             mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
             mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailureEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.QueryService/ListFailureEvents',
+            mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsRequest.SerializeToString,
+            mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

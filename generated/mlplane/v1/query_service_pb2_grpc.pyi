@@ -61,6 +61,11 @@ class QueryServiceStub:
     """
     GetExport: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+    ListFailureEvents: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListFailureEventsRequest, _query_service_pb2.ListFailureEventsResponse]
+    """Lists the recorded failures of one asset, oldest first: the labels for
+    training a failure predictor on its history. The same per-asset grant as
+    `ExportHistory` applies, checked before anything is read.
+    """
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -94,6 +99,11 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """
     GetExport: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]  # type: ignore[assignment]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+    ListFailureEvents: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListFailureEventsRequest, _query_service_pb2.ListFailureEventsResponse]  # type: ignore[assignment]
+    """Lists the recorded failures of one asset, oldest first: the labels for
+    training a failure predictor on its history. The same per-asset grant as
+    `ExportHistory` applies, checked before anything is read.
+    """
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read-only access to historical production sensor data, for training models.
@@ -148,5 +158,16 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.Export, _abc.Awaitable[_query_service_pb2.Export]]:
         """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+
+    @_abc_1.abstractmethod
+    def ListFailureEvents(
+        self,
+        request: _query_service_pb2.ListFailureEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListFailureEventsResponse, _abc.Awaitable[_query_service_pb2.ListFailureEventsResponse]]:
+        """Lists the recorded failures of one asset, oldest first: the labels for
+        training a failure predictor on its history. The same per-asset grant as
+        `ExportHistory` applies, checked before anything is read.
+        """
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
