@@ -133,6 +133,16 @@ class _Call:
             self.headers_sent = True
             await context.send_initial_metadata(tuple(self.headers))
 
+    async def flush_unary(self, context: aio.ServicerContext[Any, Any]) -> None:
+        """Before a unary response: headers a handler asked for go out as initial
+        metadata (the gateway acts on them); the request id alone rides in the
+        trailers instead, which saves a separate send on the hottest calls. The
+        gateway answers REST calls with the request id header either way."""
+        if len(self.headers) > 1:
+            await self.flush_headers(context)
+        else:
+            context.set_trailing_metadata(tuple(self.headers))
+
     async def fail(self, context: aio.ServicerContext[Any, Any], error: ServiceError) -> None:
         self.finish(error.code.name, error.message)
         metadata = trailing_metadata(error)
@@ -155,12 +165,34 @@ class _Call:
         )
 
 
+class _Rewrapper:
+    """The wrapped handler of each method, built on its first call: grpc asks
+    the interceptors for a handler on every call, and the wrapping depends only
+    on the method (per-call state lives inside the behaviours)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[object, object]] = {}
+
+    def cached(self, method: str, handler: Handler[Req, Resp]) -> Handler[Req, Resp] | None:
+        entry = self._wrapped.get(method)
+        if entry is not None and entry[0] is handler:
+            return entry[1]  # type: ignore[return-value]
+        return None
+
+    def remember(
+        self, method: str, handler: Handler[Req, Resp], wrapped: Handler[Req, Resp]
+    ) -> Handler[Req, Resp]:
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
 class ObservabilityInterceptor(aio.ServerInterceptor):
     """Request id, JSON access log, latency/error metrics, and the translation
     of `ServiceError` (or any surprise) into a rich gRPC status."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
+        self._handlers = _Rewrapper()
 
     async def intercept_service(
         self,
@@ -171,6 +203,9 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
         if handler is None:
             return handler
         method: str = handler_call_details.method
+        cached = self._handlers.cached(method, handler)
+        if cached is not None:
+            return cached
         metrics = self._metrics
 
         def wrap(behavior: Behavior, _req: bool, response_streaming: bool) -> Behavior:
@@ -210,13 +245,13 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                     raise
                 except BaseException as error:
                     await _unexpected(call, context, error)
-                await call.flush_headers(context)
+                await call.flush_unary(context)
                 call.finish("OK")
                 return response
 
             return unary_behavior
 
-        return rewrap(handler, wrap)
+        return self._handlers.remember(method, handler, rewrap(handler, wrap))
 
 
 async def _unexpected(
@@ -242,6 +277,7 @@ class AuthInterceptor(aio.ServerInterceptor):
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
+        self._handlers = _Rewrapper()
 
     async def intercept_service(
         self,
@@ -252,6 +288,9 @@ class AuthInterceptor(aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or access.is_open(method):
             return handler
+        cached = self._handlers.cached(method, handler)
+        if cached is not None:
+            return cached
         allowed = access.allowed_roles(method)
         verifier = self._verifier
 
@@ -279,4 +318,4 @@ class AuthInterceptor(aio.ServerInterceptor):
 
             return unary_behavior
 
-        return rewrap(handler, wrap)
+        return self._handlers.remember(method, handler, rewrap(handler, wrap))
