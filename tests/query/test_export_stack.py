@@ -11,33 +11,23 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import pyarrow as pa
 import pytest
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
+from tests.query.stack_helpers import admin_fetch as _admin_fetch
+from tests.query.stack_helpers import auth as _auth
+from tests.query.stack_helpers import iso as _iso
+from tests.query.stack_helpers import md as _md
+from tests.query.stack_helpers import timestamp as _timestamp
 from tests.stack_runner import RunningStack
-
-
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def stub(stack: RunningStack) -> Iterator[pb_grpc.QueryServiceStub]:
-    with grpc.insecure_channel(stack.gateway_target) as channel:
-        yield pb_grpc.QueryServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -46,26 +36,6 @@ def window(stack: RunningStack) -> tuple[datetime, datetime]:
     last = asyncio.run(_admin_fetchval(stack, "SELECT max(ts) FROM tag_data"))
     end = last.replace(minute=0, second=0, microsecond=0)
     return end - timedelta(hours=1), end
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _auth(stack: RunningStack, *roles: str, tenant: str = "demo") -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"}
-
-
-def _md(stack: RunningStack, *roles: str, tenant: str = "demo") -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"),)
-
-
-async def _admin_fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def _admin_fetchval(stack: RunningStack, sql: str, *args: Any) -> Any:
@@ -93,12 +63,6 @@ def _expected_rows(
         )
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 # --- ListAssets ------------------------------------------------------------------

@@ -17,11 +17,15 @@ import asyncpg
 import grpc
 import httpx
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
 from services.common.errors import error_info_from_trailers
+from tests.query.stack_helpers import admin_fetch as _admin
+from tests.query.stack_helpers import auth as _auth
+from tests.query.stack_helpers import iso as _iso
+from tests.query.stack_helpers import md as _md
+from tests.query.stack_helpers import timestamp as _timestamp
 from tests.stack_runner import RunningStack
 
 TENANT = "failtest"
@@ -37,24 +41,6 @@ SEEDED = [
     (120, 12, "cavitation"),
     (200, None, "seal_leak"),
 ]
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-async def _admin(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def _expected(stack: RunningStack, tenant: str, asset: str) -> list[dict[str, Any]]:
@@ -141,26 +127,6 @@ def seeded(stack: RunningStack) -> Iterator[None]:
         yield
     finally:
         asyncio.run(unseed())
-
-
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def stub(stack: RunningStack) -> Iterator[pb_grpc.QueryServiceStub]:
-    with grpc.insecure_channel(stack.gateway_target) as channel:
-        yield pb_grpc.QueryServiceStub(channel)
-
-
-def _auth(stack: RunningStack, *roles: str, tenant: str = "demo") -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"}
-
-
-def _md(stack: RunningStack, *roles: str, tenant: str = "demo") -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"),)
 
 
 def _path(asset: str) -> str:

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from services.common.errors import ServiceError
-from services.query.request import build_export_query
+from services.query.request import build_export_query, build_failure_events_query
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -68,3 +68,28 @@ def test_message_names_the_times() -> None:
     with pytest.raises(ServiceError) as caught:
         _build(end=T0 - timedelta(hours=1))
     assert "2026-11-01T00:00:00Z" in caught.value.message
+
+
+# --- ListFailureEvents ------------------------------------------------------------------
+def test_failure_events_query_bounds_are_optional() -> None:
+    assert build_failure_events_query(asset_id="pump-001", start=None, end=None).start is None
+    query = build_failure_events_query(asset_id="pump-001", start=T0, end=None)
+    assert (query.start, query.end) == (T0, None)
+
+
+@pytest.mark.parametrize(
+    ("asset_id", "start", "end", "reason", "field"),
+    [
+        ("", None, None, "MISSING_FIELD", "assetId"),
+        ("pump 001", None, None, "INVALID_ASSET_ID", "assetId"),
+        ("pump-001", T0, T0, "INVALID_TIME_RANGE", "endTime"),
+        ("pump-001", T0, T0 - timedelta(days=1), "INVALID_TIME_RANGE", "endTime"),
+    ],
+)
+def test_bad_failure_events_queries_name_the_field(
+    asset_id: str, start: datetime | None, end: datetime | None, reason: str, field: str
+) -> None:
+    with pytest.raises(ServiceError) as caught:
+        build_failure_events_query(asset_id=asset_id, start=start, end=end)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.reason, caught.value.metadata["field"]) == (reason, field)
