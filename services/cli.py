@@ -1,4 +1,5 @@
-"""`mlplane`: run the stack, run one service, mint dev tokens, set up a database."""
+"""`mlplane`: run the stack, run one service, mint dev tokens, set up a database;
+and, as a client of a running stack, export history and manage models and approvals."""
 
 from __future__ import annotations
 
@@ -289,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         "setup", help="migrate MLPLANE_DATABASE_URL and create the service roles"
     )
     setup.set_defaults(func=_db_setup)
+
+    # Client verbs (assets, export, upload, submit, models, versions, download,
+    # approvals): they talk to a running gateway through the SDK.
+    from mlplane_client.cli import add_client_commands
+
+    add_client_commands(commands)
     return parser
 
 

@@ -1,0 +1,485 @@
+"""The client verbs of the `mlplane` command (`assets`, `export`, `upload`, …).
+
+`services/cli.py` owns the entry point and registers these with
+`add_client_commands`. Every verb takes `--url`/`--token` (or `MLPLANE_URL`,
+`MLPLANE_TOKEN`), prints a table for humans or `--json` for scripts, and exits
+1 with one line on stderr when the server refuses (`mlplane: NOT_FOUND
+MODEL_NOT_FOUND: …`), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlplane_client.errors import MlplaneError
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from mlplane_client.client import Client
+
+EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
+
+Handler = Callable[["Client", argparse.Namespace], int]
+
+_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class UsageError(Exception):
+    """A bad argument value that argparse could not catch."""
+
+
+# --- argument parsing -------------------------------------------------------------------
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 (naive = UTC), `now`, or relative to now: `-24h`, `-7d`, `-90m`, `-30s`.
+
+    >>> parse_time("2026-11-20T00:00:00Z").isoformat()
+    '2026-11-20T00:00:00+00:00'
+    >>> parse_time("-1d", now=datetime(2026, 11, 20, tzinfo=UTC)).isoformat()
+    '2026-11-19T00:00:00+00:00'
+    """
+    now = now or datetime.now(UTC)
+    if text == "now":
+        return now
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - timedelta(seconds=float(relative[1]) * _UNIT_SECONDS[relative[2]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"not a time: {text!r} (ISO 8601, 'now' or e.g. -24h)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`60`, `60s`, `15m`, `1h`, `1d`.
+
+    >>> parse_duration("15m")
+    datetime.timedelta(seconds=900)
+    """
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(f"not a duration: {text!r} (e.g. 60s, 15m, 1h)")
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def parse_pairs(items: Sequence[str] | None, *, what: str) -> dict[str, str]:
+    """`["k=v", …]` as a dict.
+
+    >>> parse_pairs(["auc=0.91", "f1=0.8"], what="metric")
+    {'auc': '0.91', 'f1': '0.8'}
+    """
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--{what} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+# --- output -----------------------------------------------------------------------------
+def _as_dict(message: Message) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(message)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(message: Any, field: str) -> str:
+    if not message.HasField(field):
+        return "-"
+    return str(getattr(message, field).ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _status(value: Any) -> str:
+    from mlplane.v1 import model_registry_pb2 as mpb
+
+    return mpb.ModelVersionStatus.Name(value).removeprefix("MODEL_VERSION_STATUS_")
+
+
+def _state(value: Any) -> str:
+    from mlplane.v1 import model_registry_pb2 as mpb
+
+    return mpb.ApprovalState.Name(value).removeprefix("APPROVAL_STATE_")
+
+
+def _show_version(version: Any) -> None:
+    metrics = ", ".join(f"{k}={v:g}" for k, v in sorted(version.metrics.items()))
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(version.labels.items()))
+    sig = version.signature
+    rows = [
+        ("model", f"{version.name} ({version.model_id})"),
+        ("version", version.version),
+        ("status", _status(version.status)),
+        ("description", version.description or "-"),
+        ("sha256", version.sha256),
+        ("size", f"{version.size_bytes:,} bytes"),
+        ("inputs", ", ".join(t.name for t in sig.inputs) or "-"),
+        ("outputs", ", ".join(t.name for t in sig.outputs) or "-"),
+        ("producer", f"{sig.producer_name} {sig.producer_version}".strip() or "-"),
+        ("metrics", metrics or "-"),
+        ("labels", labels or "-"),
+        ("training exports", ", ".join(version.training_export_ids) or "-"),
+        ("created", f"{_when(version, 'create_time')} by {version.created_by}"),
+    ]
+    for key, value in rows:
+        print(f"{key + ':':<18}{value}")
+
+
+def _approval_rows(approvals: Sequence[Any]) -> list[list[object]]:
+    return [
+        [
+            a.approval_id,
+            a.model_name,
+            a.version,
+            _state(a.state),
+            a.submitted_by,
+            _when(a, "submit_time"),
+            a.decided_by or "-",
+        ]
+        for a in approvals
+    ]
+
+
+_APPROVAL_HEADERS = (
+    "APPROVAL",
+    "MODEL",
+    "VERSION",
+    "STATE",
+    "SUBMITTED BY",
+    "SUBMITTED",
+    "DECIDED",
+)
+
+
+def _emit_approval(args: argparse.Namespace, approval: Any) -> int:
+    if args.json:
+        _print_json(_as_dict(approval))
+    else:
+        _table(_APPROVAL_HEADERS, _approval_rows([approval]))
+    return 0
+
+
+# --- verbs ------------------------------------------------------------------------------
+def _assets(client: Client, args: argparse.Namespace) -> int:
+    assets = client.list_assets()
+    if args.json:
+        _print_json([_as_dict(a) for a in assets])
+        return 0
+    _table(
+        ("ASSET", "NAME", "TAGS", "FIRST", "LAST"),
+        [
+            [
+                a.asset_id,
+                a.display_name,
+                ",".join(t.name for t in a.tags),
+                _when(a, "first_time"),
+                _when(a, "last_time"),
+            ]
+            for a in assets
+        ],
+    )
+    return 0
+
+
+def _export(client: Client, args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    kind = out.suffix.lower()
+    if kind not in (".csv", ".parquet", ".pq"):
+        raise UsageError(f"-o must end in .csv or .parquet, got {out.name!r}")
+    start, end = parse_time(args.start), parse_time(args.end)
+    tags = [t for t in (args.tags or "").split(",") if t] or None
+    resolution = parse_duration(args.resolution) if args.resolution else None
+    if kind == ".csv":
+        manifest = client.export_history_csv(
+            args.asset, start, end, out, tags=tags, resolution=resolution, progress=args.progress
+        )
+    else:
+        import pyarrow.parquet as pq
+
+        exported = client.export_history_arrow(
+            args.asset, start, end, tags=tags, resolution=resolution, progress=args.progress
+        )
+        partial = out.with_name(f".{out.name}.part")
+        try:
+            pq.write_table(exported.table, partial)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        manifest = exported.manifest
+    if args.json:
+        _print_json({**manifest.to_dict(), "file": str(out)})
+    else:
+        for key, value in {**manifest.to_dict(), "file": str(out)}.items():
+            shown = ",".join(value) if isinstance(value, list) else value
+            print(f"{key + ':':<13}{'-' if shown in (None, '') else shown}")
+    return 0
+
+
+def _upload(client: Client, args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():
+        raise UsageError(f"no such file: {args.file}")
+    metrics: dict[str, float] = {}
+    for key, value in parse_pairs(args.metric, what="metric").items():
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            raise UsageError(f"--metric {key}: {value!r} is not a number") from None
+    version = client.upload_model(
+        args.file,
+        args.name,
+        args.description,
+        metrics=metrics,
+        training_exports=args.training_export or [],
+        labels=parse_pairs(args.label, what="label"),
+        progress=args.progress,
+    )
+    if args.json:
+        _print_json(_as_dict(version))
+    else:
+        _show_version(version)
+    return 0
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    return _emit_approval(
+        args, client.submit_for_approval(args.model_id, args.version, args.comment or "")
+    )
+
+
+def _models(client: Client, args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        models = client.list_models(args.filter)
+        if args.json:
+            _print_json([_as_dict(m) for m in models])
+        else:
+            _table(
+                ("MODEL", "NAME", "LATEST", "CREATED BY", "UPDATED"),
+                [
+                    [m.model_id, m.name, m.latest_version, m.created_by, _when(m, "update_time")]
+                    for m in models
+                ],
+            )
+        return 0
+    model = client.get_model(args.model_id)
+    if args.json:
+        _print_json(_as_dict(model))
+        return 0
+    for key, value in [
+        ("model", model.model_id),
+        ("name", model.name),
+        ("description", model.description or "-"),
+        ("latest version", model.latest_version),
+        ("created", f"{_when(model, 'create_time')} by {model.created_by}"),
+        ("updated", _when(model, "update_time")),
+    ]:
+        print(f"{key + ':':<16}{value}")
+    return 0
+
+
+def _versions(client: Client, args: argparse.Namespace) -> int:
+    if args.versions_command == "show":
+        version = client.get_version(args.model_id, args.version)
+        if args.json:
+            _print_json(_as_dict(version))
+        else:
+            _show_version(version)
+        return 0
+    versions = client.list_versions(args.model_id)
+    if args.json:
+        _print_json([_as_dict(v) for v in versions])
+        return 0
+    _table(
+        ("VERSION", "STATUS", "SIZE", "SHA256", "CREATED BY", "CREATED"),
+        [
+            [
+                v.version,
+                _status(v.status),
+                v.size_bytes,
+                v.sha256[:16],
+                v.created_by,
+                _when(v, "create_time"),
+            ]
+            for v in versions
+        ],
+    )
+    return 0
+
+
+def _download(client: Client, args: argparse.Namespace) -> int:
+    path = client.download_model(args.model_id, args.version, args.output, progress=args.progress)
+    version = client.get_version(args.model_id, args.version)
+    if args.json:
+        _print_json({"file": str(path), "sha256": version.sha256, "sizeBytes": version.size_bytes})
+    else:
+        print(f"{path}  {version.size_bytes:,} bytes  sha256 {version.sha256}")
+    return 0
+
+
+def _approvals(client: Client, args: argparse.Namespace) -> int:
+    command = args.approvals_command
+    if command == "list":
+        state = None if args.state.upper() == "ANY" else args.state
+        approvals = client.list_approvals(state)
+        if args.json:
+            _print_json([_as_dict(a) for a in approvals])
+        else:
+            _table(_APPROVAL_HEADERS, _approval_rows(approvals))
+        return 0
+    if command == "show":
+        return _emit_approval(args, client.get_approval(args.approval_id))
+    if command == "approve":
+        return _emit_approval(args, client.approve(args.approval_id, args.comment or ""))
+    return _emit_approval(args, client.reject(args.approval_id, args.comment))
+
+
+# --- wiring -----------------------------------------------------------------------------
+def _runner(handler: Handler) -> Callable[[argparse.Namespace, object], int]:
+    def run(args: argparse.Namespace, _settings: object = None) -> int:
+        from mlplane_client.client import DEFAULT_URL, Client
+
+        if args.progress is None:
+            args.progress = sys.stderr.isatty() and not args.json
+        try:
+            url = args.url or os.environ.get("MLPLANE_URL") or DEFAULT_URL
+            token = args.token or os.environ.get("MLPLANE_TOKEN") or None
+            with Client(url, token=token, timeout=args.timeout) as client:
+                return handler(client, args)
+        except MlplaneError as error:
+            print(f"mlplane: {error}", file=sys.stderr)
+            return EXIT_SERVER_ERROR
+        except (UsageError, ValueError, OSError) as error:
+            print(f"mlplane: {' '.join(str(error).split())}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("mlplane: interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument(
+        "--url", help="gateway: host:port or http(s)://host:port (env MLPLANE_URL; localhost:8080)"
+    )
+    group.add_argument("--token", help="bearer JWT (env MLPLANE_TOKEN)")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    group.add_argument("--json", action="store_true", help="proto3 JSON on stdout, for scripts")
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
+    return common
+
+
+def add_client_commands(commands: Any) -> None:
+    """Register the client verbs on the `mlplane` sub-command parser.
+
+    Connection and output options go on the leaf commands (`mlplane models list
+    --json`), so a sub-command's defaults never overwrite them.
+    """
+    common = _common()
+
+    def verb(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, parents=[common]
+        )
+        parser.set_defaults(func=_runner(handler))
+        return parser
+
+    def group(
+        name: str, handler: Handler, help_text: str, dest: str
+    ) -> Callable[[str, str], argparse.ArgumentParser]:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        parser.set_defaults(func=_runner(handler))
+        children = parser.add_subparsers(dest=dest, required=True)
+
+        def child(child_name: str, child_help: str) -> argparse.ArgumentParser:
+            leaf: argparse.ArgumentParser = children.add_parser(
+                child_name, help=child_help, parents=[common]
+            )
+            return leaf
+
+        return child
+
+    verb("assets", _assets, "list the assets you may read")
+
+    export = verb("export", _export, "export history to a .csv or .parquet file")
+    export.add_argument("asset", help="asset id, e.g. pump-001")
+    export.add_argument("--start", required=True, help="ISO time, 'now' or relative (-7d)")
+    export.add_argument("--end", default="now", help="ISO time, 'now' (default) or relative")
+    export.add_argument("--tags", help="comma-separated tag names (default: all)")
+    export.add_argument("--resolution", help="bucket width for aggregates, e.g. 60s, 15m, 1h")
+    export.add_argument("-o", "--output", required=True, help="FILE.csv or FILE.parquet")
+
+    upload = verb("upload", _upload, "upload an ONNX model as the next version of --name")
+    upload.add_argument("file", help="the .onnx file")
+    upload.add_argument("--name", required=True, help="model name, e.g. pump-bearing-risk")
+    upload.add_argument("--description", default="", help="what it is, how it was trained")
+    upload.add_argument("--metric", action="append", metavar="K=V", help="repeatable")
+    upload.add_argument(
+        "--training-export", action="append", metavar="ID", help="export id; repeatable"
+    )
+    upload.add_argument("--label", action="append", metavar="K=V", help="repeatable")
+
+    submit = verb("submit", _submit, "submit a version for approval")
+    submit.add_argument("model_id")
+    submit.add_argument("--version", type=int, help="default: the newest")
+    submit.add_argument("--comment", default="", help="note for the reviewer")
+
+    models = group("models", _models, "models of your tenant", "models_command")
+    models("list", "list models").add_argument(
+        "--filter", help='e.g. \'name = "pump-risk"\' or "status = APPROVED"'
+    )
+    models("show", "show one model").add_argument("model_id")
+
+    versions = group("versions", _versions, "versions of a model", "versions_command")
+    versions("list", "list versions, newest first").add_argument("model_id")
+    show_version = versions("show", "show one version")
+    show_version.add_argument("model_id")
+    show_version.add_argument("version", type=int)
+
+    download = verb("download", _download, "download a version's ONNX file (SHA-256 checked)")
+    download.add_argument("model_id")
+    download.add_argument("version", type=int)
+    download.add_argument("-o", "--output", required=True, help="file or directory")
+
+    approvals = group(
+        "approvals", _approvals, "the review queue (approver role)", "approvals_command"
+    )
+    approvals("list", "list approval requests").add_argument(
+        "--state", default="OPEN", help="OPEN (default), APPROVED, REJECTED, CANCELLED or ANY"
+    )
+    approvals("show", "show one request").add_argument("approval_id")
+    approve = approvals("approve", "approve a version under review")
+    approve.add_argument("approval_id")
+    approve.add_argument("--comment", default="")
+    reject = approvals("reject", "reject a version (comment required)")
+    reject.add_argument("approval_id")
+    reject.add_argument("--comment", required=True, help="why")

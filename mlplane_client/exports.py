@@ -1,0 +1,259 @@
+"""History exports as pandas / Arrow, with the manifest to cite as lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from mlplane.v1 import query_service_pb2 as qpb
+
+from mlplane_client._progress import Progress
+from mlplane_client.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+    import pyarrow as pa
+
+TimeLike = datetime | str
+ResolutionLike = timedelta | int | float
+
+
+def to_timestamp(value: TimeLike) -> Timestamp:
+    """A datetime (tz-aware, or naive = UTC) or an ISO 8601 string as a Timestamp.
+
+    >>> to_timestamp("2026-11-20T00:00:00Z").ToJsonString()
+    '2026-11-20T00:00:00Z'
+    >>> to_timestamp(datetime(2026, 11, 20, 1, 30)).ToJsonString()
+    '2026-11-20T01:30:00Z'
+    """
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def to_duration(value: ResolutionLike) -> Duration:
+    """A timedelta or a number of seconds as a Duration.
+
+    >>> to_duration(60).ToJsonString()
+    '60s'
+    >>> to_duration(timedelta(minutes=15)).ToJsonString()
+    '900s'
+    """
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    duration = Duration()
+    duration.FromTimedelta(timedelta(seconds=seconds))
+    return duration
+
+
+def _time(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """What the server recorded about one export: cite `export_id` as lineage.
+
+    `sha256` is the hex SHA-256 of exactly the bytes received (the Arrow IPC
+    stream for `export_history`, the CSV document for `export_history_csv`);
+    `rows` the number of data rows (samples, or buckets with a resolution).
+    """
+
+    export_id: str
+    rows: int
+    sha256: str
+    asset_id: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    tags: tuple[str, ...] = ()
+    resolution: timedelta | None = None
+    encoding: str = ""
+    status: str = ""
+    created_by: str = ""
+    create_time: datetime | None = None
+
+    @classmethod
+    def from_proto(cls, message: qpb.Export) -> ExportManifest:
+        return cls(
+            export_id=message.export_id,
+            rows=message.row_count,
+            sha256=message.sha256,
+            asset_id=message.asset_id,
+            start_time=_time(message.start_time) if message.HasField("start_time") else None,
+            end_time=_time(message.end_time) if message.HasField("end_time") else None,
+            tags=tuple(message.tags),
+            resolution=message.resolution.ToTimedelta() if message.HasField("resolution") else None,
+            encoding=message.encoding,
+            status=message.status,
+            created_by=message.created_by,
+            create_time=_time(message.create_time) if message.HasField("create_time") else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as RFC 3339 strings, the resolution in seconds."""
+        out: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class ArrowExport:
+    """An export as a `pyarrow.Table`, with its manifest.
+
+    Raw samples: columns `time` (timestamp[us, UTC]), `tag` (dictionary),
+    `value` (float64), `quality` (int16). With a resolution: `bucket_time`,
+    `tag`, `avg`, `min`, `max`, `count`.
+    """
+
+    table: pa.Table
+    manifest: ExportManifest
+    tags: tuple[str, ...] = ()
+
+    @property
+    def export_id(self) -> str:
+        return self.manifest.export_id
+
+
+@dataclass(frozen=True)
+class HistoryExport:
+    """An export as a long pandas DataFrame (one row per sample or bucket), with
+    its manifest.
+
+    >>> ex = c.export_history("pump-001", "2026-11-20", "2026-11-21")  # doctest: +SKIP
+    >>> ex.frame.columns.tolist()  # doctest: +SKIP
+    ['time', 'tag', 'value', 'quality']
+    >>> ex.wide()[["flow", "bearing_temp"]].describe()  # doctest: +SKIP
+    """
+
+    frame: pd.DataFrame
+    manifest: ExportManifest
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def export_id(self) -> str:
+        return self.manifest.export_id
+
+    @property
+    def aggregated(self) -> bool:
+        return "bucket_time" in self.frame.columns
+
+    def wide(self, values: str | None = None) -> pd.DataFrame:
+        """One row per time, one column per tag (in the export's tag order).
+
+        `values` picks the column to spread: `value` for raw samples (the
+        default), `avg` (default), `min`, `max` or `count` for aggregates. The
+        index is named `time` in both cases.
+        """
+        time_column = "bucket_time" if self.aggregated else "time"
+        values = values or ("avg" if self.aggregated else "value")
+        long = self.frame.assign(tag=self.frame["tag"].astype(str))
+        wide = long.pivot(index=time_column, columns="tag", values=values)
+        present = [t for t in self.tags if t in wide.columns]
+        wide = wide.reindex(columns=present + [c for c in wide.columns if c not in present])
+        wide.index.name = "time"
+        wide.columns.name = "tag"
+        return wide
+
+
+class _ArrowBytes(io.RawIOBase):
+    """The `ArrowBatch.data` of an export stream as one readable byte stream,
+    hashed as it passes; stops at the manifest and keeps it."""
+
+    def __init__(self, messages: Iterator[qpb.ExportHistoryResponse]) -> None:
+        self._messages = messages
+        self._buffer = memoryview(b"")
+        self.digest = hashlib.sha256()
+        self.nbytes = 0
+        self.manifest: qpb.Export | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            if not self._pull():
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+    def _pull(self) -> bool:
+        if self.manifest is not None:
+            return False
+        for message in self._messages:
+            part = message.WhichOneof("part")
+            if part == "arrow":
+                data = message.arrow.data
+                self.digest.update(data)
+                self.nbytes += len(data)
+                self._buffer = memoryview(data)
+                return True
+            if part == "manifest":
+                self.manifest = message.manifest
+                return False
+        return False
+
+    def drain(self) -> None:
+        """Read what follows the Arrow end-of-stream marker (the manifest)."""
+        while self._pull():
+            self._buffer = memoryview(b"")
+
+
+def read_arrow_export(
+    header: qpb.ExportHeader,
+    messages: Iterator[qpb.ExportHistoryResponse],
+    *,
+    progress: bool,
+) -> ArrowExport:
+    """Decode an `ExportHistory` stream (format ARROW) after its header message,
+    batch by batch, verifying the manifest's SHA-256 over the received bytes."""
+    import pyarrow as pa
+
+    raw = _ArrowBytes(messages)
+    batches = []
+    with Progress(progress, desc=f"export {header.asset_id}", rows=True) as bar:
+        reader = pa.ipc.open_stream(raw)
+        before = 0
+        for batch in reader:
+            batches.append(batch)
+            bar.update(rows=batch.num_rows, nbytes=raw.nbytes - before)
+            before = raw.nbytes
+        raw.drain()
+        bar.update(nbytes=raw.nbytes - before)
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    manifest = raw.manifest
+    if manifest is None:
+        raise IntegrityError(
+            f"export {header.export_id} ended without its manifest",
+            reason="INCOMPLETE_STREAM",
+            metadata={"exportId": header.export_id},
+        )
+    received = raw.digest.hexdigest()
+    if manifest.sha256 and manifest.sha256 != received:
+        raise IntegrityError(
+            f"export {header.export_id}: received bytes hash to {received}, "
+            f"the manifest says {manifest.sha256}",
+            reason="SHA256_MISMATCH",
+            metadata={"exportId": header.export_id},
+        )
+    return ArrowExport(
+        table=table,
+        manifest=ExportManifest.from_proto(manifest),
+        tags=tuple(t.name for t in header.tags),
+    )
