@@ -54,8 +54,15 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "localhost:8080"
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-_PAGE = TypeVar("_PAGE")
 _ITEM = TypeVar("_ITEM")
+
+
+class _Page(Protocol):
+    @property
+    def next_page_token(self) -> str: ...
+
+
+_PAGE = TypeVar("_PAGE", bound=_Page)
 
 
 class HasExportId(Protocol):
@@ -151,7 +158,7 @@ class Client(Closing):
         while True:
             page = call(token)
             out.extend(items(page))
-            token = page.next_page_token  # type: ignore[attr-defined]
+            token = page.next_page_token
             if not token:
                 return out
 

@@ -185,13 +185,19 @@ class _ArrowBytes(io.RawIOBase):
         return True
 
     def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            if not self._pull():
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
+        # Fill `target` completely unless the stream ends: pyarrow takes a
+        # short read for the end of the file, and Arrow messages may span
+        # several gRPC messages.
+        view = memoryview(target).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._buffer and not self._pull():
+                break
+            size = min(len(view) - filled, len(self._buffer))
+            view[filled : filled + size] = self._buffer[:size]
+            self._buffer = self._buffer[size:]
+            filled += size
+        return filled
 
     def _pull(self) -> bool:
         if self.manifest is not None:
@@ -245,10 +251,11 @@ def read_arrow_export(
             metadata={"exportId": header.export_id},
         )
     received = raw.digest.hexdigest()
-    if manifest.sha256 and manifest.sha256 != received:
+    if manifest.sha256 != received or manifest.row_count != table.num_rows:
         raise IntegrityError(
-            f"export {header.export_id}: received bytes hash to {received}, "
-            f"the manifest says {manifest.sha256}",
+            f"export {header.export_id}: received {table.num_rows} rows hashing to "
+            f"{received}, the manifest says {manifest.row_count} rows hashing to "
+            f"{manifest.sha256 or 'nothing'}",
             reason="SHA256_MISMATCH",
             metadata={"exportId": header.export_id},
         )

@@ -4,20 +4,26 @@ the QueryService; expected values from PostgreSQL or the CSV export."""
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pandas as pd
+import pyarrow as pa
 import pytest
+from mlplane.v1 import query_service_pb2 as qpb
 
 from mlplane_client import (
     Client,
+    IntegrityError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
+from mlplane_client.exports import read_arrow_export
 from tests.client.conftest import admin_fetch
 from tests.stack_runner import RunningStack
 
@@ -194,3 +200,32 @@ def test_typed_errors_carry_the_server_reason(
         with Client(target) as anonymous:
             with pytest.raises(Unauthenticated):
                 anonymous.export_history("pump-001", start, end, progress=False)
+
+
+def _arrow_stream(manifest: qpb.Export | None) -> tuple[qpb.ExportHeader, list[Any]]:
+    table = pa.table({"time": pa.array([1, 2], pa.timestamp("us", "UTC")), "value": [1.0, 2.0]})
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue()
+    parts = [qpb.ExportHistoryResponse(arrow=qpb.ArrowBatch(data=data[i : i + 100])) for i in
+             range(0, len(data), 100)]  # fmt: skip
+    if manifest is not None:
+        manifest.sha256 = manifest.sha256 or hashlib.sha256(data).hexdigest()
+        parts.append(qpb.ExportHistoryResponse(manifest=manifest))
+    return qpb.ExportHeader(export_id="e1", asset_id="a"), parts
+
+
+def test_the_received_bytes_are_checked_against_the_manifest() -> None:
+    header, parts = _arrow_stream(qpb.Export(export_id="e1", row_count=2))
+    assert read_arrow_export(header, iter(parts), progress=False).table.num_rows == 2
+
+    for manifest, reason in [
+        (qpb.Export(export_id="e1", row_count=2, sha256="0" * 64), "SHA256_MISMATCH"),
+        (qpb.Export(export_id="e1", row_count=3), "SHA256_MISMATCH"),
+        (None, "INCOMPLETE_STREAM"),
+    ]:
+        header, parts = _arrow_stream(manifest)
+        with pytest.raises(IntegrityError) as caught:
+            read_arrow_export(header, iter(parts), progress=False)
+        assert caught.value.reason == reason

@@ -15,6 +15,7 @@ from mlplane.v1 import model_registry_pb2 as mpb
 from mlplane_client import (
     Client,
     Conflict,
+    IntegrityError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -191,3 +192,20 @@ def test_submit_approve_and_reject_with_two_people(
     assert archived.status == mpb.MODEL_VERSION_STATUS_ARCHIVED
     assert ap1.approval_id not in [a.approval_id for a in bob.list_approvals()]
     assert ap1.approval_id in [a.approval_id for a in bob.list_approvals(None)]
+
+
+def test_a_corrupted_stored_file_never_reaches_the_destination(
+    stack: RunningStack, alice: Client, model_file: Path, tmp_path: Path
+) -> None:
+    """A real fault: the stored object is altered on disk behind the registry's back."""
+    version = alice.upload_model(model_file, unique_name("rot"), "", progress=False)
+    stored = stack.state_dir / "objects" / "demo" / version.model_id / "1.onnx"
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    dest = tmp_path / "got.onnx"
+    with pytest.raises(IntegrityError) as caught:
+        alice.download_model(version.model_id, 1, dest, progress=False)
+    assert caught.value.reason == "SHA256_MISMATCH"
+    assert caught.value.code == grpc.StatusCode.DATA_LOSS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no got.onnx, no .part
