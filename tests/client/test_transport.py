@@ -203,3 +203,72 @@ def test_tls_to_a_plaintext_port_is_unavailable(stack: RunningStack, tmp_path: P
     ) as client:
         with pytest.raises(Unavailable):
             client.list_assets()
+
+
+def _self_signed(tmp_path: Path) -> tuple[bytes, bytes, Path]:
+    """A key and a certificate for `localhost`; the certificate file is the CA to trust."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(cert_pem)
+    return key_pem, cert_pem, ca_file
+
+
+def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    """A TLS server (in-process, serving ListAssets) reached with `root_certificates`:
+    the handshake, the CA file and the token all really travel."""
+    from concurrent import futures
+
+    from mlplane.v1 import query_service_pb2 as qpb
+    from mlplane.v1 import query_service_pb2_grpc as qpb_grpc
+
+    seen: list[str] = []
+
+    class Assets(qpb_grpc.QueryServiceServicer):
+        def ListAssets(self, request: Any, context: grpc.ServicerContext) -> Any:
+            seen.extend(v for k, v in context.invocation_metadata() if k == "authorization")
+            return qpb.ListAssetsResponse(assets=[qpb.Asset(asset_id="tls-pump")])
+
+    key_pem, cert_pem, ca_file = _self_signed(tmp_path)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    qpb_grpc.add_QueryServiceServicer_to_server(Assets(), server)
+    port = server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+    server.start()
+    try:
+        with Client(f"https://localhost:{port}", token="tok", root_certificates=ca_file) as c:
+            assert [a.asset_id for a in c.list_assets()] == ["tls-pump"]
+        assert seen == ["Bearer tok"]
+        # Without the private CA the system roots do not trust it.
+        untrusting = Client(
+            f"localhost:{port}", tls=True, retry=RetryPolicy(max_attempts=1), timeout=10
+        )
+        with untrusting, pytest.raises(Unavailable):
+            untrusting.list_assets()
+    finally:
+        server.stop(None)
