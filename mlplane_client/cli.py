@@ -31,7 +31,7 @@ EXIT_USAGE = 2
 
 Handler = Callable[["Client", argparse.Namespace], int]
 
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
+_RELATIVE = re.compile(r"^(?:now)?-(\d+(?:\.\d+)?)([smhd])$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,12 +42,16 @@ class UsageError(Exception):
 
 # --- argument parsing -------------------------------------------------------------------
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:
-    """ISO 8601 (naive = UTC), `now`, or relative to now: `-24h`, `-7d`, `-90m`, `-30s`.
+    """ISO 8601 (naive = UTC), `now`, or relative to now: `now-24h`, `now-7d`,
+    `now-90m`, `now-30s` (`-7d` too, written `--start=-7d` so argparse does not
+    take it for an option).
 
     >>> parse_time("2026-11-20T00:00:00Z").isoformat()
     '2026-11-20T00:00:00+00:00'
-    >>> parse_time("-1d", now=datetime(2026, 11, 20, tzinfo=UTC)).isoformat()
+    >>> parse_time("now-1d", now=datetime(2026, 11, 20, tzinfo=UTC)).isoformat()
     '2026-11-19T00:00:00+00:00'
+    >>> parse_time("-90m", now=datetime(2026, 11, 20, tzinfo=UTC)).isoformat()
+    '2026-11-19T22:30:00+00:00'
     """
     now = now or datetime.now(UTC)
     if text == "now":
@@ -58,7 +62,7 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"not a time: {text!r} (ISO 8601, 'now' or e.g. -24h)") from None
+        raise UsageError(f"not a time: {text!r} (ISO 8601, 'now' or e.g. now-24h)") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -234,6 +238,8 @@ def _export(client: Client, args: argparse.Namespace) -> int:
     else:
         for key, value in {**manifest.to_dict(), "file": str(out)}.items():
             shown = ",".join(value) if isinstance(value, list) else value
+            if key == "resolution" and value is not None:
+                shown = f"{value:g}s"
             print(f"{key + ':':<13}{'-' if shown in (None, '') else shown}")
     return 0
 
@@ -432,8 +438,10 @@ def add_client_commands(commands: Any) -> None:
 
     export = verb("export", _export, "export history to a .csv or .parquet file")
     export.add_argument("asset", help="asset id, e.g. pump-001")
-    export.add_argument("--start", required=True, help="ISO time, 'now' or relative (-7d)")
-    export.add_argument("--end", default="now", help="ISO time, 'now' (default) or relative")
+    export.add_argument("--start", required=True, help="ISO time, or relative: now-7d, now-24h")
+    export.add_argument(
+        "--end", default="now", help="ISO time, 'now' (default) or relative (now-1h)"
+    )
     export.add_argument("--tags", help="comma-separated tag names (default: all)")
     export.add_argument("--resolution", help="bucket width for aggregates, e.g. 60s, 15m, 1h")
     export.add_argument("-o", "--output", required=True, help="FILE.csv or FILE.parquet")
