@@ -182,7 +182,13 @@ def test_a_deadline_is_typed_and_not_retried(stack: RunningStack) -> None:
         with pytest.raises(DeadlineExceeded) as caught:
             c.list_assets()
     assert str(caught.value).startswith("DEADLINE_EXCEEDED: ")
-    assert counter.calls == {"ListAssets": 1}
+    with Client(
+        stack.gateway_target, token=token, stream_timeout=1e-6, interceptors=[counter]
+    ) as c:
+        with pytest.raises(DeadlineExceeded):
+            c.export_history("pump-001", "2026-01-01", "2026-01-02", progress=False)
+        assert c.list_assets()  # the unary deadline is separate (30 s)
+    assert counter.calls == {"ListAssets": 2, "ExportHistory": 1}
 
 
 def test_from_env(monkeypatch: pytest.MonkeyPatch, stack: RunningStack) -> None:
