@@ -19,10 +19,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.http_rules import load_rpc_rules, unsupported_response_bodies
+from gateway.rate_limit import (
+    RATE_LIMIT_FILTER_NAME,
+    RATE_LIMITED_HEADERS,
+    rate_limit_enabled,
+    rate_limit_filter_config,
+    rate_limited_grpc_reply_mapper,
+    rate_limited_reply_mapper,
+    status_is,
+)
 from gateway.rbac import (
     HEALTHZ_PATH,
     JWT_FILTER_NAME,
     JWT_PAYLOAD_KEY,
+    ROLES_CLAIM,
     build_rbac_policies,
     method_is,
     rbac_filter_config,
@@ -45,7 +55,14 @@ LISTENER_NAME = "mlplane_gateway"
 JWT_PROVIDER = "mlplane"
 
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "x-grpc-web", "grpc-timeout")
-CORS_EXPOSE_HEADERS = ("x-request-id", "x-mlplane-export-id", "grpc-status", "grpc-message")
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "x-mlplane-export-id",
+    "grpc-status",
+    "grpc-message",
+    *RATE_LIMITED_HEADERS,
+    "retry-after",
+)
 CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
 
 # A cap on downstream connections (Envoy warns at start-up without one); far above what
@@ -311,12 +328,20 @@ def _http_filters(settings: Settings, descriptor_path: Path) -> list[Json]:
         open_prefixes=OPEN_SERVICE_PREFIXES,
         service_prefixes=[f"/{service}/" for service in SERVICE_CLUSTERS],
     )
+    # The rate limit runs on the identity jwt_authn verified, before RBAC: a client's
+    # refused calls count against its budget as well.
+    rate_limit: list[Json] = []
+    if rate_limit_enabled(settings):
+        rate_limit.append(
+            {"name": RATE_LIMIT_FILTER_NAME, "typed_config": rate_limit_filter_config(settings)}
+        )
     return [
         {
             "name": "envoy.filters.http.cors",
             "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
         },
         {"name": JWT_FILTER_NAME, "typed_config": _jwt_filter_config(settings)},
+        *rate_limit,
         {"name": "envoy.filters.http.rbac", "typed_config": rbac_filter_config(policies)},
         {
             "name": "envoy.filters.http.lua",
@@ -427,7 +452,53 @@ def _http_connection_manager(
             "validate_clusters": False,
         },
         http_filters=_http_filters(settings, descriptor_path),
+        local_reply_config={"mappers": _local_reply_mappers(settings)},
     )
+
+
+def _token_unusable_mapper() -> Json:
+    """Envoy's own 403s for a token that is not usable at all become 401s.
+
+    jwt_authn answers a token for another audience with 403, and RBAC a verified token
+    without a `roles` claim; the services call both UNAUTHENTICATED (401). A 403 that
+    Envoy generates while the verified payload has a `roles` list (without a role that
+    is allowed) stays 403, and a service's own PERMISSION_DENIED is no local reply at all.
+    For gRPC callers Envoy derives grpc-status from the rewritten code: UNAUTHENTICATED.
+    """
+    # Envoy's access-log MetadataFilter (what local_reply_config uses) ignores the
+    # matcher's `invert`: it answers `match_if_key_not_found` for an absent key and the
+    # value matcher otherwise. So: absent payload or roles -> match; a roles list ->
+    # no match (a string matcher never matches a list); a roles *string* -> match,
+    # as the services refuse that too.
+    roles_not_a_list = {
+        "filter": JWT_FILTER_NAME,
+        "path": [{"key": JWT_PAYLOAD_KEY}, {"key": ROLES_CLAIM}],
+        "value": {"string_match": {"safe_regex": {"regex": ".*"}}},
+    }
+    return {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    status_is(403),
+                    {
+                        "metadata_filter": {
+                            "matcher": roles_not_a_list,
+                            "match_if_key_not_found": True,
+                        }
+                    },
+                ]
+            }
+        },
+        "status_code": 401,
+    }
+
+
+def _local_reply_mappers(settings: Settings) -> list[Json]:
+    mappers = [_token_unusable_mapper()]
+    if rate_limit_enabled(settings):
+        # The first mapper that matches wins: gRPC before REST.
+        mappers += [rate_limited_grpc_reply_mapper(), rate_limited_reply_mapper()]
+    return mappers
 
 
 def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:

@@ -28,6 +28,9 @@ def stack() -> Iterator[RunningStack]:
         MLPLANE_DEMO_PLANT_DAYS="7",
         MLPLANE_QUERY_REST_ROW_CAP="20000",
         MLPLANE_MAX_MODEL_BYTES=str(8 * 1024 * 1024),
+        # The gateway's rate limit stays in the chain, far above what the suite sends;
+        # tests/security/test_rate_limit.py checks it on a stack of its own.
+        MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND="100000",
     )
     try:
         yield running

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, description="Clock skew allowed on exp/nbf.")
     jwks_cache_seconds: int = Field(default=300, description="How long a fetched JWKS is reused.")
 
+    # Per-client rate limit at the gateway, keyed by the verified token's tenant and
+    # subject. Generous on purpose: one request in flight at a time (a notebook paging
+    # through a list, an SPA loading a page) never reaches it; it stops one runaway
+    # script or misconfigured client from taking the plane from everyone else.
+    gateway_rate_limit_per_second: int = Field(
+        default=200,
+        ge=0,
+        description="Sustained requests per second per (tenant, subject) at the gateway; 0 = off.",
+    )
+    gateway_rate_limit_burst: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests a client may send at once before the per-second rate applies "
+        "(token bucket size; at least the rate).",
+    )
+
     cors_allowed_origins: list[str] = Field(
         default=["http://localhost:5173", "http://127.0.0.1:5173"],
         description="Browser origins allowed by the gateway's CORS filter.",

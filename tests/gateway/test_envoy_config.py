@@ -286,6 +286,7 @@ def test_filter_order_and_core_options(config: Json, descriptor: Path) -> None:
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.cors",
         "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.rbac",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
@@ -310,6 +311,60 @@ def test_filter_order_and_core_options(config: Json, descriptor: Path) -> None:
     for route in not_found:
         assert route["route"]["cluster"] not in clusters
         assert route["route"]["cluster_not_found_response_code"] == "NOT_FOUND"
+
+
+def test_rate_limit_per_client_from_settings(settings: Settings, descriptor: Path) -> None:
+    config = _render(
+        settings.model_copy(
+            update={"gateway_rate_limit_per_second": 50, "gateway_rate_limit_burst": 300}
+        ),
+        descriptor,
+    )
+    limit = _filter(config, "envoy.filters.http.local_ratelimit")
+    # One bucket per verified (tenant, subject): dynamic descriptors, wildcard values.
+    (descriptor_config,) = limit["descriptors"]
+    assert descriptor_config["entries"] == [
+        {"key": "issuer"},
+        {"key": "tenant"},
+        {"key": "subject"},
+    ]
+    assert descriptor_config["token_bucket"] == {
+        "max_tokens": 300,
+        "tokens_per_fill": 50,
+        "fill_interval": "1s",
+    }
+    assert limit["max_dynamic_descriptors"] >= 1000
+    assert limit["always_consume_default_token_bucket"] is False
+    assert "token_bucket" not in limit  # no default bucket: no identity, no limit
+    (rate_limit,) = limit["rate_limits"]
+    sources = [action["metadata"] for action in rate_limit["actions"]]
+    assert [s["metadata_key"]["path"][-1]["key"] for s in sources] == ["iss", "tenant", "sub"]
+    assert all(s["metadata_key"]["key"] == "envoy.filters.http.jwt_authn" for s in sources)
+    assert all(s["source"] == "DYNAMIC" for s in sources)
+    # The issuer entry has no default: a request without a verified token has no descriptor.
+    assert "default_value" not in sources[0]
+    assert limit["rate_limited_as_resource_exhausted"] is True
+    assert limit["enable_x_ratelimit_headers"] == "DRAFT_VERSION_03"
+    mappers = _hcm(config)["local_reply_config"]["mappers"]
+    rest_429 = next(m for m in mappers if "body_format_override" in m)
+    assert json.loads(rest_429["body"]["inline_string"])["code"] == 8
+    expose = _hcm(config)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]
+    assert "x-ratelimit-remaining" in expose["envoy.filters.http.cors"]["expose_headers"]
+
+
+def test_rate_limit_off_renders_no_filter(settings: Settings, descriptor: Path) -> None:
+    config = _render(settings.model_copy(update={"gateway_rate_limit_per_second": 0}), descriptor)
+    names = [f["name"] for f in _hcm(config)["http_filters"]]
+    assert "envoy.filters.http.local_ratelimit" not in names
+    # The 401 mapping of unusable tokens stays.
+    assert [m.get("status_code") for m in _hcm(config)["local_reply_config"]["mappers"]] == [401]
+
+
+def test_burst_is_at_least_the_rate(settings: Settings, descriptor: Path) -> None:
+    update = {"gateway_rate_limit_per_second": 500, "gateway_rate_limit_burst": 10}
+    config = _render(settings.model_copy(update=update), descriptor)
+    bucket = _filter(config, "envoy.filters.http.local_ratelimit")["descriptors"][0]
+    assert bucket["token_bucket"]["max_tokens"] == 500
 
 
 def test_jwt_provider_local_jwks(config: Json, settings: Settings) -> None:
@@ -556,9 +611,25 @@ def test_missing_or_bad_token_is_401(gateway: Gateway) -> None:
     assert gateway.http.get("/api/v1/nowhere").status_code == 401
 
 
-def test_wrong_audience_is_403(gateway: Gateway) -> None:
+def test_unusable_tokens_are_401_and_a_wrong_role_403(gateway: Gateway) -> None:
+    # jwt_authn says 403 for another audience and RBAC for a token without roles; the
+    # gateway answers 401 like the services. A role that is not allowed stays 403.
     headers = gateway.auth([DS], audience="someone-else")
-    assert gateway.http.get("/api/v1/models", headers=headers).status_code == 403
+    assert gateway.http.get("/api/v1/models", headers=headers).status_code == 401
+    no_roles = jwt.encode(
+        {
+            k: v
+            for k, v in jwt.decode(gateway.token([DS]), options={"verify_signature": False}).items()
+            if k != "roles"
+        },
+        gateway.key,
+        algorithm="RS256",
+        headers={"kid": KID},
+    )
+    response = gateway.http.get("/api/v1/models", headers={"authorization": f"Bearer {no_roles}"})
+    assert response.status_code == 401
+    assert gateway.http.get("/api/v1/approvals", headers=gateway.auth([DS])).status_code == 403
+    assert gateway.http.get("/api/v1/models", headers=gateway.auth(["nobody"])).status_code == 403
 
 
 def test_rbac_denies_a_role_not_allowed(gateway: Gateway) -> None:

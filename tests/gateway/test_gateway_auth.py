@@ -70,9 +70,9 @@ def test_wrong_audience_is_refused(
     stack: RunningStack, http: httpx.Client, gateway_channel: grpc.Channel
 ) -> None:
     token = stack.tokens.wrong_audience()
-    # Envoy's jwt_authn answers a valid token for another audience with 403.
-    assert http.get("/api/v1/query/assets", headers=_auth(token)).status_code == 403
-    assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.PERMISSION_DENIED
+    # Envoy's jwt_authn says 403 for another audience; the gateway maps it to 401.
+    assert http.get("/api/v1/query/assets", headers=_auth(token)).status_code == 401
+    assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_unknown_role_is_403(
