@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,6 +98,18 @@ class Tokens:
 
     def wrong_role(self) -> str:
         return self.valid("plant_operator")
+
+    def not_yet_valid(self, *roles: str) -> str:
+        """Correctly signed, but `nbf` an hour ahead (far beyond the clock-skew leeway)."""
+        now = int(time.time())
+        claims = self._claims(
+            nbf=now + 3600, exp=now + 7200, roles=list(roles or ["data_scientist"])
+        )
+        key = self.settings.dev_private_key_file.read_bytes()
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid()})
+
+    def missing_claim(self, claim: str, *roles: str) -> str:
+        return self.valid(*roles, omit={claim})
 
 
 # Tokens every gate must answer 401 / UNAUTHENTICATED.
