@@ -245,7 +245,12 @@ Upload = Callable[[str, ModelFile, str], Run]
 
 
 def _stack_env(store: str, moto: s3.MotoServer | None) -> dict[str, str]:
-    env = {"MLPLANE_DEMO_PLANT": "false", "MLPLANE_MAX_MODEL_BYTES": str(MAX_MODEL_BYTES)}
+    env = {
+        "MLPLANE_DEMO_PLANT": "false",
+        "MLPLANE_MAX_MODEL_BYTES": str(MAX_MODEL_BYTES),
+        # One subject drives the GetModel load far past the per-client limit on purpose.
+        "MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+    }
     if store == "s3":
         assert moto is not None
         env.update(

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import sqlalchemy.exc
@@ -133,7 +133,8 @@ class RegistryRepository:
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
         """The pooled connection's asyncpg connection, for hot single-statement reads."""
         async with self.transaction(read_only=True) as conn:
-            driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+            raw = await conn.get_raw_connection()
+            driver = cast("asyncpg.Connection[asyncpg.Record]", raw.driver_connection)
             try:
                 yield driver
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:

@@ -1,0 +1,38 @@
+"""The upload stream regrouped into blocks: same bytes, bounded block size, early 413."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from services.common.errors import ServiceError
+from services.models.upload import BLOCK_BYTES, _blocks
+
+
+async def _pieces(sizes: list[int], consumed: list[int]) -> AsyncIterator[bytes]:
+    for n, size in enumerate(sizes):
+        consumed.append(n)
+        yield bytes([n % 256]) * size
+
+
+async def test_small_pieces_are_gathered_without_losing_a_byte() -> None:
+    sizes = [16 * 1024] * 150 + [7]
+    consumed: list[int] = []
+    blocks = [b async for b in _blocks(_pieces(sizes, consumed), max_bytes=1 << 30)]
+    expected = b"".join(bytes([n % 256]) * size for n, size in enumerate(sizes))
+    assert b"".join(blocks) == expected
+    assert all(len(b) >= BLOCK_BYTES for b in blocks[:-1])
+    assert all(len(b) < BLOCK_BYTES + 16 * 1024 for b in blocks)
+    assert len(blocks) == 3
+
+
+async def test_the_piece_that_crosses_the_limit_stops_the_stream() -> None:
+    consumed: list[int] = []
+    with pytest.raises(ServiceError) as error:
+        async for _ in _blocks(_pieces([1000] * 100, consumed), max_bytes=5_500):
+            pass
+    assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.value.reason == "MODEL_TOO_LARGE"
+    assert consumed == [0, 1, 2, 3, 4, 5]  # the 6th piece crossed 5,500; nothing read after it
