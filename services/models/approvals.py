@@ -27,6 +27,17 @@ from services.models.repository import RegistryRepository, VersionRecord
 STATES = ("OPEN", "APPROVED", "REJECTED", "CANCELLED")
 
 
+def _after_position(after: Any) -> dict[str, Any]:
+    """The (submit time, approval id) a signed page token carries, typed for asyncpg."""
+    try:
+        submitted, approval_id = after
+        return {"t": datetime.fromisoformat(submitted), "aid": uuid.UUID(approval_id)}
+    except (TypeError, ValueError) as exc:
+        raise invalid_argument(
+            "INVALID_PAGE_TOKEN", "page_token is not valid", field="page_token"
+        ) from exc
+
+
 def parse_state_filter(value: str) -> str | None:
     """The state a list is filtered by: `OPEN` or `approval_state_open` → "OPEN"; "" → any.
 
@@ -410,7 +421,7 @@ class Approvals:
         params: dict[str, Any] = {"tenant": principal.tenant, "state": state}
         if after is not None:
             where += " AND (a.submit_time, a.approval_id) > (CAST(:t AS timestamptz), :aid)"
-            params |= {"t": after[0], "aid": uuid.UUID(after[1])}
+            params |= _after_position(after)
         async with self._repo.transaction(read_only=True) as conn:
             rows = await self._select(conn, where, params, limit=size + 1)
         page, more = rows[:size], len(rows) > size
