@@ -363,22 +363,10 @@ def test_forged_and_foreign_page_tokens_are_400(
     assert answer.status == 400, f"another tenant's page token for {rpc} via {path}: {answer}"
 
 
-LIST_APPROVALS_PAGE_TWO_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="services/models/approvals.py list_requests binds the page token's ISO time string"
-    " to a timestamptz parameter: asyncpg refuses it, page 2 is a 500",
-)
-
-
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(
     ("rpc", "method"),
-    [
-        pytest.param(*paged, marks=LIST_APPROVALS_PAGE_TWO_BUG)
-        if paged[1] == "ListApprovals"
-        else paged
-        for paged in PAGED
-    ],
+    PAGED,
 )
 def test_own_page_token_gives_the_next_page(
     stack: RunningStack, caller: Caller, targets: Targets, rpc: str, method: str, path: str
