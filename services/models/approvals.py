@@ -9,6 +9,7 @@ Separation of duties: whoever uploaded or submitted a version cannot decide it.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,31 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise invalid_argument(
             "INVALID_ID", f"{field} must be an id (a UUID)", field=field
         ) from exc
+
+
+_BIND = re.compile(r"(?<![:\w]):(\w+)")
+
+
+class _Writes:
+    """The statements of one transition, sent as one: each becomes a data-modifying
+    CTE of a single `WITH … SELECT 1`, which PostgreSQL runs exactly once and to
+    completion. One round trip instead of five, inside the caller's transaction
+    (so still all or nothing). They see one snapshot, so no statement may depend
+    on another's effect; each touches its own table."""
+
+    def __init__(self) -> None:
+        self._statements: list[str] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, sql: str, params: dict[str, Any]) -> None:
+        n = len(self._statements)
+        self._statements.append(_BIND.sub(lambda m: f":{m.group(1)}_{n}", sql.strip()))
+        used = set(_BIND.findall(sql))
+        self.params.update({f"{k}_{n}": v for k, v in params.items() if k in used})
+
+    async def run(self, conn: AsyncConnection) -> None:
+        ctes = ",\n".join(f"w{n} AS ({sql})" for n, sql in enumerate(self._statements))
+        await conn.execute(text(f"WITH {ctes}\nSELECT 1"), self.params)
 
 
 _REFUSALS = (
@@ -193,20 +219,18 @@ class Approvals:
                 "comment": comment,
                 "sha256": row.sha256,
             }
-            await conn.execute(
-                text(
-                    """
-                    INSERT INTO approval_requests (approval_id, tenant_id, model_id, version, state,
-                        submitted_by, submit_comment, sha256)
-                    VALUES (:approval_id, :tenant, :id, :version, 'OPEN', :actor, :comment,
-                        :sha256)
-                    """
-                ),
+            writes = _Writes()
+            writes.add(
+                """
+                INSERT INTO approval_requests (approval_id, tenant_id, model_id, version, state,
+                    submitted_by, submit_comment, sha256)
+                VALUES (:approval_id, :tenant, :id, :version, 'OPEN', :actor, :comment, :sha256)
+                """,
                 params,
             )
-            await self._transition(conn, params, "PENDING_APPROVAL", "IN_REVIEW")
-            await self._event(
-                conn,
+            self._transition(writes, params, "PENDING_APPROVAL", "IN_REVIEW")
+            self._event(
+                writes,
                 principal.tenant,
                 mid,
                 "approval.requested",
@@ -219,8 +243,8 @@ class Approvals:
                     "comment": comment,
                 },
             )
-            await self._audit(
-                conn,
+            self._audit(
+                writes,
                 principal,
                 "approval.submit",
                 f"approval/{approval_id}",
@@ -228,6 +252,7 @@ class Approvals:
                 request_id,
                 {"modelId": model_id, "version": row.version},
             )
+            await writes.run(conn)
         self._on_event()
         return await self.get(principal, str(approval_id))
 
@@ -301,19 +326,18 @@ class Approvals:
                 "state": state,
                 "sha256": row.version_sha256,
             }
-            await conn.execute(
-                text(
-                    """
-                    UPDATE approval_requests SET state = :state, decided_by = :actor,
-                        decision_comment = :comment, decide_time = now(), sha256 = :sha256
-                     WHERE approval_id = :aid
-                    """
-                ),
+            writes = _Writes()
+            writes.add(
+                """
+                UPDATE approval_requests SET state = :state, decided_by = :actor,
+                    decision_comment = :comment, decide_time = now(), sha256 = :sha256
+                 WHERE approval_id = :aid
+                """,
                 params,
             )
-            await self._transition(conn, params, "IN_REVIEW", status)
-            await self._event(
-                conn,
+            self._transition(writes, params, "IN_REVIEW", status)
+            self._event(
+                writes,
                 principal.tenant,
                 row.model_id,
                 "approval.decided",
@@ -327,8 +351,8 @@ class Approvals:
                     "comment": comment,
                 },
             )
-            await self._audit(
-                conn,
+            self._audit(
+                writes,
                 principal,
                 action,
                 f"approval/{approval_id}",
@@ -336,6 +360,7 @@ class Approvals:
                 request_id,
                 {"modelId": str(row.model_id), "version": row.version},
             )
+            await writes.run(conn)
         self._on_event()
         return await self.get(principal, approval_id)
 
@@ -378,17 +403,16 @@ class Approvals:
                 "actor": principal.subject,
                 "comment": comment,
             }
-            await conn.execute(
-                text(
-                    "UPDATE approval_requests SET state = 'CANCELLED', decided_by = :actor,"
-                    " decision_comment = :comment, decide_time = now()"
-                    " WHERE model_id = :id AND version = :version AND state = 'OPEN'"
-                ),
+            writes = _Writes()
+            writes.add(
+                "UPDATE approval_requests SET state = 'CANCELLED', decided_by = :actor,"
+                " decision_comment = :comment, decide_time = now()"
+                " WHERE model_id = :id AND version = :version AND state = 'OPEN'",
                 params,
             )
-            await self._transition(conn, params, row.status, "ARCHIVED")
-            await self._audit(
-                conn,
+            self._transition(writes, params, row.status, "ARCHIVED")
+            self._audit(
+                writes,
                 principal,
                 "model.archive",
                 f"model/{model_id}/version/{version}",
@@ -396,6 +420,7 @@ class Approvals:
                 request_id,
                 {},
             )
+            await writes.run(conn)
 
     # --- reads --------------------------------------------------------------------------
     async def get(self, principal: Principal, approval_id: str) -> ApprovalRecord:
@@ -474,36 +499,30 @@ class Approvals:
 
     # --- shared writes ------------------------------------------------------------------
     @staticmethod
-    async def _transition(
-        conn: AsyncConnection, params: dict[str, Any], from_status: str, to_status: str
+    def _transition(
+        writes: _Writes, params: dict[str, Any], from_status: str, to_status: str
     ) -> None:
         values = {**params, "from": from_status, "to": to_status}
-        await conn.execute(
-            text(
-                "UPDATE model_versions SET status = :to, update_time = now()"
-                " WHERE model_id = :id AND version = :version"
-            ),
+        writes.add(
+            "UPDATE model_versions SET status = :to, update_time = now()"
+            " WHERE model_id = :id AND version = :version",
             values,
         )
-        await conn.execute(
-            text(
-                "INSERT INTO model_version_status_history (model_id, version, from_status,"
-                " to_status, actor, comment) VALUES (:id, :version, :from, :to, :actor, :comment)"
-            ),
+        writes.add(
+            "INSERT INTO model_version_status_history (model_id, version, from_status,"
+            " to_status, actor, comment) VALUES (:id, :version, :from, :to, :actor, :comment)",
             values,
         )
 
     @staticmethod
-    async def _event(
-        conn: AsyncConnection, tenant: str, model_id: uuid.UUID, kind: str, payload: dict[str, Any]
+    def _event(
+        writes: _Writes, tenant: str, model_id: uuid.UUID, kind: str, payload: dict[str, Any]
     ) -> None:
         event_id = uuid.uuid4()
         body = {"id": str(event_id), "type": kind, "tenant": tenant, **payload}
-        await conn.execute(
-            text(
-                "INSERT INTO outbox_events (event_id, tenant_id, model_id, event_type, payload)"
-                " VALUES (:eid, :tenant, :mid, :kind, CAST(:payload AS jsonb))"
-            ),
+        writes.add(
+            "INSERT INTO outbox_events (event_id, tenant_id, model_id, event_type, payload)"
+            " VALUES (:eid, :tenant, :mid, :kind, CAST(:payload AS jsonb))",
             {
                 "eid": event_id,
                 "tenant": tenant,
@@ -514,8 +533,8 @@ class Approvals:
         )
 
     @staticmethod
-    async def _audit(
-        conn: AsyncConnection,
+    def _audit(
+        writes: _Writes,
         principal: Principal,
         action: str,
         resource: str,
@@ -523,12 +542,10 @@ class Approvals:
         request_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        await conn.execute(
-            text(
-                "INSERT INTO audit_log (tenant_id, subject, action, resource, outcome, request_id,"
-                " detail) VALUES (:tenant, :subject, :action, :resource, :outcome, :rid,"
-                " CAST(:detail AS jsonb))"
-            ),
+        writes.add(
+            "INSERT INTO audit_log (tenant_id, subject, action, resource, outcome, request_id,"
+            " detail) VALUES (:tenant, :subject, :action, :resource, :outcome, :rid,"
+            " CAST(:detail AS jsonb))",
             {
                 "tenant": principal.tenant,
                 "subject": principal.subject,

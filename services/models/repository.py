@@ -320,50 +320,27 @@ class RegistryRepository:
     async def list_versions(
         self, tenant: str, model_id: str, *, before: int, limit: int
     ) -> list[VersionRecord]:
-        async with self.transaction() as conn:
-            rows = await conn.execute(
-                text(
-                    """
-                    SELECT v.*, m.name FROM model_versions v JOIN models m USING (model_id)
-                     WHERE v.tenant_id = :tenant AND v.model_id = :id AND v.version < :before
-                     ORDER BY v.version DESC LIMIT :limit
-                    """
-                ),
-                {"tenant": tenant, "id": uuid.UUID(model_id), "before": before, "limit": limit},
+        async with self._driver() as conn:
+            rows = await conn.fetch(
+                f"""{_VERSIONS}
+                 WHERE v.tenant_id = $1 AND v.model_id = $2 AND v.version < $3
+                 ORDER BY v.version DESC LIMIT $4""",
+                tenant,
+                uuid.UUID(model_id),
+                before,
+                limit,
             )
-            versions = [_version(r) for r in rows]
-            return [await self._with_history(conn, v) for v in versions]
+        return [_version(r) for r in rows]
 
     async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
-        async with self.transaction() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        SELECT v.*, m.name FROM model_versions v JOIN models m USING (model_id)
-                         WHERE v.tenant_id = :tenant AND v.model_id = :id AND v.version = :version
-                        """
-                    ),
-                    {"tenant": tenant, "id": uuid.UUID(model_id), "version": version},
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            return await self._with_history(conn, _version(row))
-
-    async def _with_history(self, conn: AsyncConnection, record: VersionRecord) -> VersionRecord:
-        rows = await conn.execute(
-            text(
-                """
-                SELECT from_status, to_status, actor, comment, change_time
-                  FROM model_version_status_history
-                 WHERE model_id = :id AND version = :version ORDER BY change_pk
-                """
-            ),
-            {"id": uuid.UUID(record.model_id), "version": record.version},
-        )
-        history = [StatusChangeRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-        return VersionRecord(**{**record.__dict__, "history": history})
+        async with self._driver() as conn:
+            row = await conn.fetchrow(
+                f"{_VERSIONS} WHERE v.tenant_id = $1 AND v.model_id = $2 AND v.version = $3",
+                tenant,
+                uuid.UUID(model_id),
+                version,
+            )
+        return None if row is None else _version(row)
 
 
 def _model(row: Any) -> ModelRecord:
@@ -383,21 +360,39 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# A version with its model's name and its status history in one statement: one
+# round trip and one snapshot (the history always ends at the current status).
+_VERSIONS = """
+SELECT v.*, m.name,
+       (SELECT coalesce(json_agg(json_build_array(h.from_status, h.to_status, h.actor,
+                                                  h.comment, h.change_time)
+                                 ORDER BY h.change_pk), '[]')
+          FROM model_version_status_history h
+         WHERE h.model_id = v.model_id AND h.version = v.version) AS history
+  FROM model_versions v JOIN models m USING (model_id)
+"""
+
+
 def _version(row: Any) -> VersionRecord:
+    """From an asyncpg record of `_VERSIONS`."""
     return VersionRecord(
-        model_id=str(row.model_id),
-        name=row.name,
-        version=int(row.version),
-        status=row.status,
-        description=row.description,
-        labels=_json(row.labels),
-        metrics=_json(row.metrics),
-        training_export_ids=list(row.training_export_ids),
-        storage_key=row.storage_key,
-        sha256=row.sha256,
-        size_bytes=int(row.size_bytes),
-        signature=_json(row.signature),
-        created_by=row.created_by,
-        create_time=row.create_time,
-        update_time=row.update_time,
+        model_id=str(row["model_id"]),
+        name=row["name"],
+        version=int(row["version"]),
+        status=row["status"],
+        description=row["description"],
+        labels=_json(row["labels"]),
+        metrics=_json(row["metrics"]),
+        training_export_ids=list(row["training_export_ids"]),
+        storage_key=row["storage_key"],
+        sha256=row["sha256"],
+        size_bytes=int(row["size_bytes"]),
+        signature=_json(row["signature"]),
+        created_by=row["created_by"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        history=[
+            StatusChangeRecord(from_, to, actor, comment, datetime.fromisoformat(changed))
+            for from_, to, actor, comment, changed in _json(row["history"])
+        ],
     )

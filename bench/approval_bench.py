@@ -1,0 +1,353 @@
+"""Approval workflow benchmark against a real stack (embedded PostgreSQL, ModelRegistry, Envoy).
+
+    .venv/bin/python -m bench.approval_bench [--clients 16] [--per-client 25]
+
+Measures, through Envoy with ``--clients`` concurrent clients (each its own connection):
+  * SubmitForApproval (`POST /api/v1/models/{id}/approvals`, and gRPC), every call a distinct
+    version moving PENDING_APPROVAL -> IN_REVIEW with its status history, audit row and outbox
+    event in one transaction;
+  * ApproveModelVersion (`POST /api/v1/approvals/{id}:approve`, and gRPC) by another subject,
+    with the separation-of-duties check, the decision, history, audit and outbox event.
+Each client works on its own model (`bench-approval-<n>`), so the figures are the plane's,
+not one row lock's. Prints P50/P95/P99 and requests/s; writes bench/results/approval-*.json.
+The seed's target: submit P95 < 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from mlplane.v1 import model_registry_pb2 as pb
+from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+
+from bench.measure import raise_interrupt, stop_leftover_children
+from bench.report import text_table, write_json
+from bench.upload_measure import ComponentCpu, percentiles
+from tests.models.onnx_models import linear_model
+from tests.stack_runner import RunningStack, start_stack, stop_stack
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SUBMIT_P95_TARGET_MS = 200.0
+_TIMEOUT = 30.0
+SCIENTIST, APPROVER = "alice", "bob"
+
+
+@dataclass
+class Phase:
+    label: str
+    latencies: list[float]
+    errors: int
+    seconds: float
+    cpu: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        p50, p95, p99 = percentiles(self.latencies)
+        return {
+            "label": self.label,
+            "requests": len(self.latencies),
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "rps": len(self.latencies) / self.seconds,
+            "p50_ms": p50 * 1000,
+            "p95_ms": p95 * 1000,
+            "p99_ms": p99 * 1000,
+            "cpu_seconds": self.cpu,
+        }
+
+
+def _progress(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def upload_versions(stack: RunningStack, name: str, count: int) -> tuple[str, list[int]]:
+    """`count` versions of model `name`, uploaded over gRPC (setup, not measured)."""
+    token = stack.tokens.valid("data_scientist", subject=SCIENTIST)
+    body = linear_model()
+    with grpc.insecure_channel(stack.gateway_target) as channel:
+        stub = pb_grpc.ModelRegistryStub(channel)
+        versions, model_id = [], ""
+        for _ in range(count):
+            messages = [
+                pb.UploadModelRequest(
+                    metadata=pb.UploadModelMetadata(name=name, description="approval bench")
+                ),
+                pb.UploadModelRequest(chunk=body),
+            ]
+            version = stub.UploadModel(iter(messages), metadata=_metadata(token), timeout=_TIMEOUT)
+            model_id = version.model_id
+            versions.append(version.version)
+    return model_id, versions
+
+
+Work = list[tuple[str, int]]  # (model id, version) or (approval id, 0)
+Call = Callable[[str, int], str | None]  # one request; the approval id (or "ok"), None if wrong
+
+
+def run_phase(
+    label: str,
+    work: list[Work],
+    make_call: Callable[[], tuple[Call, Callable[[], None]]],
+    warmup: int,
+    cpu: ComponentCpu,
+) -> tuple[Phase, list[list[str]]]:
+    """One thread per client: its first `warmup` items unmeasured, then all start together."""
+    clients = len(work)
+    barrier = threading.Barrier(clients + 1, timeout=600)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    answers: list[list[str]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    failures: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        call, close = make_call()
+        try:
+            items = work[index]
+            for key, number in items[:warmup]:
+                call(key, number)
+            barrier.wait()
+            for key, number in items[warmup:]:
+                started = time.perf_counter()
+                answer = call(key, number)
+                latencies[index].append(time.perf_counter() - started)
+                if answer is None:
+                    errors[index] += 1
+                else:
+                    answers[index].append(answer)
+        except BaseException as exc:  # reported below, after every thread stopped
+            failures.append(exc)
+            barrier.abort()
+        finally:
+            close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    with cpu.measure() as usage:
+        started = time.perf_counter()
+        for thread in threads:
+            thread.join(600)
+        seconds = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{label}: a client failed: {failures[0]!r}") from failures[0]
+    flat = [s for mine in latencies for s in mine]
+    return Phase(label, flat, sum(errors), seconds, dict(usage)), answers
+
+
+def rest_submit(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
+    client = httpx.Client(
+        base_url=stack.gateway_url,
+        headers={"Authorization": f"Bearer {stack.tokens.valid(subject=SCIENTIST)}"},
+        timeout=_TIMEOUT,
+    )
+
+    def call(model_id: str, version: int) -> str | None:
+        response = client.post(
+            f"/api/v1/models/{model_id}/approvals", json={"version": version, "comment": "bench"}
+        )
+        return str(response.json()["approvalId"]) if response.status_code == 202 else None
+
+    return call, client.close
+
+
+def rest_approve(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
+    token = stack.tokens.valid("model_approver", subject=APPROVER)
+    client = httpx.Client(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT
+    )
+
+    def call(approval_id: str, _: int) -> str | None:
+        response = client.post(f"/api/v1/approvals/{approval_id}:approve", json={"comment": "ok"})
+        return "ok" if response.status_code == 200 else None
+
+    return call, client.close
+
+
+def _grpc_client(stack: RunningStack) -> tuple[grpc.Channel, pb_grpc.ModelRegistryStub]:
+    # A local subchannel pool: otherwise every client's channel shares one connection.
+    channel = grpc.insecure_channel(
+        stack.gateway_target, options=[("grpc.use_local_subchannel_pool", 1)]
+    )
+    return channel, pb_grpc.ModelRegistryStub(channel)
+
+
+def grpc_submit(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
+    channel, stub = _grpc_client(stack)
+    metadata = _metadata(stack.tokens.valid(subject=SCIENTIST))
+
+    def call(model_id: str, version: int) -> str | None:
+        request = pb.SubmitForApprovalRequest(model_id=model_id, version=version, comment="bench")
+        try:
+            return stub.SubmitForApproval(request, metadata=metadata, timeout=_TIMEOUT).approval_id
+        except grpc.RpcError:
+            return None
+
+    return call, channel.close
+
+
+def grpc_approve(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
+    channel, stub = _grpc_client(stack)
+    metadata = _metadata(stack.tokens.valid("model_approver", subject=APPROVER))
+
+    def call(approval_id: str, _: int) -> str | None:
+        request = pb.ApproveModelVersionRequest(approval_id=approval_id, comment="ok")
+        try:
+            stub.ApproveModelVersion(request, metadata=metadata, timeout=_TIMEOUT)
+        except grpc.RpcError:
+            return None
+        return "ok"
+
+    return call, channel.close
+
+
+def measure(stack: RunningStack, args: argparse.Namespace) -> list[Phase]:
+    pids = stack.info["pids"]
+    cpu = ComponentCpu({n: pids[n] for n in ("models", "envoy", "postgres")})
+    each = args.per_client + args.warmup
+    phases: list[Phase] = []
+    for transport, submit, approve in [
+        ("REST", rest_submit, rest_approve),
+        ("gRPC", grpc_submit, grpc_approve),
+    ]:
+        _progress(f"{transport}: uploading {args.clients} x {each} versions (setup)")
+        uploads = [
+            upload_versions(stack, f"bench-approval-{transport.lower()}-{n}", each)
+            for n in range(args.clients)
+        ]
+        work = [[(model_id, v) for v in versions] for model_id, versions in uploads]
+        phase, approval_ids = run_phase(
+            f"SubmitForApproval {transport}, {args.clients} clients",
+            work,
+            functools.partial(submit, stack),
+            args.warmup,
+            cpu,
+        )
+        phases.append(phase)
+        _report_phase(phase)
+        # Warm-up submissions returned ids too, but were not kept: approve the measured ones,
+        # each client's first `warmup` of them unmeasured.
+        decisions = [[(aid, 0) for aid in ids] for ids in approval_ids]
+        phase, _ = run_phase(
+            f"ApproveModelVersion {transport}, {args.clients} clients",
+            decisions,
+            functools.partial(approve, stack),
+            min(args.warmup, args.per_client // 2),
+            cpu,
+        )
+        phases.append(phase)
+        _report_phase(phase)
+    return phases
+
+
+def _report_phase(phase: Phase) -> None:
+    found = phase.to_json()
+    _progress(
+        f"{phase.label}: {found['rps']:.0f} requests/s, P50 {found['p50_ms']:.1f} ms, "
+        f"P95 {found['p95_ms']:.1f} ms, {phase.errors} errors"
+    )
+
+
+def table(phases: list[Phase]) -> str:
+    rows = []
+    for phase in phases:
+        found = phase.to_json()
+        cpu = phase.cpu
+        rows.append(
+            [
+                phase.label,
+                str(found["requests"]),
+                str(phase.errors),
+                f"{found['rps']:.0f}",
+                f"{found['p50_ms']:.1f}",
+                f"{found['p95_ms']:.1f}",
+                f"{found['p99_ms']:.1f}",
+                " / ".join(
+                    f"{1000 * cpu.get(f'cpu_{n}', 0.0) / max(1, found['requests']):.2f}"
+                    for n in ("models", "envoy", "postgres")
+                ),
+            ]
+        )
+    header = ["call", "n", "errors", "req/s", "P50 ms", "P95 ms", "P99 ms", "CPU ms/call m/e/pg"]
+    return text_table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.approval_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
+    parser.add_argument("--per-client", type=int, default=25, help="measured calls each (25)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured calls each first (3)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    state_dir = Path(tempfile.mkdtemp(prefix="mlplane-approval-bench-"))
+    stack: RunningStack | None = None
+    started = datetime.now(UTC)
+    try:
+        _progress(f"starting a stack in {state_dir}")
+        stack = start_stack(
+            state_dir,
+            MLPLANE_DEMO_PLANT="false",
+            # 16 clients of one subject are a burst by design here.
+            MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND="0",
+        )
+        phases = measure(stack, args)
+    finally:
+        if stack is not None:
+            survivors = stop_stack(stack)
+            if survivors:
+                _progress(f"killed processes left behind: {[p.pid for p in survivors]}")
+        stop_leftover_children()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    print()
+    print(table(phases))
+    submit_p95 = max(p.to_json()["p95_ms"] for p in phases if p.label.startswith("Submit"))
+    met = submit_p95 < SUBMIT_P95_TARGET_MS and not any(p.errors for p in phases)
+    print(
+        f"\nsubmit P95 (worst transport) {submit_p95:.1f} ms, target < {SUBMIT_P95_TARGET_MS:.0f}"
+        f" ms: {'met' if met else 'NOT MET'}"
+    )
+    path = RESULTS_DIR / f"approval-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    write_json(
+        path,
+        {
+            "bench": "approval",
+            "time": started.isoformat(),
+            "args": vars(args),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "phases": [p.to_json() for p in phases],
+            "targets": [
+                {"name": "submit P95 ms", "measured": submit_p95, "limit": SUBMIT_P95_TARGET_MS}
+            ],
+        },
+    )
+    _progress(f"wrote {path}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
