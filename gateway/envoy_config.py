@@ -63,6 +63,7 @@ CORS_EXPOSE_HEADERS = (
     *RATE_LIMITED_HEADERS,
     "retry-after",
 )
+JWT_CACHE_SIZE = 10_000
 CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
 
 # A cap on downstream connections (Envoy warns at start-up without one); far above what
@@ -260,6 +261,10 @@ def _jwt_provider(settings: Settings) -> Json:
         "forward": True,
         "payload_in_metadata": JWT_PAYLOAD_KEY,
         "clock_skew_seconds": settings.jwt_leeway_seconds,
+        # A client sends the same token on every call until it expires: verified
+        # tokens are kept (per worker, until their exp) so the RSA check runs once
+        # per token, not once per request. Expiry is still enforced on every hit.
+        "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
     }
     if settings.jwt_jwks_url is None:
         provider["local_jwks"] = {"filename": str(settings.jwks_file)}
