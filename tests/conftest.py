@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's fork handlers run in every child forked while gRPC threads are busy (the
+# stack fixtures fork PostgreSQL with a preexec_fn while test clients hold
+# channels); with them, a forked child can abort before it execs ("Other threads
+# are currently calling into gRPC, skipping fork() handlers"). Nothing here forks
+# to keep using gRPC in the child. Set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 import tempfile
 from collections.abc import Iterator
