@@ -27,6 +27,7 @@ log = logging.getLogger("mlplane.server")
 
 # Uploads arrive as <= 1 MiB chunks (Envoy splits HttpBody at 1 MiB); leave room.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -64,6 +65,12 @@ async def start_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # A fixed HTTP/2 receive window per stream instead of BDP probing, which
+            # grows it as far as it likes: an upload arriving faster than the store
+            # takes it then sits in gRPC's buffers (RSS growth swung 20-160 MB for
+            # the same 1 GiB upload). 16 MiB keeps loopback uploads at full speed.
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", RECEIVE_WINDOW_BYTES),
         ],
     )
     cleanup = await spec.register(server)
