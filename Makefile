@@ -14,7 +14,7 @@ help:
 	@echo "make test      lint, type checks, buf lint and the whole test suite (what CI runs)"
 	@echo "make generate  regenerate generated/ from protos/"
 	@echo "make fmt       format with ruff"
-	@echo "make bench     export and upload benchmarks against the real stack (bench/README.md)"
+	@echo "make bench     export, upload and approval benchmarks against the real stack (bench/README.md)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlplane needs Python >= 3.11")'
@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.export_bench
 	$(BIN)/python -m bench.upload_bench
+	$(BIN)/python -m bench.approval_bench
 
 clean:
 	rm -rf $(VENV) node_modules .mlplane .pytest_cache .mypy_cache .ruff_cache
