@@ -264,7 +264,11 @@ class HistoryService:
             outcome = "cancelled"
             raise
         except BaseException as error:
-            if client_gone():
+            # A cancellation can surface as another exception (asyncpg turns one
+            # that lands mid-COPY into InternalClientError) before gRPC flags the
+            # call as cancelled; the task's pending cancel request tells it apart.
+            task = asyncio.current_task()
+            if client_gone() or (task is not None and task.cancelling() > 0):
                 outcome = "cancelled"
             log.info(
                 "export %s ended early (%s): %s",
