@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import Any
 
@@ -22,8 +23,7 @@ class Progress(Closing):
         self._started = time.monotonic()
         if not enabled:
             return
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
+        tqdm = _tqdm_class()
         if rows:
             self._bar = tqdm(desc=desc, total=total, unit=" rows", unit_scale=True, leave=True)
         else:
@@ -46,3 +46,13 @@ class Progress(Closing):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _tqdm_class() -> Any:
+    """Jupyter's widget bar when ipywidgets is installed, else the text bar, which
+    works in a notebook's output too (tqdm.auto would warn before falling back)."""
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+    else:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    return tqdm
