@@ -22,6 +22,7 @@ from gateway.http_rules import load_rpc_rules, unsupported_response_bodies
 from gateway.rate_limit import (
     RATE_LIMIT_FILTER_NAME,
     RATE_LIMITED_HEADERS,
+    is_grpc_request,
     rate_limit_enabled,
     rate_limit_filter_config,
     rate_limited_grpc_reply_mapper,
@@ -461,8 +462,8 @@ def _http_connection_manager(
     )
 
 
-def _token_unusable_mapper() -> Json:
-    """Envoy's own 403s for a token that is not usable at all become 401s.
+def _token_unusable() -> Json:
+    """Envoy's own 403s for a token that is not usable at all: they become 401s.
 
     jwt_authn answers a token for another audience with 403, and RBAC a verified token
     without a `roles` claim; the services call both UNAUTHENTICATED (401). A 403 that
@@ -481,25 +482,63 @@ def _token_unusable_mapper() -> Json:
         "value": {"string_match": {"safe_regex": {"regex": ".*"}}},
     }
     return {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    status_is(403),
-                    {
-                        "metadata_filter": {
-                            "matcher": roles_not_a_list,
-                            "match_if_key_not_found": True,
-                        }
-                    },
-                ]
-            }
-        },
-        "status_code": 401,
+        "and_filter": {
+            "filters": [
+                status_is(403),
+                {"metadata_filter": {"matcher": roles_not_a_list, "match_if_key_not_found": True}},
+            ]
+        }
     }
 
 
+# REST callers get Envoy's own refusals as the services' errors look: a google.rpc.Status
+# JSON body with an ErrorInfo reason, Envoy's text (e.g. "Jwt is missing") as the message.
+# Only Envoy's fixed texts reach %LOCAL_REPLY_BODY% here (jwt_authn, RBAC), never request
+# data, so the template needs no escaping. gRPC callers keep Envoy's trailers-only reply
+# (grpc-status and grpc-message); the first mapper that matches wins, so theirs come first.
+GATEWAY_ERROR_DOMAIN = "gateway.mlplane"
+_STATUS_TEMPLATE = (
+    '{"code":%d,"message":"%%LOCAL_REPLY_BODY%%","details":[{"@type":'
+    '"type.googleapis.com/google.rpc.ErrorInfo","reason":"%s","domain":"%s"}]}'
+)
+
+
+def _rest_status(status_code: int, grpc_code: int, reason: str) -> Json:
+    return {
+        "status_code": status_code,
+        "body_format_override": {
+            "text_format_source": {
+                "inline_string": _STATUS_TEMPLATE % (grpc_code, reason, GATEWAY_ERROR_DOMAIN)
+            },
+            "content_type": "application/json",
+        },
+    }
+
+
+def _and(*filters: Json) -> Json:
+    return {"and_filter": {"filters": list(filters)}}
+
+
+def _gateway_refusal_mappers() -> list[Json]:
+    grpc = {"header_filter": {"header": is_grpc_request()}}
+    no_token = {"header_filter": {"header": {"name": "authorization", "present_match": False}}}
+    unauthenticated, permission_denied = 16, 7
+    return [
+        {"filter": _and(_token_unusable(), grpc), "status_code": 401},
+        {"filter": _token_unusable(), **_rest_status(401, unauthenticated, "TOKEN_INVALID")},
+        {"filter": _and(status_is(401), grpc)},
+        {"filter": _and(status_is(403), grpc)},
+        {
+            "filter": _and(status_is(401), no_token),
+            **_rest_status(401, unauthenticated, "TOKEN_MISSING"),
+        },
+        {"filter": status_is(401), **_rest_status(401, unauthenticated, "TOKEN_INVALID")},
+        {"filter": status_is(403), **_rest_status(403, permission_denied, "ROLE_REQUIRED")},
+    ]
+
+
 def _local_reply_mappers(settings: Settings) -> list[Json]:
-    mappers = [_token_unusable_mapper()]
+    mappers = _gateway_refusal_mappers()
     if rate_limit_enabled(settings):
         # The first mapper that matches wins: gRPC before REST.
         mappers += [rate_limited_grpc_reply_mapper(), rate_limited_reply_mapper()]

@@ -132,7 +132,7 @@ def status_is(code: int) -> Json:
     }
 
 
-def _is_grpc_request() -> Json:
+def is_grpc_request() -> Json:
     return {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
 
 
@@ -159,7 +159,7 @@ def rate_limited_grpc_reply_mapper() -> Json:
             "and_filter": {
                 "filters": [
                     status_is(429),
-                    {"header_filter": {"header": _is_grpc_request()}},
+                    {"header_filter": {"header": is_grpc_request()}},
                 ]
             }
         },

@@ -66,6 +66,46 @@ def test_bad_tokens_are_401(
     assert _grpc_list_assets(gateway_channel, token).code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def _gateway_error(response: httpx.Response) -> tuple[int, str, str]:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    body = json.loads(response.text)
+    (info,) = body["details"]
+    assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert info["domain"] == "gateway.mlplane"
+    return body["code"], info["reason"], body["message"]
+
+
+def test_gateway_refusals_are_status_json_for_rest(stack: RunningStack, http: httpx.Client) -> None:
+    assert _gateway_error(http.get("/api/v1/models")) == (16, "TOKEN_MISSING", "Jwt is missing")
+    code, reason, message = _gateway_error(http.get("/api/v1/models", headers=_auth("a.b.c")))
+    assert (code, reason) == (16, "TOKEN_INVALID")
+    assert "Jwt" in message
+    other_audience = _auth(stack.tokens.wrong_audience())
+    code, reason, _ = _gateway_error(http.get("/api/v1/models", headers=other_audience))
+    assert (code, reason) == (16, "TOKEN_INVALID")
+    scientist = _auth(stack.tokens.valid("data_scientist"))
+    response = http.get("/api/v1/approvals", headers=scientist)
+    assert response.status_code == 403
+    assert _gateway_error(response) == (7, "ROLE_REQUIRED", "RBAC: access denied")
+
+
+def test_gateway_refusals_stay_plain_grpc(
+    stack: RunningStack, gateway_channel: grpc.Channel
+) -> None:
+    error = _grpc_list_assets(gateway_channel, None)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error.details() == "Jwt is missing"
+    stub = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
+    with pytest.raises(grpc.RpcError) as denied:
+        stub.ListApprovals(
+            model_registry_pb2.ListApprovalsRequest(),
+            metadata=[("authorization", f"Bearer {stack.tokens.valid('data_scientist')}")],
+            timeout=10,
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert denied.value.details() == "RBAC: access denied"
+
+
 def test_wrong_audience_is_refused(
     stack: RunningStack, http: httpx.Client, gateway_channel: grpc.Channel
 ) -> None:
