@@ -16,7 +16,6 @@ The seed's target: submit P95 < 200 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import platform
@@ -25,12 +24,9 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
@@ -39,7 +35,8 @@ from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from bench.measure import raise_interrupt, stop_leftover_children
 from bench.report import text_table, write_json
-from bench.upload_measure import ComponentCpu, percentiles
+from bench.upload_load import LoadResult, thread_load
+from bench.upload_measure import ComponentCpu
 from tests.models.onnx_models import linear_model
 from tests.stack_runner import RunningStack, start_stack, stop_stack
 
@@ -47,29 +44,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SUBMIT_P95_TARGET_MS = 200.0
 _TIMEOUT = 30.0
 SCIENTIST, APPROVER = "alice", "bob"
-
-
-@dataclass
-class Phase:
-    label: str
-    latencies: list[float]
-    errors: int
-    seconds: float
-    cpu: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        p50, p95, p99 = percentiles(self.latencies)
-        return {
-            "label": self.label,
-            "requests": len(self.latencies),
-            "errors": self.errors,
-            "seconds": self.seconds,
-            "rps": len(self.latencies) / self.seconds,
-            "p50_ms": p50 * 1000,
-            "p95_ms": p95 * 1000,
-            "p99_ms": p99 * 1000,
-            "cpu_seconds": self.cpu,
-        }
 
 
 def _progress(message: str) -> None:
@@ -110,50 +84,38 @@ def run_phase(
     make_call: Callable[[], tuple[Call, Callable[[], None]]],
     warmup: int,
     cpu: ComponentCpu,
-) -> tuple[Phase, list[list[str]]]:
-    """One thread per client: its first `warmup` items unmeasured, then all start together."""
-    clients = len(work)
-    barrier = threading.Barrier(clients + 1, timeout=600)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    answers: list[list[str]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    failures: list[BaseException] = []
+) -> tuple[LoadResult, list[list[str]]]:
+    """`bench.upload_load.thread_load` with one client per work list: each thread works
+    through its own items (the first `warmup` unmeasured); the answers come back per client."""
+    unclaimed = list(enumerate(work))
+    claim = threading.Lock()
+    answers: list[list[str]] = [[] for _ in work]
 
-    def worker(index: int) -> None:
+    def make_client() -> tuple[Callable[[], bool], Callable[[], None]]:
+        with claim:
+            index, items = unclaimed.pop()
         call, close = make_call()
-        try:
-            items = work[index]
-            for key, number in items[:warmup]:
-                call(key, number)
-            barrier.wait()
-            for key, number in items[warmup:]:
-                started = time.perf_counter()
-                answer = call(key, number)
-                latencies[index].append(time.perf_counter() - started)
-                if answer is None:
-                    errors[index] += 1
-                else:
-                    answers[index].append(answer)
-        except BaseException as exc:  # reported below, after every thread stopped
-            failures.append(exc)
-            barrier.abort()
-        finally:
-            close()
+        pending = iter(items)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
-    with cpu.measure() as usage:
-        started = time.perf_counter()
-        for thread in threads:
-            thread.join(600)
-        seconds = time.perf_counter() - started
-    if failures:
-        raise RuntimeError(f"{label}: a client failed: {failures[0]!r}") from failures[0]
-    flat = [s for mine in latencies for s in mine]
-    return Phase(label, flat, sum(errors), seconds, dict(usage)), answers
+        def one() -> bool:
+            answer = call(*next(pending))
+            if answer is not None:
+                answers[index].append(answer)
+            return answer is not None
+
+        return one, close
+
+    clients, per_client = len(work), min(len(items) for items in work) - warmup
+    result = thread_load(
+        label,
+        "python",
+        make_client,
+        clients=clients,
+        requests=clients * per_client,
+        warmup=clients * warmup,
+        cpu=cpu,
+    )
+    return result, answers
 
 
 def rest_submit(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
@@ -222,11 +184,11 @@ def grpc_approve(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
     return call, channel.close
 
 
-def measure(stack: RunningStack, args: argparse.Namespace) -> list[Phase]:
+def measure(stack: RunningStack, args: argparse.Namespace) -> list[LoadResult]:
     pids = stack.info["pids"]
     cpu = ComponentCpu({n: pids[n] for n in ("models", "envoy", "postgres")})
     each = args.per_client + args.warmup
-    phases: list[Phase] = []
+    phases: list[LoadResult] = []
     for transport, submit, approve in [
         ("REST", rest_submit, rest_approve),
         ("gRPC", grpc_submit, grpc_approve),
@@ -246,14 +208,14 @@ def measure(stack: RunningStack, args: argparse.Namespace) -> list[Phase]:
         )
         phases.append(phase)
         _report_phase(phase)
-        # Warm-up submissions returned ids too, but were not kept: approve the measured ones,
-        # each client's first `warmup` of them unmeasured.
+        # Every submission (warm-up ones too) is decided; each client's first `warmup`
+        # decisions are unmeasured.
         decisions = [[(aid, 0) for aid in ids] for ids in approval_ids]
         phase, _ = run_phase(
             f"ApproveModelVersion {transport}, {args.clients} clients",
             decisions,
             functools.partial(approve, stack),
-            min(args.warmup, args.per_client // 2),
+            args.warmup,
             cpu,
         )
         phases.append(phase)
@@ -261,7 +223,7 @@ def measure(stack: RunningStack, args: argparse.Namespace) -> list[Phase]:
     return phases
 
 
-def _report_phase(phase: Phase) -> None:
+def _report_phase(phase: LoadResult) -> None:
     found = phase.to_json()
     _progress(
         f"{phase.label}: {found['rps']:.0f} requests/s, P50 {found['p50_ms']:.1f} ms, "
@@ -269,7 +231,7 @@ def _report_phase(phase: Phase) -> None:
     )
 
 
-def table(phases: list[Phase]) -> str:
+def table(phases: list[LoadResult]) -> str:
     rows = []
     for phase in phases:
         found = phase.to_json()

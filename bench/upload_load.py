@@ -74,7 +74,7 @@ class LoadResult:
 Call = Callable[[], bool]  # one request; True when the answer was right
 
 
-def _thread_load(
+def thread_load(
     label: str,
     tool: str,
     make_client: Callable[[], tuple[Call, Callable[[], None]]],
@@ -167,7 +167,7 @@ def rest_threads(
 
         return call, client.close
 
-    return _thread_load(
+    return thread_load(
         "GetModel REST, Python threads (httpx)",
         "python-httpx",
         make,
@@ -202,7 +202,7 @@ def grpc_threads(
 
         return call, channel.close
 
-    return _thread_load(
+    return thread_load(
         "GetModel gRPC, Python threads (1 channel each)",
         "python-grpc",
         make,
