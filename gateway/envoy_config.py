@@ -481,14 +481,10 @@ def _token_unusable() -> Json:
         "path": [{"key": JWT_PAYLOAD_KEY}, {"key": ROLES_CLAIM}],
         "value": {"string_match": {"safe_regex": {"regex": ".*"}}},
     }
-    return {
-        "and_filter": {
-            "filters": [
-                status_is(403),
-                {"metadata_filter": {"matcher": roles_not_a_list, "match_if_key_not_found": True}},
-            ]
-        }
-    }
+    return _and(
+        status_is(403),
+        {"metadata_filter": {"matcher": roles_not_a_list, "match_if_key_not_found": True}},
+    )
 
 
 # REST callers get Envoy's own refusals as the services' errors look: a google.rpc.Status
