@@ -20,7 +20,7 @@ from botocore.config import Config
 
 from bench.measure import MIB, Run
 from bench.upload_models import ModelFile
-from services.models import object_store
+from services.common.settings import Settings
 
 BUCKET = "mlplane-bench-models"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
@@ -30,8 +30,8 @@ _STOP_TIMEOUT = 10.0
 
 # The references: boto3's defaults (8 MiB parts, 10 threads), 16 MiB parts, and (for
 # information) the service's own shape: its part size with as many parts in flight.
-S3_PART_SIZE = int(object_store.S3_PART_SIZE)
-S3_PARTS_IN_FLIGHT = int(getattr(object_store, "S3_PARTS_IN_FLIGHT", 1))
+S3_PART_SIZE = int(Settings.model_fields["s3_part_size_bytes"].default)
+S3_PARTS_IN_FLIGHT = int(Settings.model_fields["s3_parts_in_flight"].default)
 _SERVICE_PART_MIB = S3_PART_SIZE // MIB
 TRANSFERS: dict[str, tuple[str, TransferConfig | None]] = {
     "boto3_default": ("boto3 upload_file, default TransferConfig", None),

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     s3_bucket: str | None = Field(default=None, description="S3 bucket for model files.")
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (non-AWS stores).")
     s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_part_size_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=5 * 1024**3,
+        # Parts are sent from the spool file, so their size costs no memory; each
+        # part is a request (a few ms of botocore on the event loop, and a line on
+        # the bill), so fewer, bigger parts are cheaper.
+        description="S3 multipart part size (5 MiB to 5 GiB).",
+    )
+    s3_parts_in_flight: int = Field(
+        default=3, ge=1, le=16, description="Parts of one upload sent to S3 at once."
+    )
 
     demo_plant: bool = Field(
         default=True, description="Load the demo plant into an empty database at `mlplane up`."
@@ -140,7 +152,8 @@ class Settings(BaseSettings):
     )
     upload_spool_dir: Path | None = Field(
         default=None,
-        description="Where S3 uploads are spooled for validation (default STATE_DIR/spool).",
+        description="Where S3 uploads are spooled: validation reads the file, parts are "
+        "sent from it (default STATE_DIR/spool; needs room for the uploads in progress).",
     )
 
     # Approval events (the outbox relay).

@@ -15,18 +15,18 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
+
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
+from aiohttp.payload import Payload
 
 from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
 
 READ_CHUNK = 1024 * 1024
-# S3 parts must be >= 5 MiB except the last. Parts in flight overlap the
-# client's upload with ours; memory is about (in flight + 1) x part size.
-S3_PART_SIZE = 8 * 1024 * 1024
-S3_PARTS_IN_FLIGHT = 3
 PART_READ_BYTES = 1024 * 1024
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -49,13 +49,19 @@ def store_unavailable() -> ServiceError:
 
 
 class ObjectWriter(Protocol):
-    @property
-    def local_path(self) -> Path | None:
-        """A local file holding the bytes written so far, if the store keeps one."""
+    """Bytes go to a local file first (`write`, blocking, from a worker thread),
+    then to the store (`written`, on the event loop). Nothing is visible in
+    the store before `commit`; `abort` leaves nothing, locally or remotely."""
 
-    async def write(self, chunk: bytes) -> None: ...
-    async def flush(self) -> None:
-        """Make `local_path` hold every byte written so far."""
+    @property
+    def local_path(self) -> Path:
+        """The local file holding every byte written so far (validation reads it)."""
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        """Append the pieces to the local file. Blocking: call it off the event loop."""
+
+    async def written(self) -> None:
+        """After `write`: send what is complete; waits while the store is behind."""
 
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
@@ -69,34 +75,50 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
+# os.writev takes at most IOV_MAX (1024 on Linux) buffers a call.
+_IOV_BATCH = 512
+
+
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    """Append the pieces with as few system calls as it takes, nothing joined."""
+    for start in range(0, len(pieces), _IOV_BATCH):
+        batch = pieces[start : start + _IOV_BATCH]
+        written = os.writev(fd, batch)
+        # A regular file takes it all unless the disk fills: finish a short write.
+        for piece in batch:
+            if written >= len(piece):
+                written -= len(piece)
+                continue
+            view = memoryview(piece)[written:]
+            written = 0
+            while view:
+                view = view[os.write(fd, view) :]
+
+
 # --- folder ------------------------------------------------------------------------
 class _FolderWriter:
     def __init__(self, root: Path, key: str) -> None:
         self._final = root / key
         self._tmp = root / ".incoming" / f"{uuid.uuid4().hex}.part"
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._tmp, "xb")  # noqa: SIM115 (closed in commit/abort)
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
     @property
     def local_path(self) -> Path:
         return self._tmp
 
-    async def write(self, chunk: bytes) -> None:
-        try:
-            await asyncio.to_thread(self._file.write, chunk)
-        except OSError as exc:
-            raise store_unavailable() from exc
+    def write(self, pieces: Sequence[bytes]) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        _write_all(self._fd, pieces)
 
-    async def flush(self) -> None:
-        try:
-            await asyncio.to_thread(self._file.flush)
-        except OSError as exc:
-            raise store_unavailable() from exc
+    async def written(self) -> None:
+        return None
 
     def _commit_sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        assert self._fd is not None, "commit after commit or abort"
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
         self._final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, self._final)
         # The rename is durable only once the directory entry is on disk.
@@ -114,8 +136,10 @@ class _FolderWriter:
             raise store_unavailable() from exc
 
     async def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
         self._tmp.unlink(missing_ok=True)
 
 
@@ -152,59 +176,135 @@ class FolderStore:
 
 
 # --- S3 ------------------------------------------------------------------------------
-class _PartBody(io.BytesIO):
-    """A part's body for aiohttp, which reads a BytesIO in 64 KiB pieces with an
-    event-loop turn after each: 16,000 turns a GiB, a core-second of Python.
-    Reads of at least 1 MiB keep the socket as busy with 1/16 of the turns. Only
-    aiohttp reads it: botocore neither hashes it (the CRC32 comes with it) nor
-    signs it (payload_signing_enabled is off)."""
+class _SpoolPart(Payload):
+    """One part's body for aiohttp: a range of the spool file. Over plain http
+    the kernel sends it straight from the page cache (`loop.sendfile`): no copy
+    through Python, and the store's socket stays full while the event loop
+    serves the client. Otherwise (TLS) it is read 1 MiB at a time with
+    `os.pread` as the socket drains. Either way a part in flight holds about a
+    MiB of memory whatever its size: a BytesIO body would hold the whole part,
+    and aiohttp reads file objects 64 KiB at a time with a thread hop each.
 
-    def read(self, size: int | None = -1) -> bytes:
-        return super().read(size if size is None or size < 0 else max(size, PART_READ_BYTES))
+    botocore sees a file-like body with a length; it neither hashes it (the
+    part's CRC32 comes with it) nor signs it (payload signing is off)."""
+
+    def __init__(self, file: io.FileIO, offset: int, length: int) -> None:
+        super().__init__(None, content_type="application/octet-stream")
+        self._file = file
+        self._fd = file.fileno()
+        self._offset = offset
+        self._length = length
+        self._position = 0
+
+    @property
+    def size(self) -> int:
+        return self._length
+
+    def __len__(self) -> int:
+        return self._length
+
+    # The file-like face botocore validates and rewinds for its retries.
+    def read(self, size: int = -1) -> bytes:
+        end = self._length if size < 0 else min(self._length, self._position + size)
+        data = os.pread(self._fd, max(0, end - self._position), self._offset + self._position)
+        self._position += len(data)
+        return data
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = min(max(0, base + position), self._length)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a model part is binary")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        # Every send starts at the part's first byte: a retry resends it whole.
+        length = self._length if content_length is None else min(self._length, content_length)
+        transport = writer.transport if isinstance(writer, StreamWriter) else None
+        if isinstance(writer, StreamWriter) and transport is not None and not _is_tls(transport):
+            writer.send_headers()  # aiohttp holds them back to go out with the first write
+            await writer.drain()
+            await asyncio.get_running_loop().sendfile(transport, self._file, self._offset, length)
+            return
+        position, remaining = self._offset, length
+        while remaining > 0:
+            piece = os.pread(self._fd, min(PART_READ_BYTES, remaining), position)
+            if not piece:
+                raise OSError(f"the spool file ends {remaining} bytes before its part")
+            await writer.write(piece)
+            position += len(piece)
+            remaining -= len(piece)
 
 
-def _assemble_part(blocks: list[bytes]) -> tuple[io.BytesIO, str]:
-    """One part's body and its CRC32 (base64, as S3 wants it), made off the event loop.
-
-    A BytesIO that owns its buffer, sent in reads of PART_READ_BYTES, waiting
-    for the socket in between: a bytes body would be handed to the transport
-    whole and copied into its buffer while the store is slow to read.
-    """
-    body = _PartBody()
-    crc = 0
-    for block in blocks:
-        body.write(block)
-        crc = zlib.crc32(block, crc)
-    body.seek(0)
-    return body, base64.b64encode(crc.to_bytes(4, "big")).decode()
+def _is_tls(transport: asyncio.BaseTransport) -> bool:
+    return transport.get_extra_info("sslcontext") is not None
 
 
 class _S3Writer:
-    """A multipart upload with a few parts in flight while the next one fills,
-    so receiving from the client and sending to S3 overlap. Memory stays at
-    (in-flight + 1) parts."""
+    """A multipart upload fed from a local spool file: `write` appends to the
+    spool and keeps the CRC32 of the part being filled; each full part is sent
+    from the spool with a few parts in flight while the next one fills, so
+    receiving from the client and sending to S3 overlap. Memory stays at about
+    a MiB per part in flight; the spool is removed on commit and on abort."""
 
-    def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        spool: Path,
+        *,
+        part_size: int,
+        parts_in_flight: int,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._upload_id = upload_id
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._part_size = part_size
+        self._parts_in_flight = parts_in_flight
+        self._spool = spool
+        self._fd: int | None = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Parts are read through their own descriptor: sendfile moves its offset.
+        self._reader = open(spool, "rb", buffering=0)  # noqa: SIM115 (closed with the spool)
+        self._part_start = 0  # spool offset where the part being filled starts
+        self._part_bytes = 0
+        self._part_crc = 0
         self._next_part = 1
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._parts: list[dict[str, Any]] = []
 
     @property
-    def local_path(self) -> None:
-        return None
+    def local_path(self) -> Path:
+        return self._spool
 
-    async def flush(self) -> None:
-        return None
+    def write(self, pieces: Sequence[bytes]) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        _write_all(self._fd, pieces)
+        for piece in pieces:
+            self._part_crc = zlib.crc32(piece, self._part_crc)
+            self._part_bytes += len(piece)
 
-    async def _send(self, number: int, blocks: list[bytes]) -> dict[str, Any]:
-        body, crc32 = await asyncio.to_thread(_assemble_part, blocks)
-        del blocks[:]
+    async def written(self) -> None:
+        if self._part_bytes >= self._part_size:
+            try:
+                await self._collect(wait_all=False)
+                self._start_part()
+            except Exception as exc:
+                await self.abort()
+                raise store_unavailable() from exc
+
+    async def _send(self, number: int, body: _SpoolPart, crc32: str) -> dict[str, Any]:
         response = await self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
@@ -217,7 +317,7 @@ class _S3Writer:
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
 
     async def _collect(self, wait_all: bool) -> None:
-        while self._in_flight and (wait_all or len(self._in_flight) >= S3_PARTS_IN_FLIGHT):
+        while self._in_flight and (wait_all or len(self._in_flight) >= self._parts_in_flight):
             done, self._in_flight = await asyncio.wait(
                 self._in_flight, return_when=asyncio.FIRST_COMPLETED
             )
@@ -225,25 +325,17 @@ class _S3Writer:
                 self._parts.append(task.result())
 
     def _start_part(self) -> None:
-        blocks, self._pending, self._pending_bytes = self._pending, [], 0
-        task = asyncio.get_running_loop().create_task(self._send(self._next_part, blocks))
-        self._next_part += 1
+        body = _SpoolPart(self._reader, self._part_start, self._part_bytes)
+        crc32 = base64.b64encode(self._part_crc.to_bytes(4, "big")).decode()
+        task = asyncio.get_running_loop().create_task(self._send(self._next_part, body, crc32))
         self._in_flight.add(task)
-
-    async def write(self, chunk: bytes) -> None:
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
-        if self._pending_bytes >= S3_PART_SIZE:
-            try:
-                await self._collect(wait_all=False)
-                self._start_part()
-            except Exception as exc:
-                await self.abort()
-                raise store_unavailable() from exc
+        self._next_part += 1
+        self._part_start += self._part_bytes
+        self._part_bytes = self._part_crc = 0
 
     async def commit(self) -> None:
         try:
-            if self._pending_bytes or self._next_part == 1:
+            if self._part_bytes or self._next_part == 1:
                 self._start_part()
             await self._collect(wait_all=True)
             self._parts.sort(key=lambda part: part["PartNumber"])
@@ -256,6 +348,7 @@ class _S3Writer:
         except Exception as exc:
             await self.abort()
             raise store_unavailable() from exc
+        self._remove_spool()
 
     async def abort(self) -> None:
         for task in self._in_flight:
@@ -263,6 +356,7 @@ class _S3Writer:
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight = set()
+        self._remove_spool()
         # Best effort: an unreachable store keeps nothing we could clean anyway,
         # and S3 lifecycle rules reap abandoned multipart uploads.
         with contextlib.suppress(Exception):
@@ -270,12 +364,32 @@ class _S3Writer:
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
             )
 
+    def _remove_spool(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._reader.close()
+        self._spool.unlink(missing_ok=True)
+
 
 class S3Store:
-    def __init__(self, client: Any, exit_stack: contextlib.AsyncExitStack, bucket: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        exit_stack: contextlib.AsyncExitStack,
+        bucket: str,
+        *,
+        spool_dir: Path,
+        part_size: int,
+        parts_in_flight: int,
+    ) -> None:
         self._client = client
         self._exit_stack = exit_stack
         self.bucket = bucket
+        self.spool_dir = spool_dir
+        self._part_size = part_size
+        self._parts_in_flight = parts_in_flight
 
     @classmethod
     async def open(cls, settings: Settings) -> S3Store:
@@ -303,10 +417,19 @@ class S3Store:
                 ),
             )
         )
-        return cls(client, stack, settings.s3_bucket)
+        return cls(
+            client,
+            stack,
+            settings.s3_bucket,
+            spool_dir=settings.spool_dir,
+            part_size=settings.s3_part_size_bytes,
+            parts_in_flight=settings.s3_parts_in_flight,
+        )
 
     async def writer(self, key: str) -> ObjectWriter:
+        spool = self.spool_dir / f"{uuid.uuid4().hex}.onnx"
         try:
+            await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
             response = await self._client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -318,7 +441,23 @@ class S3Store:
             )
         except Exception as exc:
             raise store_unavailable() from exc
-        return _S3Writer(self._client, self.bucket, key, response["UploadId"])
+        upload_id = response["UploadId"]
+        try:
+            return _S3Writer(
+                self._client,
+                self.bucket,
+                key,
+                upload_id,
+                spool,
+                part_size=self._part_size,
+                parts_in_flight=self._parts_in_flight,
+            )
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                await self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+            raise store_unavailable() from exc
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         try:

@@ -28,9 +28,7 @@ def models_spec(settings: Settings) -> ServiceSpec:
             raise RuntimeError("MLPLANE_REGISTRY_DATABASE_URL is not set (mlplane up sets it)")
         repo = RegistryRepository(create_engine(settings.registry_database_url, settings))
         store = await open_store(settings)
-        uploader = Uploader(
-            repo, store, max_bytes=settings.max_model_bytes, spool_dir=settings.spool_dir
-        )
+        uploader = Uploader(repo, store, max_bytes=settings.max_model_bytes)
         pages = PageTokens(ensure_page_token_key(settings))
         catalog = Catalog(repo, store, pages)
         relay = OutboxRelay(repo, settings)

@@ -2,9 +2,10 @@
 
 Ordering is what makes it lose nothing:
   1. metadata is validated and a (model id, version) reserved: nothing stored yet;
-  2. bytes stream to the object store's invisible writer (and, for S3, to a
-     local spool file that validation reads), the size limit enforced as it
-     is crossed;
+  2. bytes stream to the object store's invisible writer, which keeps them in
+     a local file (the folder store's temporary file; S3's spool, which the
+     parts are sent from) that validation reads; the size limit is enforced
+     as it is crossed;
   3. the ONNX file is validated; a bad file aborts the writer: nothing stored;
   4. the writer commits: the object is durable;
   5. the version row commits; if that fails the object is deleted.
@@ -17,18 +18,20 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from pathlib import Path
-from typing import BinaryIO
 
 import grpc
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument
 from services.models.metadata import UploadMetadata
-from services.models.object_store import ObjectStore, ObjectWriter, object_key
+from services.models.object_store import (
+    ObjectStore,
+    ObjectWriter,
+    object_key,
+    store_unavailable,
+)
 from services.models.onnx_validation import OnnxSignature, validate_onnx_file
 from services.models.repository import NewVersion, RegistryRepository, VersionRecord
 
@@ -45,33 +48,6 @@ def too_large(limit: int) -> ServiceError:
     )
 
 
-class _Spool:
-    """A local copy of the upload for validation, unless the store already keeps one."""
-
-    def __init__(self, writer: ObjectWriter, spool_dir: Path) -> None:
-        self._handle: BinaryIO | None = None
-        if writer.local_path is not None:
-            self.path = writer.local_path
-        else:
-            spool_dir.mkdir(parents=True, exist_ok=True)
-            self.path = spool_dir / f"{uuid.uuid4().hex}.onnx"
-            self._handle = open(self.path, "xb")  # noqa: SIM115 (closed in close())
-
-    def write_sync(self, block: bytes) -> None:
-        if self._handle is not None:
-            self._handle.write(block)
-
-    def finish(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            with contextlib.suppress(OSError):
-                self._handle.close()
-            self.path.unlink(missing_ok=True)
-
-
 class Uploader:
     def __init__(
         self,
@@ -79,12 +55,10 @@ class Uploader:
         store: ObjectStore,
         *,
         max_bytes: int,
-        spool_dir: Path,
     ) -> None:
         self._repo = repo
         self._store = store
         self._max_bytes = max_bytes
-        self._spool_dir = spool_dir
 
     async def upload(
         self,
@@ -119,9 +93,8 @@ class Uploader:
         key = object_key(principal.tenant, reservation.model_id, reservation.version)
         writer = await self._store.writer(key)
         committed = False
-        spool = _Spool(writer, self._spool_dir)
         try:
-            digest, size = await self._stream(chunks, writer, spool)
+            digest, size = await self._stream(chunks, writer)
             if size == 0:
                 raise invalid_argument("EMPTY_FILE", "the uploaded file is empty", field="file")
             sha256 = digest.hexdigest()
@@ -131,7 +104,7 @@ class Uploader:
                     f"the file's SHA-256 is {sha256}, not the declared {metadata.sha256}",
                     field="sha256",
                 )
-            signature = await asyncio.to_thread(validate_onnx_file, spool.path)
+            signature = await asyncio.to_thread(validate_onnx_file, writer.local_path)
             await writer.commit()
             committed = True
             new = NewVersion(
@@ -157,8 +130,6 @@ class Uploader:
             else:
                 await writer.abort()
             raise
-        finally:
-            spool.close()
         record = await self._repo.get_version(
             principal.tenant, reservation.model_id, reservation.version
         )
@@ -166,22 +137,26 @@ class Uploader:
         return record
 
     async def _stream(
-        self, chunks: AsyncIterator[bytes], writer: ObjectWriter, spool: _Spool
+        self, chunks: AsyncIterator[bytes], writer: ObjectWriter
     ) -> tuple[hashlib._Hash, int]:
         digest = hashlib.sha256()
         size = 0
 
-        def hash_and_spool(block: bytes) -> None:
-            # Both release the GIL: off the event loop, they overlap receiving.
-            digest.update(block)
-            spool.write_sync(block)
+        def hash_and_write(block: list[bytes]) -> None:
+            # Hashing and writing release the GIL: off the event loop, they
+            # overlap receiving the next block.
+            for piece in block:
+                digest.update(piece)
+            writer.write(block)
 
         async for block in _blocks(chunks, self._max_bytes):
-            size += len(block)
-            await asyncio.to_thread(hash_and_spool, block)
-            await writer.write(block)
-        spool.finish()
-        await writer.flush()
+            size += sum(map(len, block))
+            try:
+                await asyncio.to_thread(hash_and_write, block)
+            except OSError as exc:
+                log.error("could not write an upload's local file: %s", exc)
+                raise store_unavailable() from exc
+            await writer.written()
         return digest, size
 
     async def _audit_failure(
@@ -201,13 +176,15 @@ class Uploader:
             log.warning("could not audit a failed upload of %s (database down)", metadata.name)
 
 
-# Pieces arrive as the client and Envoy cut them (often 16-64 KiB); each block
-# costs a thread hop and a write call, so they are gathered to about this size.
-BLOCK_BYTES = 1024 * 1024
+# Pieces arrive as the client and Envoy cut them (16 KiB to 1 MiB); each block
+# costs a thread hop, so pieces are gathered into blocks of about this size.
+# A block stays a list of the pieces: hashed piece by piece and written with
+# one writev, nothing is copied to join them.
+BLOCK_BYTES = 4 * 1024 * 1024
 
 
-async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
-    """The stream regrouped into blocks of about BLOCK_BYTES; over `max_bytes`
+async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[list[bytes]]:
+    """The stream's pieces in lists of about BLOCK_BYTES; over `max_bytes`
     raises as soon as the piece that crosses it arrives."""
     pending: list[bytes] = []
     pending_bytes = total = 0
@@ -215,13 +192,15 @@ async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
         total += len(chunk)
         if total > max_bytes:
             raise too_large(max_bytes)
+        if not chunk:
+            continue
         pending.append(chunk)
         pending_bytes += len(chunk)
         if pending_bytes >= BLOCK_BYTES:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            yield pending
             pending, pending_bytes = [], 0
-    if pending_bytes:
-        yield b"".join(pending)
+    if pending:
+        yield pending
 
 
 def _signature_json(signature: OnnxSignature) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """Upload ordering under faults, for both stores: the folder store and S3
 (moto's real S3 HTTP server on loopback). Whatever fails, afterwards there is
-no version row, no object, and no open multipart upload."""
+no version row, no object, no open multipart upload and no local file (the
+folder store's temporary file, S3's spool)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import hashlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,18 @@ from services.common.settings import Settings
 from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
 from services.models.repository import RegistryRepository
 from services.models.service import models_spec
+from services.models.upload import BLOCK_BYTES
 from services.stack.postgres import EmbeddedPostgres
 from tests.models.onnx_models import linear_model
 from tests.tokens import Tokens
 
 BUCKET = "mlplane-models"
+PART_BYTES = 5 * 1024 * 1024
+# Mid-upload faults strike once the service has written this much locally: for
+# S3 the first part (closed on the first 4 MiB block boundary past PART_BYTES)
+# is then sent or in flight. The client has sent more than that.
+STARTED_PART = -(-PART_BYTES // BLOCK_BYTES) * BLOCK_BYTES
+SENT_FIRST = STARTED_PART + BLOCK_BYTES + 1024
 
 
 @dataclass
@@ -66,10 +74,25 @@ class Rig:
         root = self.settings.object_store_dir
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
+    def local_files(self) -> list[Path]:
+        """Upload files in progress: S3's spool and the folder store's temporary files."""
+        places = [self.settings.spool_dir, self.settings.object_store_dir / ".incoming"]
+        return sorted(f for place in places if place.is_dir() for f in place.iterdir())
+
     def open_multipart_uploads(self) -> int:
         if self.backend != "s3":
             return 0
         return len(self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    async def upload_outcomes(self) -> list[str]:
+        conn = await asyncpg.connect(self.pg.dsn())
+        try:
+            rows = await conn.fetch(
+                "SELECT outcome FROM audit_log WHERE action = 'model.upload' ORDER BY audit_pk"
+            )
+            return [row["outcome"] for row in rows]
+        finally:
+            await conn.close()
 
     async def version_rows(self) -> int:
         conn = await asyncpg.connect(self.pg.dsn())
@@ -105,7 +128,13 @@ async def rig(
                 (await client.post(f"{endpoint}/moto-api/reset", timeout=10)).raise_for_status()
             s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
             s3.create_bucket(Bucket=BUCKET)
-            overrides = {"store": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": endpoint}
+            overrides = {
+                "store": "s3",
+                "s3_bucket": BUCKET,
+                "s3_endpoint_url": endpoint,
+                # S3's smallest part: a few MB make several parts, some in flight at once.
+                "s3_part_size_bytes": PART_BYTES,
+            }
         settings = Settings(
             state_dir=root / "state",
             registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
@@ -132,6 +161,7 @@ async def test_upload_stores_object_and_row(rig: Rig) -> None:
     assert rig.objects() == [f"demo/{version.model_id}/1.onnx"]
     assert await rig.version_rows() == 1
     assert rig.open_multipart_uploads() == 0
+    assert rig.local_files() == []
     if rig.backend == "s3":
         head = rig.s3.head_object(Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx")
         assert head["ServerSideEncryption"] == "AES256"
@@ -145,6 +175,7 @@ async def test_invalid_model_leaves_nothing(rig: Rig) -> None:
     assert rig.objects() == []
     assert await rig.version_rows() == 0
     assert rig.open_multipart_uploads() == 0
+    assert rig.local_files() == []
 
 
 async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
@@ -160,6 +191,7 @@ async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "model store is unavailable" in (caught.value.details() or "")
     assert await rig.version_rows() == 0
+    assert rig.local_files() == []
 
 
 async def test_database_down_is_unavailable_and_stores_nothing(rig: Rig) -> None:
@@ -170,6 +202,7 @@ async def test_database_down_is_unavailable_and_stores_nothing(rig: Rig) -> None
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         assert rig.objects() == []
         assert rig.open_multipart_uploads() == 0
+        assert rig.local_files() == []
     finally:
         rig.pg.start()
     assert await rig.version_rows() == 0
@@ -190,10 +223,11 @@ async def test_row_failure_after_store_removes_the_object(
     await asyncio.sleep(0)
     assert rig.objects() == []
     assert await rig.version_rows() == 0
+    assert rig.local_files() == []
 
 
 async def test_multi_part_upload_round_trips(rig: Rig) -> None:
-    data = linear_model(5_000_000)  # ~20 MB: several S3 parts, some in flight at once
+    data = linear_model(5_000_000)  # ~20 MB: three S3 parts, all in flight at once
     version = await rig.upload("big-model", data)
     assert version.size_bytes == len(data)
     async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
@@ -207,3 +241,101 @@ async def test_multi_part_upload_round_trips(rig: Rig) -> None:
         hashlib.sha256(received).hexdigest() == version.sha256 == hashlib.sha256(data).hexdigest()
     )
     assert rig.open_multipart_uploads() == 0
+    assert rig.local_files() == []
+    if rig.backend == "s3":
+        head = rig.s3.head_object(
+            Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx", ChecksumMode="ENABLED"
+        )
+        # A multipart object's ETag ends in its part count: parts close on the first
+        # block boundary past PART_BYTES, so ~20 MB make three parts.
+        assert int(head["ETag"].strip('"').rsplit("-", 1)[1]) == 3
+        assert head.get("ChecksumCRC32"), head
+
+
+async def _wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within 20 s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def _chunks(data: bytes, size: int = 1024 * 1024) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+async def _local_bytes(rig: Rig) -> int:
+    return sum(f.stat().st_size for f in rig.local_files() if f.exists())
+
+
+async def test_client_gone_mid_upload_leaves_nothing(rig: Rig) -> None:
+    data = linear_model(5_000_000)
+    hang = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+        yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="gone"))
+        for chunk in _chunks(data[:SENT_FIRST]):
+            yield pb.UploadModelRequest(chunk=chunk)
+        await hang.wait()  # the client stalls mid-file, then goes away
+
+    async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
+        token = rig.tokens.valid("data_scientist")
+        call = pb_grpc.ModelRegistryStub(channel).UploadModel(
+            requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
+        )
+
+        async def received() -> bool:
+            return await _local_bytes(rig) >= STARTED_PART
+
+        await _wait_until(received, "the first part reaches the service")
+        call.cancel()
+
+    async def clean() -> bool:
+        return rig.local_files() == [] and rig.open_multipart_uploads() == 0
+
+    await _wait_until(clean, "the local file and the multipart upload are gone")
+    assert rig.objects() == []
+    assert await rig.version_rows() == 0
+
+    async def audited() -> bool:
+        return await rig.upload_outcomes() == ["cancelled"]
+
+    await _wait_until(audited, "the cancelled upload is audited")
+
+
+@pytest.mark.parametrize("rig", ["s3"], indirect=True)
+async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig) -> None:
+    assert rig.moto is not None
+    port = rig.moto._server.server_port
+    data = linear_model(5_000_000)
+
+    async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+        yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="store-gone"))
+        for chunk in _chunks(data[:SENT_FIRST]):
+            yield pb.UploadModelRequest(chunk=chunk)
+
+        async def received() -> bool:
+            return await _local_bytes(rig) >= STARTED_PART
+
+        await _wait_until(received, "the first part reaches the service")
+        assert rig.moto is not None
+        await asyncio.to_thread(rig.moto.stop)
+        for chunk in _chunks(data[SENT_FIRST:]):
+            yield pb.UploadModelRequest(chunk=chunk)
+
+    async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
+        token = rig.tokens.valid("data_scientist")
+        with pytest.raises(aio.AioRpcError) as caught:
+            await pb_grpc.ModelRegistryStub(channel).UploadModel(
+                requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
+            )
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "model store is unavailable" in (caught.value.details() or "")
+    assert rig.local_files() == []
+    assert await rig.version_rows() == 0
+    # Back up on the same port with the same (in-process) state: no object. The
+    # multipart upload could not be aborted while the store was down; S3 lifecycle
+    # rules reap those.
+    rig.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    rig.moto.start()
+    assert rig.objects() == []
