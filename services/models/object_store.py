@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import io
 import os
 import re
+import threading
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -92,41 +94,80 @@ def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
             view = memoryview(piece)[written:]
             written = 0
             while view:
-                view = view[os.write(fd, view) :]
+                count = os.write(fd, view)
+                if count == 0:
+                    raise OSError(errno.ENOSPC, "the disk took no more bytes")
+                view = view[count:]
+
+
+class _LocalFile:
+    """An upload's local file, written from worker threads.
+
+    A cancelled upload's last write may still be running in its thread when the
+    upload is aborted: closing the descriptor under it would let that write land
+    in whatever file or socket gets the number next. The lock makes closing wait
+    for a write in progress, and a write after the close fails."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        with self.lock:
+            if self.fd is None:
+                raise OSError(errno.EBADF, "the upload's local file is already closed")
+            _write_all(self.fd, pieces)
+
+    def close_locked(self) -> None:
+        """Close the descriptor; the caller holds `lock`."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+    def remove(self) -> None:
+        """Close and delete the file, after any write in progress. Blocking."""
+        with self.lock:
+            self.close_locked()
+            self.path.unlink(missing_ok=True)
 
 
 # --- folder ------------------------------------------------------------------------
 class _FolderWriter:
     def __init__(self, root: Path, key: str) -> None:
         self._final = root / key
-        self._tmp = root / ".incoming" / f"{uuid.uuid4().hex}.part"
-        self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = root / ".incoming" / f"{uuid.uuid4().hex}.part"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._file = _LocalFile(tmp)
+        self._committed = False
 
     @property
     def local_path(self) -> Path:
-        return self._tmp
+        return self._file.path
 
     def write(self, pieces: Sequence[bytes]) -> None:
-        assert self._fd is not None, "write after commit or abort"
-        _write_all(self._fd, pieces)
+        self._file.write(pieces)
 
     async def written(self) -> None:
         return None
 
     def _commit_sync(self) -> None:
-        assert self._fd is not None, "commit after commit or abort"
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
-        self._final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp, self._final)
-        # The rename is durable only once the directory entry is on disk.
-        directory = os.open(self._final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        with self._file.lock:
+            fd = self._file.fd
+            if fd is None:
+                raise OSError(errno.EBADF, "the upload was aborted")
+            os.fsync(fd)
+            self._file.close_locked()
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._file.path, self._final)
+            self._committed = True
+            # The rename is durable only once the directory entry is on disk.
+            directory = os.open(self._final.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     async def commit(self) -> None:
         try:
@@ -135,12 +176,18 @@ class _FolderWriter:
             await self.abort()
             raise store_unavailable() from exc
 
+    def _abort_sync(self) -> None:
+        with self._file.lock:
+            self._file.close_locked()
+            self._file.path.unlink(missing_ok=True)
+            # A commit cancelled while its thread finished: no row will name the file.
+            if self._committed:
+                self._final.unlink(missing_ok=True)
+                self._committed = False
+
     async def abort(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self._tmp.unlink(missing_ok=True)
+        # In a thread: it waits for a write or commit still running in one.
+        await asyncio.to_thread(self._abort_sync)
 
 
 class FolderStore:
@@ -180,18 +227,19 @@ class _SpoolPart(Payload):
     """One part's body for aiohttp: a range of the spool file. Over plain http
     the kernel sends it straight from the page cache (`loop.sendfile`): no copy
     through Python, and the store's socket stays full while the event loop
-    serves the client. Otherwise (TLS) it is read 1 MiB at a time with
-    `os.pread` as the socket drains. Either way a part in flight holds about a
-    MiB of memory whatever its size: a BytesIO body would hold the whole part,
-    and aiohttp reads file objects 64 KiB at a time with a thread hop each.
+    serves the client. Otherwise (TLS) it is read 1 MiB at a time in a worker
+    thread as the socket drains. Either way a part in flight holds about a MiB
+    of memory whatever its size: a BytesIO body would hold the whole part, and
+    aiohttp reads file objects 64 KiB at a time with a thread hop each.
 
+    Each send opens the spool anew: sendfile moves the descriptor's offset, and
+    a retry (botocore's, or aiohttp's on a stale connection) starts clean.
     botocore sees a file-like body with a length; it neither hashes it (the
     part's CRC32 comes with it) nor signs it (payload signing is off)."""
 
-    def __init__(self, file: io.FileIO, offset: int, length: int) -> None:
+    def __init__(self, path: Path, offset: int, length: int) -> None:
         super().__init__(None, content_type="application/octet-stream")
-        self._file = file
-        self._fd = file.fileno()
+        self._path = path
         self._offset = offset
         self._length = length
         self._position = 0
@@ -204,14 +252,24 @@ class _SpoolPart(Payload):
         return self._length
 
     # The file-like face botocore validates and rewinds for its retries.
-    def read(self, size: int = -1) -> bytes:
-        end = self._length if size < 0 else min(self._length, self._position + size)
-        data = os.pread(self._fd, max(0, end - self._position), self._offset + self._position)
+    def read(self, size: int | None = -1) -> bytes:
+        want = self._length - self._position
+        if size is not None and size >= 0:
+            want = min(want, size)
+        with open(self._path, "rb", buffering=0) as file:
+            data = os.pread(file.fileno(), max(0, want), self._offset + self._position)
         self._position += len(data)
         return data
 
     def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        if whence == io.SEEK_SET:
+            base = 0
+        elif whence == io.SEEK_CUR:
+            base = self._position
+        elif whence == io.SEEK_END:
+            base = self._length
+        else:
+            raise ValueError(f"invalid whence {whence}")
         self._position = min(max(0, base + position), self._length)
         return self._position
 
@@ -229,15 +287,35 @@ class _SpoolPart(Payload):
     ) -> None:
         # Every send starts at the part's first byte: a retry resends it whole.
         length = self._length if content_length is None else min(self._length, content_length)
-        transport = writer.transport if isinstance(writer, StreamWriter) else None
-        if isinstance(writer, StreamWriter) and transport is not None and not _is_tls(transport):
-            writer.send_headers()  # aiohttp holds them back to go out with the first write
-            await writer.drain()
-            await asyncio.get_running_loop().sendfile(transport, self._file, self._offset, length)
-            return
+        file = await asyncio.to_thread(open, self._path, "rb", buffering=0)
+        with file:
+            transport = _plain_transport(writer)
+            if transport is not None:
+                assert isinstance(writer, StreamWriter)
+                writer.send_headers()  # aiohttp holds them back to go out with the first write
+                await writer.drain()
+                loop = asyncio.get_running_loop()
+                try:
+                    sent = await loop.sendfile(
+                        transport, file, self._offset, length, fallback=False
+                    )
+                except asyncio.SendfileNotAvailableError:
+                    pass  # nothing was sent: read and write it instead
+                else:
+                    if sent != length:
+                        raise OSError(f"the spool file ends {length - sent} bytes before its part")
+                    return
+            await self._write_reads(writer, file, length)
+
+    async def _write_reads(
+        self, writer: AbstractStreamWriter, file: io.FileIO, length: int
+    ) -> None:
         position, remaining = self._offset, length
         while remaining > 0:
-            piece = os.pread(self._fd, min(PART_READ_BYTES, remaining), position)
+            # A read of a page evicted under memory pressure would stall the loop.
+            piece = await asyncio.to_thread(
+                os.pread, file.fileno(), min(PART_READ_BYTES, remaining), position
+            )
             if not piece:
                 raise OSError(f"the spool file ends {remaining} bytes before its part")
             await writer.write(piece)
@@ -245,8 +323,17 @@ class _SpoolPart(Payload):
             remaining -= len(piece)
 
 
-def _is_tls(transport: asyncio.BaseTransport) -> bool:
-    return transport.get_extra_info("sslcontext") is not None
+def _plain_transport(writer: AbstractStreamWriter) -> asyncio.Transport | None:
+    """The socket transport sendfile may write to directly: aiohttp's, not TLS, and
+    with nothing between the body and the socket (no chunked framing, no compression)."""
+    if not isinstance(writer, StreamWriter) or writer.chunked:
+        return None
+    if getattr(writer, "_compress", None) is not None:
+        return None
+    transport = writer.transport
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return None
+    return transport
 
 
 class _S3Writer:
@@ -273,24 +360,22 @@ class _S3Writer:
         self._upload_id = upload_id
         self._part_size = part_size
         self._parts_in_flight = parts_in_flight
-        self._spool = spool
-        self._fd: int | None = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        # Parts are read through their own descriptor: sendfile moves its offset.
-        self._reader = open(spool, "rb", buffering=0)  # noqa: SIM115 (closed with the spool)
+        self._file = _LocalFile(spool)
         self._part_start = 0  # spool offset where the part being filled starts
         self._part_bytes = 0
         self._part_crc = 0
         self._next_part = 1
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._parts: list[dict[str, Any]] = []
+        self._completing = False
+        self._aborted = False
 
     @property
     def local_path(self) -> Path:
-        return self._spool
+        return self._file.path
 
     def write(self, pieces: Sequence[bytes]) -> None:
-        assert self._fd is not None, "write after commit or abort"
-        _write_all(self._fd, pieces)
+        self._file.write(pieces)
         for piece in pieces:
             self._part_crc = zlib.crc32(piece, self._part_crc)
             self._part_bytes += len(piece)
@@ -321,11 +406,19 @@ class _S3Writer:
             done, self._in_flight = await asyncio.wait(
                 self._in_flight, return_when=asyncio.FIRST_COMPLETED
             )
+            # Every finished part is looked at, so none fails unobserved.
+            failure: BaseException | None = None
             for task in done:
-                self._parts.append(task.result())
+                error = task.exception()
+                if error is None:
+                    self._parts.append(task.result())
+                elif failure is None:
+                    failure = error
+            if failure is not None:
+                raise failure
 
     def _start_part(self) -> None:
-        body = _SpoolPart(self._reader, self._part_start, self._part_bytes)
+        body = _SpoolPart(self._file.path, self._part_start, self._part_bytes)
         crc32 = base64.b64encode(self._part_crc.to_bytes(4, "big")).decode()
         task = asyncio.get_running_loop().create_task(self._send(self._next_part, body, crc32))
         self._in_flight.add(task)
@@ -339,6 +432,7 @@ class _S3Writer:
                 self._start_part()
             await self._collect(wait_all=True)
             self._parts.sort(key=lambda part: part["PartNumber"])
+            self._completing = True
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
@@ -348,29 +442,33 @@ class _S3Writer:
         except Exception as exc:
             await self.abort()
             raise store_unavailable() from exc
-        self._remove_spool()
+        await asyncio.to_thread(self._file.remove)
 
     async def abort(self) -> None:
-        for task in self._in_flight:
-            task.cancel()
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
-        self._in_flight = set()
-        self._remove_spool()
+        if self._aborted:
+            return
+        self._aborted = True
+        try:
+            for task in self._in_flight:
+                task.cancel()
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._in_flight = set()
+        finally:
+            # In a thread: it waits for a write still running in one. Even if this
+            # await is cancelled, the thread removes the spool.
+            await asyncio.to_thread(self._file.remove)
         # Best effort: an unreachable store keeps nothing we could clean anyway,
         # and S3 lifecycle rules reap abandoned multipart uploads.
         with contextlib.suppress(Exception):
             await self._client.abort_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
             )
-
-    def _remove_spool(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self._reader.close()
-        self._spool.unlink(missing_ok=True)
+        if self._completing:
+            # The completion may have landed before the failure or cancel that
+            # brought us here: no row will name the object.
+            with contextlib.suppress(Exception):
+                await self._client.delete_object(Bucket=self._bucket, Key=self._key)
 
 
 class S3Store:
@@ -414,6 +512,8 @@ class S3Store:
                     # hash would be a third pass over every byte. botocore already
                     # skips it over https; this makes plain-http endpoints the same.
                     s3={"payload_signing_enabled": False},
+                    # One upload keeps this many part requests open at once.
+                    max_pool_connections=max(10, 2 * settings.s3_parts_in_flight),
                 ),
             )
         )

@@ -29,6 +29,20 @@ async def test_small_pieces_are_gathered_without_losing_a_byte() -> None:
     assert len(blocks) == -(-sum(sizes) // BLOCK_BYTES)
 
 
+async def test_empty_pieces_are_dropped() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b"", b"ab", b"", b"c", b""):
+            yield piece
+
+    assert [b async for b in _blocks(pieces(), max_bytes=100)] == [[b"ab", b"c"]]
+
+    async def nothing() -> AsyncIterator[bytes]:
+        for piece in (b"", b""):
+            yield piece
+
+    assert [b async for b in _blocks(nothing(), max_bytes=100)] == []
+
+
 async def test_the_piece_that_crosses_the_limit_stops_the_stream() -> None:
     consumed: list[int] = []
     with pytest.raises(ServiceError) as error:
