@@ -161,7 +161,9 @@ _BUSY_MARKERS = ("pytest", "bench.", "services.cli up")
 
 def other_activity() -> list[str]:
     """Other test runs, benches and stacks on this machine: they share its two cores."""
-    mine = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+    me = psutil.Process()
+    # Its own children, and the parents waiting on it (make, timeout), are not rivals.
+    mine = {me.pid} | {p.pid for p in me.children(recursive=True)} | {p.pid for p in me.parents()}
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         command = " ".join(proc.info["cmdline"] or [])

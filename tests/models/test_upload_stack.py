@@ -5,11 +5,14 @@ row and no file were left behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -336,34 +339,50 @@ def test_not_multipart_is_400(stack: RunningStack, http: httpx.Client) -> None:
 
 
 def test_client_gone_mid_upload_leaves_nothing(stack: RunningStack) -> None:
+    # Through Envoy: the client stalls once the service has started writing the
+    # file, then goes away; Envoy resets the stream and the service cleans up.
     name = _name()
     before = _store_files(stack)
-    sent = threading.Event()
+    incoming = stack.state_dir / "objects" / ".incoming"
+    hang = threading.Event()
+    data = linear_model(2_000_000)  # ~8 MB: the service writes it in 4 MiB blocks
 
     def requests() -> Iterator[pb.UploadModelRequest]:
         yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name=name))
-        yield pb.UploadModelRequest(chunk=linear_model(1024)[:2000])
-        sent.set()
-        threading.Event().wait(30)  # the client hangs; then the call is cancelled
-        yield pb.UploadModelRequest(chunk=b"never")
+        for start in range(0, 5 * 1024 * 1024, 1024 * 1024):
+            yield pb.UploadModelRequest(chunk=data[start : start + 1024 * 1024])
+        hang.wait(60)  # released in finally, after the call is cancelled
 
-    with grpc.insecure_channel(stack.gateway_target) as channel:
-        future = pb_grpc.ModelRegistryStub(channel).UploadModel.future(
-            requests(), metadata=_md(stack)
-        )
-        assert sent.wait(10)
-        import time
+    def writing() -> bool:
+        return any(size >= 4 * 1024 * 1024 for size in _sizes(incoming))
 
-        time.sleep(0.5)  # let the bytes reach the service
-        future.cancel()
-    import time
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if _store_files(stack) == before:
-            break
-        time.sleep(0.1)
+    try:
+        with grpc.insecure_channel(stack.gateway_target) as channel:
+            future = pb_grpc.ModelRegistryStub(channel).UploadModel.future(
+                requests(), metadata=_md(stack)
+            )
+            _poll(writing, "the service writes the upload's first block")
+            future.cancel()
+        _poll(lambda: _store_files(stack) == before, "the temporary file is removed")
+    finally:
+        hang.set()
     _assert_nothing_stored(stack, name, before)
+
+
+def _sizes(folder: Path) -> list[int]:
+    sizes = []
+    for path in folder.glob("*") if folder.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):  # removed since it was listed
+            sizes.append(path.stat().st_size)
+    return sizes
+
+
+def _poll(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.05)
 
 
 # --- tenants --------------------------------------------------------------------------
