@@ -334,6 +334,15 @@ def _versions(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _archive(client: Client, args: argparse.Namespace) -> int:
+    version = client.archive(args.model_id, args.version, args.comment)
+    if args.json:
+        _print_json(_as_dict(version))
+    else:
+        _show_version(version)
+    return 0
+
+
 def _download(client: Client, args: argparse.Namespace) -> int:
     path = client.download_model(args.model_id, args.version, args.output, progress=args.progress)
     version = client.get_version(args.model_id, args.version)
@@ -477,6 +486,11 @@ def add_client_commands(commands: Any) -> None:
     download.add_argument("model_id")
     download.add_argument("version", type=int)
     download.add_argument("-o", "--output", required=True, help="file or directory")
+
+    archive = verb("archive", _archive, "archive a version (approver role; from any state)")
+    archive.add_argument("model_id")
+    archive.add_argument("version", type=int)
+    archive.add_argument("--comment", default="", help="why it is retired")
 
     approvals = group(
         "approvals", _approvals, "the review queue (approver role)", "approvals_command"

@@ -142,6 +142,13 @@ def test_export_upload_submit_approve_download_and_audit(
     assert decided["state"] == "APPROVAL_STATE_APPROVED"
     assert decided["decidedBy"] == "bob"
 
+    # archiving is the approver's: the data scientist is refused, one line, exit 1
+    code, out, err = cli.run("archive", model_id, "1", token=alice)
+    assert (code, out) == (1, "")
+    assert err.startswith("mlplane: PERMISSION_DENIED"), err
+    archived = cli.json("archive", model_id, "1", "--comment", "superseded", token=bob)
+    assert archived["status"] == "MODEL_VERSION_STATUS_ARCHIVED"
+
     # the existing `mlplane audit` verb (admin DSN from the state folder) sees it all
     audit = run_cli(stack.state_dir, "audit", "--model", model_id, "--json")
     assert audit.returncode == 0, audit.stderr
