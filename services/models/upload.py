@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from dataclasses import asdict
 import grpc
 
 from services.common.auth import Principal
-from services.common.errors import ServiceError, invalid_argument
+from services.common.errors import ServiceError, invalid_argument, unavailable
 from services.models.metadata import UploadMetadata
 from services.models.object_store import (
     ObjectStore,
@@ -155,6 +156,11 @@ class Uploader:
                 await asyncio.to_thread(hash_and_write, block)
             except OSError as exc:
                 log.error("could not write an upload's local file: %s", exc)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise unavailable(
+                        "STORAGE_FULL",
+                        "the server has no disk space left for the upload; nothing was stored",
+                    ) from exc
                 raise store_unavailable() from exc
             await writer.written()
         return digest, size

@@ -11,7 +11,8 @@ import errno
 import hashlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,27 @@ class Rig:
     s3: Any
 
     async def upload(self, name: str, data: bytes) -> pb.ModelVersion:
-        async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+        def requests() -> Iterator[pb.UploadModelRequest]:
             yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name=name))
             for start in range(0, len(data), 4096):
                 yield pb.UploadModelRequest(chunk=data[start : start + 4096])
 
-        async with aio.insecure_channel(f"127.0.0.1:{self.server.grpc_port}") as channel:
-            token = self.tokens.valid("data_scientist")
-            return await pb_grpc.ModelRegistryStub(channel).UploadModel(
-                requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
-            )
+        return await self.call_upload(requests())
+
+    async def call_upload(self, requests: Iterator[pb.UploadModelRequest]) -> pb.ModelVersion:
+        """The sync client in a thread (the server runs on this loop): when the service
+        refuses a stream the client is still sending, grpc.aio's client can report
+        INTERNAL ("Failed execute_batch") instead of the service's status."""
+
+        def call() -> pb.ModelVersion:
+            with grpc.insecure_channel(f"127.0.0.1:{self.server.grpc_port}") as channel:
+                token = self.tokens.valid("data_scientist")
+                version: pb.ModelVersion = pb_grpc.ModelRegistryStub(channel).UploadModel(
+                    requests, metadata=(("authorization", f"Bearer {token}"),), timeout=60
+                )
+                return version
+
+        return await asyncio.to_thread(call)
 
     def objects(self) -> list[str]:
         if self.backend == "s3":
@@ -172,7 +184,7 @@ async def test_upload_stores_object_and_row(rig: Rig) -> None:
 
 
 async def test_invalid_model_leaves_nothing(rig: Rig) -> None:
-    with pytest.raises(aio.AioRpcError) as caught:
+    with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("garbage", b"\x08\x07" + bytes(range(250)) * 100)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rig.objects() == []
@@ -189,7 +201,7 @@ async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
         # A file where the store's folder should be: every write fails.
         shutil.rmtree(rig.settings.object_store_dir)
         rig.settings.object_store_dir.write_text("not a folder")
-    with pytest.raises(aio.AioRpcError) as caught:
+    with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("no-store", linear_model(64))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "model store is unavailable" in (caught.value.details() or "")
@@ -200,7 +212,7 @@ async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
 async def test_database_down_is_unavailable_and_stores_nothing(rig: Rig) -> None:
     rig.pg.stop()
     try:
-        with pytest.raises(aio.AioRpcError) as caught:
+        with pytest.raises(grpc.RpcError) as caught:
             await rig.upload("no-db", linear_model(64))
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         assert rig.objects() == []
@@ -220,7 +232,7 @@ async def test_row_failure_after_store_removes_the_object(
         raise unavailable("DATABASE_UNAVAILABLE", "injected: the version insert failed")
 
     monkeypatch.setattr(RegistryRepository, "record_version", failing_record)
-    with pytest.raises(aio.AioRpcError) as caught:
+    with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("half-stored", linear_model(64))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     await asyncio.sleep(0)
@@ -316,26 +328,21 @@ async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig)
     port = rig.moto._server.server_port
     data = linear_model(5_000_000)
 
-    async def requests() -> AsyncIterator[pb.UploadModelRequest]:
+    def requests() -> Iterator[pb.UploadModelRequest]:
         yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="store-gone"))
         for chunk in _chunks(data[:SENT_FIRST]):
             yield pb.UploadModelRequest(chunk=chunk)
-
-        async def received() -> bool:
-            return _local_bytes(rig) >= STARTED_PART
-
-        await _wait_until(received, "the first part reaches the service")
+        deadline = time.monotonic() + 20
+        while _local_bytes(rig) < STARTED_PART:  # the first part reaches the service
+            assert time.monotonic() < deadline, "the first part never reached the service"
+            time.sleep(0.05)
         assert rig.moto is not None
-        await asyncio.to_thread(rig.moto.stop)
+        rig.moto.stop()
         for chunk in _chunks(data[SENT_FIRST:]):
             yield pb.UploadModelRequest(chunk=chunk)
 
-    async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
-        token = rig.tokens.valid("data_scientist")
-        with pytest.raises(aio.AioRpcError) as caught:
-            await pb_grpc.ModelRegistryStub(channel).UploadModel(
-                requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
-            )
+    with pytest.raises(grpc.RpcError) as caught:
+        await rig.call_upload(requests())
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "model store is unavailable" in (caught.value.details() or "")
     assert rig.local_files() == []
@@ -364,12 +371,13 @@ async def test_local_disk_full_is_unavailable_and_leaves_nothing(
         real_write_all(fd, pieces)
 
     monkeypatch.setattr(object_store, "_write_all", filling_disk)
-    with pytest.raises(aio.AioRpcError) as caught:
+    with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("disk-full", linear_model(5_000_000))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no disk space left" in (caught.value.details() or "")
     assert len(blocks) == 2
     assert rig.local_files() == []
     assert rig.objects() == []
     assert rig.open_multipart_uploads() == 0
     assert await rig.version_rows() == 0
-    assert await rig.upload_outcomes() == ["OBJECT_STORE_UNAVAILABLE"]
+    assert await rig.upload_outcomes() == ["STORAGE_FULL"]
