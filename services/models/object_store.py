@@ -177,13 +177,11 @@ class _FolderWriter:
             raise store_unavailable() from exc
 
     def _abort_sync(self) -> None:
-        with self._file.lock:
-            self._file.close_locked()
-            self._file.path.unlink(missing_ok=True)
-            # A commit cancelled while its thread finished: no row will name the file.
-            if self._committed:
-                self._final.unlink(missing_ok=True)
-                self._committed = False
+        self._file.remove()  # after a write or commit still running in a thread
+        # A commit cancelled while its thread finished: no row will name the file.
+        if self._committed:
+            self._final.unlink(missing_ok=True)
+            self._committed = False
 
     async def abort(self) -> None:
         # In a thread: it waits for a write or commit still running in one.

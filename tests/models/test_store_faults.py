@@ -11,8 +11,7 @@ import errno
 import hashlib
 import shutil
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from services.models.service import models_spec
 from services.models.upload import BLOCK_BYTES
 from services.stack.postgres import EmbeddedPostgres
 from tests.models.onnx_models import linear_model
+from tests.polling import poll_until, wait_until
 from tests.tokens import Tokens
 
 BUCKET = "mlplane-models"
@@ -267,14 +267,6 @@ async def test_multi_part_upload_round_trips(rig: Rig) -> None:
         assert head.get("ChecksumCRC32"), head
 
 
-async def _wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within 20 s: {what}")
-        await asyncio.sleep(0.05)
-
-
 def _chunks(data: bytes, size: int = 1024 * 1024) -> list[bytes]:
     return [data[start : start + size] for start in range(0, len(data), size)]
 
@@ -306,20 +298,20 @@ async def test_client_gone_mid_upload_leaves_nothing(rig: Rig) -> None:
         async def received() -> bool:
             return _local_bytes(rig) >= STARTED_PART
 
-        await _wait_until(received, "the first part reaches the service")
+        await wait_until(received, "the first part reaches the service")
         call.cancel()
 
     async def clean() -> bool:
         return rig.local_files() == [] and rig.open_multipart_uploads() == 0
 
-    await _wait_until(clean, "the local file and the multipart upload are gone")
+    await wait_until(clean, "the local file and the multipart upload are gone")
     assert rig.objects() == []
     assert await rig.version_rows() == 0
 
     async def audited() -> bool:
         return await rig.upload_outcomes() == ["cancelled"]
 
-    await _wait_until(audited, "the cancelled upload is audited")
+    await wait_until(audited, "the cancelled upload is audited")
 
 
 @pytest.mark.parametrize("rig", ["s3"], indirect=True)
@@ -332,10 +324,7 @@ async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig)
         yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="store-gone"))
         for chunk in _chunks(data[:SENT_FIRST]):
             yield pb.UploadModelRequest(chunk=chunk)
-        deadline = time.monotonic() + 20
-        while _local_bytes(rig) < STARTED_PART:  # the first part reaches the service
-            assert time.monotonic() < deadline, "the first part never reached the service"
-            time.sleep(0.05)
+        poll_until(lambda: _local_bytes(rig) >= STARTED_PART, "the first part reaches the service")
         assert rig.moto is not None
         rig.moto.stop()
         for chunk in _chunks(data[SENT_FIRST:]):

@@ -9,9 +9,8 @@ import contextlib
 import hashlib
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from tests.models.onnx_models import broken_model, linear_model, old_opset_model
+from tests.polling import poll_until
 from tests.stack_runner import RunningStack
 
 LIMIT = 8 * 1024 * 1024  # the session stack's MLPLANE_MAX_MODEL_BYTES
@@ -361,9 +361,9 @@ def test_client_gone_mid_upload_leaves_nothing(stack: RunningStack) -> None:
             future = pb_grpc.ModelRegistryStub(channel).UploadModel.future(
                 requests(), metadata=_md(stack)
             )
-            _poll(writing, "the service writes the upload's first block")
+            poll_until(writing, "the service writes the upload's first block")
             future.cancel()
-        _poll(lambda: _store_files(stack) == before, "the temporary file is removed")
+        poll_until(lambda: _store_files(stack) == before, "the temporary file is removed")
     finally:
         hang.set()
     _assert_nothing_stored(stack, name, before)
@@ -375,14 +375,6 @@ def _sizes(folder: Path) -> list[int]:
         with contextlib.suppress(FileNotFoundError):  # removed since it was listed
             sizes.append(path.stat().st_size)
     return sizes
-
-
-def _poll(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 # --- tenants --------------------------------------------------------------------------
