@@ -153,7 +153,17 @@ class Settings(BaseSettings):
     upload_spool_dir: Path | None = Field(
         default=None,
         description="Where S3 uploads are spooled: validation reads the file, parts are "
-        "sent from it (default STATE_DIR/spool; needs room for the uploads in progress).",
+        "sent from it (default STATE_DIR/spool; needs room for the uploads in progress "
+        "and the idle spools kept for reuse).",
+    )
+    upload_spool_keep: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        # Overwriting a cached file is several times cheaper than filling a new one
+        # on VMs that return freed memory to their host (see models/local_files.py).
+        description="S3 store: finished uploads' spool files kept to be overwritten by the "
+        "next uploads (each the size of its last upload; 0 deletes every spool).",
     )
 
     # Approval events (the outbox relay).

@@ -14,7 +14,6 @@ import errno
 import io
 import os
 import re
-import threading
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +26,7 @@ from aiohttp.payload import Payload
 
 from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
+from services.models.local_files import LocalFile, SpoolFiles
 
 READ_CHUNK = 1024 * 1024
 PART_READ_BYTES = 1024 * 1024
@@ -77,69 +77,13 @@ class ObjectStore(Protocol):
     async def close(self) -> None: ...
 
 
-# os.writev takes at most IOV_MAX (1024 on Linux) buffers a call.
-_IOV_BATCH = 512
-
-
-def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
-    """Append the pieces with as few system calls as it takes, nothing joined."""
-    for start in range(0, len(pieces), _IOV_BATCH):
-        batch = pieces[start : start + _IOV_BATCH]
-        written = os.writev(fd, batch)
-        # A regular file takes it all unless the disk fills: finish a short write.
-        for piece in batch:
-            if written >= len(piece):
-                written -= len(piece)
-                continue
-            view = memoryview(piece)[written:]
-            written = 0
-            while view:
-                count = os.write(fd, view)
-                if count == 0:
-                    raise OSError(errno.ENOSPC, "the disk took no more bytes")
-                view = view[count:]
-
-
-class _LocalFile:
-    """An upload's local file, written from worker threads.
-
-    A cancelled upload's last write may still be running in its thread when the
-    upload is aborted: closing the descriptor under it would let that write land
-    in whatever file or socket gets the number next. The lock makes closing wait
-    for a write in progress, and a write after the close fails."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-
-    def write(self, pieces: Sequence[bytes]) -> None:
-        with self.lock:
-            if self.fd is None:
-                raise OSError(errno.EBADF, "the upload's local file is already closed")
-            _write_all(self.fd, pieces)
-
-    def close_locked(self) -> None:
-        """Close the descriptor; the caller holds `lock`."""
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
-
-    def remove(self) -> None:
-        """Close and delete the file, after any write in progress. Blocking."""
-        with self.lock:
-            self.close_locked()
-            self.path.unlink(missing_ok=True)
-
-
 # --- folder ------------------------------------------------------------------------
 class _FolderWriter:
     def __init__(self, root: Path, key: str) -> None:
         self._final = root / key
         tmp = root / ".incoming" / f"{uuid.uuid4().hex}.part"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file = _LocalFile(tmp)
+        self._file = LocalFile(tmp)
         self._committed = False
 
     @property
@@ -339,7 +283,8 @@ class _S3Writer:
     spool and keeps the CRC32 of the part being filled; each full part is sent
     from the spool with a few parts in flight while the next one fills, so
     receiving from the client and sending to S3 overlap. Memory stays at about
-    a MiB per part in flight; the spool is removed on commit and on abort."""
+    a MiB per part in flight. On commit the spool goes back to `spools` (kept
+    for the next upload or deleted); on abort it is deleted."""
 
     def __init__(
         self,
@@ -347,7 +292,8 @@ class _S3Writer:
         bucket: str,
         key: str,
         upload_id: str,
-        spool: Path,
+        spool: LocalFile,
+        spools: SpoolFiles,
         *,
         part_size: int,
         parts_in_flight: int,
@@ -358,10 +304,12 @@ class _S3Writer:
         self._upload_id = upload_id
         self._part_size = part_size
         self._parts_in_flight = parts_in_flight
-        self._file = _LocalFile(spool)
+        self._file = spool
+        self._spools = spools
         self._part_start = 0  # spool offset where the part being filled starts
         self._part_bytes = 0
         self._part_crc = 0
+        self._full: list[tuple[int, int, int]] = []  # (start, size, crc) of parts to send
         self._next_part = 1
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._parts: list[dict[str, Any]] = []
@@ -375,17 +323,38 @@ class _S3Writer:
     def write(self, pieces: Sequence[bytes]) -> None:
         self._file.write(pieces)
         for piece in pieces:
-            self._part_crc = zlib.crc32(piece, self._part_crc)
-            self._part_bytes += len(piece)
+            view = memoryview(piece)
+            while view:
+                take = min(len(view), self._part_size - self._part_bytes)
+                self._part_crc = zlib.crc32(view[:take], self._part_crc)
+                self._part_bytes += take
+                view = view[take:]
+                if self._part_bytes == self._part_size:
+                    self._close_part()
+
+    def _close_part(self) -> None:
+        self._full.append((self._part_start, self._part_bytes, self._part_crc))
+        self._part_start += self._part_bytes
+        self._part_bytes = self._part_crc = 0
 
     async def written(self) -> None:
-        if self._part_bytes >= self._part_size:
-            try:
-                await self._collect(wait_all=False)
-                self._start_part()
-            except Exception as exc:
-                await self.abort()
-                raise store_unavailable() from exc
+        try:
+            await self._send_full()
+        except Exception as exc:
+            await self.abort()
+            raise store_unavailable() from exc
+
+    async def _send_full(self) -> None:
+        while self._full:
+            await self._collect(wait_all=False)
+            start, size, crc = self._full.pop(0)
+            body = _SpoolPart(self._file.path, start, size)
+            checksum = base64.b64encode(crc.to_bytes(4, "big")).decode()
+            task = asyncio.get_running_loop().create_task(
+                self._send(self._next_part, body, checksum)
+            )
+            self._in_flight.add(task)
+            self._next_part += 1
 
     async def _send(self, number: int, body: _SpoolPart, crc32: str) -> dict[str, Any]:
         response = await self._client.upload_part(
@@ -415,19 +384,11 @@ class _S3Writer:
             if failure is not None:
                 raise failure
 
-    def _start_part(self) -> None:
-        body = _SpoolPart(self._file.path, self._part_start, self._part_bytes)
-        crc32 = base64.b64encode(self._part_crc.to_bytes(4, "big")).decode()
-        task = asyncio.get_running_loop().create_task(self._send(self._next_part, body, crc32))
-        self._in_flight.add(task)
-        self._next_part += 1
-        self._part_start += self._part_bytes
-        self._part_bytes = self._part_crc = 0
-
     async def commit(self) -> None:
         try:
-            if self._part_bytes or self._next_part == 1:
-                self._start_part()
+            if self._part_bytes or (self._next_part == 1 and not self._full):
+                self._close_part()  # the last part, or the only one (S3 allows it empty)
+            await self._send_full()
             await self._collect(wait_all=True)
             self._parts.sort(key=lambda part: part["PartNumber"])
             self._completing = True
@@ -440,7 +401,7 @@ class _S3Writer:
         except Exception as exc:
             await self.abort()
             raise store_unavailable() from exc
-        await asyncio.to_thread(self._file.remove)
+        await asyncio.to_thread(self._spools.keep_or_remove, self._file)
 
     async def abort(self) -> None:
         if self._aborted:
@@ -476,14 +437,14 @@ class S3Store:
         exit_stack: contextlib.AsyncExitStack,
         bucket: str,
         *,
-        spool_dir: Path,
+        spools: SpoolFiles,
         part_size: int,
         parts_in_flight: int,
     ) -> None:
         self._client = client
         self._exit_stack = exit_stack
         self.bucket = bucket
-        self.spool_dir = spool_dir
+        self.spools = spools
         self._part_size = part_size
         self._parts_in_flight = parts_in_flight
 
@@ -519,15 +480,18 @@ class S3Store:
             client,
             stack,
             settings.s3_bucket,
-            spool_dir=settings.spool_dir,
+            spools=SpoolFiles(settings.spool_dir, settings.upload_spool_keep),
             part_size=settings.s3_part_size_bytes,
             parts_in_flight=settings.s3_parts_in_flight,
         )
 
     async def writer(self, key: str) -> ObjectWriter:
-        spool = self.spool_dir / f"{uuid.uuid4().hex}.onnx"
         try:
-            await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
+            # On the loop, like any open: a cancel cannot lose the file in a thread.
+            spool = self.spools.take()
+        except OSError as exc:
+            raise store_unavailable() from exc
+        try:
             response = await self._client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -537,25 +501,22 @@ class S3Store:
                 # lets the store verify parts without keeping its own whole-object hash.
                 ChecksumAlgorithm="CRC32",
             )
-        except Exception as exc:
-            raise store_unavailable() from exc
-        upload_id = response["UploadId"]
-        try:
-            return _S3Writer(
-                self._client,
-                self.bucket,
-                key,
-                upload_id,
-                spool,
-                part_size=self._part_size,
-                parts_in_flight=self._parts_in_flight,
-            )
-        except OSError as exc:
-            with contextlib.suppress(Exception):
-                await self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id
-                )
-            raise store_unavailable() from exc
+        except BaseException as exc:
+            # A thread finishes the removal even if this await is cancelled.
+            await asyncio.to_thread(spool.remove)
+            if isinstance(exc, Exception):
+                raise store_unavailable() from exc
+            raise
+        return _S3Writer(
+            self._client,
+            self.bucket,
+            key,
+            response["UploadId"],
+            spool,
+            self.spools,
+            part_size=self._part_size,
+            parts_in_flight=self._parts_in_flight,
+        )
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         try:
@@ -587,6 +548,7 @@ class S3Store:
         return len(response.get("Uploads", []))
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.spools.close)
         await self._exit_stack.aclose()
 
 

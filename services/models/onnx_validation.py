@@ -13,6 +13,7 @@ skeleton, whatever the size of the weights.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -197,13 +198,19 @@ def _string_field(number: int, value: str) -> bytes:
     return _key(number, 2) + _varint_bytes(len(data)) + data
 
 
-def validate_onnx_file(path: Path) -> OnnxSignature:
+def validate_onnx_file(path: Path, size: int | None = None) -> OnnxSignature:
     """Check the spooled upload at `path`; raise INVALID_ARGUMENT saying why it is not
-    an acceptable ONNX model, or return its signature. Writes a skeleton file beside it."""
-    size = path.stat().st_size
+    an acceptable ONNX model, or return its signature. Writes a skeleton file beside it.
+
+    `size` is where the upload ends: a reused spool may hold an earlier, larger
+    upload's bytes after it (default: the file's size)."""
+    if size is None:
+        size = path.stat().st_size
     if size == 0:
         raise invalid_argument("EMPTY_FILE", "the uploaded file is empty")
-    skeleton_path = path.with_name(path.name + ".skeleton.onnx")
+    # Unique: a cancelled upload's validation may still be running in its thread
+    # when the next upload reuses the spool.
+    skeleton_path = path.with_name(f"{path.name}.{uuid.uuid4().hex}.skeleton.onnx")
     try:
         with path.open("rb") as handle:
             walker = _Walker(handle, size, path.name)

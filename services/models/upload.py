@@ -105,7 +105,7 @@ class Uploader:
                     f"the file's SHA-256 is {sha256}, not the declared {metadata.sha256}",
                     field="sha256",
                 )
-            signature = await asyncio.to_thread(validate_onnx_file, writer.local_path)
+            signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
             await writer.commit()
             committed = True
             new = NewVersion(

@@ -1,5 +1,5 @@
-"""The local half of the object stores: the upload's local file (the folder store's
-temporary file, S3's spool) and an S3 part's body sent from a range of it, over a
+"""The local half of the object stores: writers and their local file (the folder
+store's temporary file, S3's spool) and an S3 part's body sent from a range of it, over a
 real loopback socket (sendfile) and through the read path TLS takes. The S3 side
 proper runs against moto in tests/models/test_store_faults.py; here a stand-in S3
 client injects the faults moto will not produce on cue."""
@@ -22,50 +22,15 @@ from aiohttp import ClientSession, web
 
 from services.common.errors import ServiceError
 from services.models import object_store
+from services.models.local_files import SpoolFiles
 from services.models.object_store import (
     FolderStore,
     ObjectWriter,
     _S3Writer,
     _SpoolPart,
-    _write_all,
 )
 
 KEY = "demo/m-1/1.onnx"
-
-
-# --- appending pieces -------------------------------------------------------------------
-def _pieces(count: int) -> list[bytes]:
-    # Uneven sizes, some empty, more than one writev batch.
-    return [bytes([n % 251]) * (n % 97) for n in range(count)]
-
-
-def test_pieces_are_appended_in_order(tmp_path: Path) -> None:
-    pieces = _pieces(3 * object_store._IOV_BATCH + 5)
-    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
-    try:
-        _write_all(fd, pieces)
-        _write_all(fd, [b"tail"])
-    finally:
-        os.close(fd)
-    assert (tmp_path / "f").read_bytes() == b"".join(pieces) + b"tail"
-
-
-def test_a_short_write_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A full disk can stop writev part-way; the rest must still be written, in order.
-    real_writev = os.writev
-
-    def short_writev(fd: int, buffers: list[bytes]) -> int:
-        joined = b"".join(buffers)
-        return real_writev(fd, [joined[: max(1, len(joined) // 3)]])
-
-    monkeypatch.setattr(os, "writev", short_writev)
-    pieces = [b"a" * 10, b"b" * 1000, b"c" * 7, b"d" * 4096]
-    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
-    try:
-        _write_all(fd, pieces)
-    finally:
-        os.close(fd)
-    assert (tmp_path / "f").read_bytes() == b"".join(pieces)
 
 
 # --- writers: a cancelled upload's last write -------------------------------------------
@@ -94,14 +59,17 @@ class FakeS3Client:
         self.calls.append("delete_object")
 
 
-def _s3_writer(tmp_path: Path, client: FakeS3Client, part_size: int = 1024) -> _S3Writer:
-    (tmp_path / "spool").mkdir(exist_ok=True)
+def _s3_writer(
+    tmp_path: Path, client: FakeS3Client, part_size: int = 1024, spools: SpoolFiles | None = None
+) -> _S3Writer:
+    spools = spools or SpoolFiles(tmp_path / "spool", keep=0)
     return _S3Writer(
         client,
         "bucket",
         KEY,
         "upload-1",
-        tmp_path / "spool" / "u.onnx",
+        spools.take(),
+        spools,
         part_size=part_size,
         parts_in_flight=2,
     )

@@ -31,7 +31,8 @@ from services.common.errors import unavailable
 from services.common.server import RunningServer, start_server
 from services.common.settings import Settings
 from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
-from services.models import object_store
+from services.models import local_files
+from services.models.local_files import IDLE_DIR
 from services.models.repository import RegistryRepository
 from services.models.service import models_spec
 from services.models.upload import BLOCK_BYTES
@@ -43,7 +44,7 @@ from tests.tokens import Tokens
 BUCKET = "mlplane-models"
 PART_BYTES = 5 * 1024 * 1024
 # Mid-upload faults strike once the service has written this much locally: for
-# S3 the first part (closed on the first 4 MiB block boundary past PART_BYTES)
+# S3 the first part (sent once a 4 MiB block takes the spool past PART_BYTES)
 # is then sent or in flight. The client has sent more than that.
 STARTED_PART = -(-PART_BYTES // BLOCK_BYTES) * BLOCK_BYTES
 SENT_FIRST = STARTED_PART + BLOCK_BYTES + 1024
@@ -90,9 +91,16 @@ class Rig:
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
     def local_files(self) -> list[Path]:
-        """Upload files in progress: S3's spool and the folder store's temporary files."""
+        """Upload files in progress: S3's spool and the folder store's temporary files
+        (not the idle spools kept for the next uploads)."""
         places = [self.settings.spool_dir, self.settings.object_store_dir / ".incoming"]
-        return sorted(f for place in places if place.is_dir() for f in place.iterdir())
+        return sorted(
+            f for place in places if place.is_dir() for f in place.iterdir() if f.is_file()
+        )
+
+    def idle_spools(self) -> list[Path]:
+        idle = self.settings.spool_dir / IDLE_DIR
+        return sorted(idle.iterdir()) if idle.is_dir() else []
 
     def open_multipart_uploads(self) -> int:
         if self.backend != "s3":
@@ -183,6 +191,27 @@ async def test_upload_stores_object_and_row(rig: Rig) -> None:
         assert head["ContentLength"] == version.size_bytes
 
 
+async def test_a_committed_spool_is_kept_for_the_next_upload(rig: Rig) -> None:
+    first = await rig.upload("pump-bearing", linear_model(4096))
+    if rig.backend == "folder":
+        assert rig.idle_spools() == []  # its temporary file became the object
+        return
+    (idle,) = rig.idle_spools()
+    assert idle.stat().st_size == first.size_bytes
+    inode = idle.stat().st_ino
+    second = await rig.upload("pump-bearing", linear_model(64))  # smaller: overwritten
+    assert second.version == 2
+    assert second.size_bytes < first.size_bytes
+    (idle,) = rig.idle_spools()
+    assert (idle.stat().st_ino, idle.stat().st_size) == (inode, second.size_bytes)
+    assert rig.local_files() == []
+    # A rejected upload's spool is deleted, not kept.
+    with pytest.raises(grpc.RpcError):
+        await rig.upload("garbage", b"\x08\x07" + bytes(range(250)) * 100)
+    assert rig.idle_spools() == []
+    assert rig.local_files() == []
+
+
 async def test_invalid_model_leaves_nothing(rig: Rig) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("garbage", b"\x08\x07" + bytes(range(250)) * 100)
@@ -242,7 +271,7 @@ async def test_row_failure_after_store_removes_the_object(
 
 
 async def test_multi_part_upload_round_trips(rig: Rig) -> None:
-    data = linear_model(5_000_000)  # ~20 MB: three S3 parts, all in flight at once
+    data = linear_model(5_000_000)  # ~20 MB: four S3 parts, three in flight at once
     version = await rig.upload("big-model", data)
     assert version.size_bytes == len(data)
     async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
@@ -261,9 +290,9 @@ async def test_multi_part_upload_round_trips(rig: Rig) -> None:
         head = rig.s3.head_object(
             Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx", ChecksumMode="ENABLED"
         )
-        # A multipart object's ETag ends in its part count: parts close on the first
-        # block boundary past PART_BYTES, so ~20 MB make three parts.
-        assert int(head["ETag"].strip('"').rsplit("-", 1)[1]) == 3
+        # A multipart object's ETag ends in its part count: parts of exactly
+        # PART_BYTES, and the rest in the last.
+        assert int(head["ETag"].strip('"').rsplit("-", 1)[1]) == -(-len(data) // PART_BYTES) == 4
         assert head.get("ChecksumCRC32"), head
 
 
@@ -350,16 +379,16 @@ async def test_local_disk_full_is_unavailable_and_leaves_nothing(
 ) -> None:
     # A full disk under the spool / temporary file, from the second block on: the
     # one fault a real disk will not produce on cue.
-    real_write_all = object_store._write_all
+    real_write_all = local_files.write_all
     blocks: list[int] = []
 
-    def filling_disk(fd: int, pieces: Sequence[bytes]) -> None:
+    def filling_disk(fd: int, pieces: Sequence[bytes]) -> int:
         blocks.append(len(pieces))
         if len(blocks) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write_all(fd, pieces)
+        return real_write_all(fd, pieces)
 
-    monkeypatch.setattr(object_store, "_write_all", filling_disk)
+    monkeypatch.setattr(local_files, "write_all", filling_disk)
     with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("disk-full", linear_model(5_000_000))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
