@@ -10,11 +10,14 @@ fresh page-cache pages, and on a VM that hands freed memory back to its host
 such page faults in the host as well. Measured here, 1 GiB written into a new
 file took 0.8 to 1.2 CPU-s of system time when the previous one had been
 deleted seconds before, and 0.23 s when it overwrote a file whose pages were
-still cached. So a committed upload's spool is truncated to its size and kept
-for the next upload to overwrite, at most `keep` of them
-(`MLPLANE_UPLOAD_SPOOL_KEEP`; 0 deletes every spool, as the folder store's
-files are never kept). An idle spool holds the last upload's bytes until it is
-overwritten or the store closes; a failed upload's spool is always deleted.
+still cached. So a committed upload's spool is kept for the next upload to
+overwrite, at most `keep` of them (`MLPLANE_UPLOAD_SPOOL_KEEP`; 0 deletes every
+spool, as the folder store's files are never kept). It is not cut to the last
+upload's size, so its pages stay for the next large upload; the largest idle
+spool is taken first. Every reader stops where its upload ends (validation is
+told the size, parts are ranges). An idle spool holds earlier uploads' bytes
+until it is overwritten or the store closes; a failed upload's spool is always
+deleted.
 """
 
 from __future__ import annotations
@@ -107,12 +110,15 @@ class SpoolFiles:
         self._idle: list[Path] = []
 
     def take(self) -> LocalFile:
-        """A spool for a new upload: an idle one if there is one, else a new file."""
+        """A spool for a new upload: the largest idle one, else a new file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
         while True:
             with self._lock:
-                idle = self._idle.pop() if self._idle else None
+                idle = None
+                if self._idle:
+                    self._idle.sort(key=_size)
+                    idle = self._idle.pop()
             if idle is None:
                 return LocalFile(path)
             try:
@@ -123,8 +129,8 @@ class SpoolFiles:
                 path.unlink(missing_ok=True)
 
     def keep_or_remove(self, file: LocalFile) -> None:
-        """After a committed upload: keep its spool, cut to its size, if fewer than
-        `keep` are idle; delete it otherwise. Waits for a write in progress."""
+        """After a committed upload: keep its spool if fewer than `keep` are idle;
+        delete it otherwise. Waits for a write in progress."""
         with file.lock:
             file.close_locked()
             with self._lock:
@@ -132,8 +138,6 @@ class SpoolFiles:
                     idle = self._idle_dir / file.path.name
                     try:
                         self._idle_dir.mkdir(exist_ok=True)
-                        # The tail of a larger earlier upload must not linger.
-                        os.truncate(file.path, file.size)
                         os.replace(file.path, idle)
                     except OSError:
                         pass
@@ -152,3 +156,10 @@ class SpoolFiles:
             idle, self._idle = self._idle, []
         for path in idle:
             path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1

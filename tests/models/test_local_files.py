@@ -88,12 +88,23 @@ def test_a_committed_spool_is_kept_and_overwritten_by_the_next_upload(tmp_path: 
     assert _idle_on_disk(spools) == []
     assert spools.idle() == []
     second.write([b"y" * 3_000])
-    # Overwritten from the start; the earlier, larger upload's tail is still there...
+    # Overwritten from the start; the earlier, larger upload's tail stays, so its
+    # pages are there for the next large upload (readers stop at the upload's end).
     assert second.path.read_bytes() == b"y" * 3_000 + b"x" * 7_000
     spools.keep_or_remove(second)
-    # ...until the spool is kept: then it is cut to this upload's size.
     (kept,) = spools.idle()
-    assert kept.read_bytes() == b"y" * 3_000
+    assert kept.stat().st_size == 10_000
+
+
+def test_the_largest_idle_spool_is_taken_first(tmp_path: Path) -> None:
+    spools = SpoolFiles(tmp_path / "spool", keep=3)
+    files = [spools.take() for _ in range(3)]
+    for size, file in zip([300, 900, 100], files, strict=True):
+        file.write([b"s" * size])
+    for file in files:
+        spools.keep_or_remove(file)
+    taken = [spools.take() for _ in range(3)]
+    assert [os.stat(f.path).st_size for f in taken] == [900, 300, 100]
 
 
 def test_no_more_than_keep_spools_stay_idle(tmp_path: Path) -> None:

@@ -199,11 +199,11 @@ async def test_a_committed_spool_is_kept_for_the_next_upload(rig: Rig) -> None:
     (idle,) = rig.idle_spools()
     assert idle.stat().st_size == first.size_bytes
     inode = idle.stat().st_ino
-    second = await rig.upload("pump-bearing", linear_model(64))  # smaller: overwritten
+    second = await rig.upload("pump-bearing", linear_model(64))  # smaller: overwrites its head
     assert second.version == 2
     assert second.size_bytes < first.size_bytes
     (idle,) = rig.idle_spools()
-    assert (idle.stat().st_ino, idle.stat().st_size) == (inode, second.size_bytes)
+    assert (idle.stat().st_ino, idle.stat().st_size) == (inode, first.size_bytes)
     assert rig.local_files() == []
     # A rejected upload's spool is deleted, not kept.
     with pytest.raises(grpc.RpcError):
