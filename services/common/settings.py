@@ -162,8 +162,8 @@ class Settings(BaseSettings):
         le=16,
         # Overwriting a cached file is several times cheaper than filling a new one
         # on VMs that return freed memory to their host (see models/local_files.py).
-        description="S3 store: finished uploads' spool files kept to be overwritten by the "
-        "next uploads (each the size of its last upload; 0 deletes every spool).",
+        description="S3 store: spool files of recorded uploads kept for the next uploads "
+        "to overwrite (each as large as the largest upload it held; 0 deletes every spool).",
     )
 
     # Approval events (the outbox relay).

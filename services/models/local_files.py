@@ -10,14 +10,15 @@ fresh page-cache pages, and on a VM that hands freed memory back to its host
 such page faults in the host as well. Measured here, 1 GiB written into a new
 file took 0.8 to 1.2 CPU-s of system time when the previous one had been
 deleted seconds before, and 0.23 s when it overwrote a file whose pages were
-still cached. So a committed upload's spool is kept for the next upload to
-overwrite, at most `keep` of them (`MLPLANE_UPLOAD_SPOOL_KEEP`; 0 deletes every
-spool, as the folder store's files are never kept). It is not cut to the last
-upload's size, so its pages stay for the next large upload; the largest idle
-spool is taken first. Every reader stops where its upload ends (validation is
-told the size, parts are ranges). An idle spool holds earlier uploads' bytes
-until it is overwritten or the store closes; a failed upload's spool is always
-deleted.
+still cached. So once an S3 upload's version is recorded, its spool is kept
+for the next upload to overwrite, at most `keep` of them
+(`MLPLANE_UPLOAD_SPOOL_KEEP`; 0 deletes every spool; the folder store's files
+become the objects). A kept spool is not cut to its last upload's size, so its
+pages stay for the next large upload, and the largest idle spool is taken
+first. Every reader stops where its own upload ends (validation is told the
+size, parts are ranges of what was written). An idle spool holds earlier
+uploads' bytes until it is overwritten, the store closes or the next process
+starts; a failed upload's spool is always deleted.
 """
 
 from __future__ import annotations
@@ -100,14 +101,24 @@ class LocalFile:
 
 class SpoolFiles:
     """S3 uploads' spool files: new ones in `directory`, idle ones kept for reuse
-    in `directory/idle`. Thread-safe; every method blocks on the file system."""
+    in `directory/idle`. Thread-safe; every method but `take` blocks on the file
+    system (take renames one file)."""
 
     def __init__(self, directory: Path, keep: int) -> None:
         self.directory = directory
         self.keep = keep
         self._idle_dir = directory / IDLE_DIR
         self._lock = threading.Lock()
-        self._idle: list[Path] = []
+        self._idle: list[tuple[int, Path]] = []  # (size, path)
+        self._closed = False
+
+    def clear_idle(self) -> None:
+        """At start: an earlier process's idle spools (it crashed, or shares the
+        directory: its `take` then makes a new file) are deleted, not adopted."""
+        if self._idle_dir.is_dir():
+            for path in self._idle_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def take(self) -> LocalFile:
         """A spool for a new upload: the largest idle one, else a new file."""
@@ -115,51 +126,47 @@ class SpoolFiles:
         path = self.directory / f"{uuid.uuid4().hex}{SPOOL_SUFFIX}"
         while True:
             with self._lock:
-                idle = None
-                if self._idle:
-                    self._idle.sort(key=_size)
-                    idle = self._idle.pop()
-            if idle is None:
-                return LocalFile(path)
+                if not self._idle:
+                    break
+                self._idle.sort()
+                _, idle = self._idle.pop()
             try:
                 os.replace(idle, path)
                 return LocalFile(path, reuse=True)
             except OSError:
-                # Gone or unusable (someone cleaned the directory): try the next.
-                path.unlink(missing_ok=True)
+                # Gone (someone cleaned the directory) or unusable: try the next.
+                for stale in (idle, path):
+                    with contextlib.suppress(OSError):
+                        stale.unlink()
+        return LocalFile(path)
 
     def keep_or_remove(self, file: LocalFile) -> None:
-        """After a committed upload: keep its spool if fewer than `keep` are idle;
-        delete it otherwise. Waits for a write in progress."""
+        """After an upload's version is recorded: keep its spool if fewer than
+        `keep` are idle; delete it otherwise. Waits for a write in progress."""
         with file.lock:
             file.close_locked()
             with self._lock:
-                if len(self._idle) < self.keep and file.size > 0:
+                if not self._closed and len(self._idle) < self.keep and file.size > 0:
                     idle = self._idle_dir / file.path.name
                     try:
+                        size = file.path.stat().st_size
                         self._idle_dir.mkdir(exist_ok=True)
                         os.replace(file.path, idle)
                     except OSError:
                         pass
                     else:
-                        self._idle.append(idle)
+                        self._idle.append((size, idle))
                         return
             file.path.unlink(missing_ok=True)
 
     def idle(self) -> list[Path]:
         with self._lock:
-            return list(self._idle)
+            return sorted(path for _, path in self._idle)
 
     def close(self) -> None:
-        """Delete the idle spools (the store is closing)."""
+        """Delete the idle spools and keep no more (the store is closing)."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
-        for path in idle:
+        for _, path in idle:
             path.unlink(missing_ok=True)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1

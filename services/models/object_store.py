@@ -53,7 +53,9 @@ def store_unavailable() -> ServiceError:
 class ObjectWriter(Protocol):
     """Bytes go to a local file first (`write`, blocking, from a worker thread),
     then to the store (`written`, on the event loop). Nothing is visible in
-    the store before `commit`; `abort` leaves nothing, locally or remotely."""
+    the store before `commit`. Then exactly one of: `release` once the version
+    row has committed (the local file is let go), or `abort`, before or after
+    `commit`, which leaves nothing, locally or remotely."""
 
     @property
     def local_path(self) -> Path:
@@ -66,6 +68,7 @@ class ObjectWriter(Protocol):
         """After `write`: send what is complete; waits while the store is behind."""
 
     async def commit(self) -> None: ...
+    async def release(self) -> None: ...
     async def abort(self) -> None: ...
 
 
@@ -126,6 +129,9 @@ class _FolderWriter:
         if self._committed:
             self._final.unlink(missing_ok=True)
             self._committed = False
+
+    async def release(self) -> None:
+        return None  # the temporary file became the object
 
     async def abort(self) -> None:
         # In a thread: it waits for a write or commit still running in one.
@@ -283,8 +289,8 @@ class _S3Writer:
     spool and keeps the CRC32 of the part being filled; each full part is sent
     from the spool with a few parts in flight while the next one fills, so
     receiving from the client and sending to S3 overlap. Memory stays at about
-    a MiB per part in flight. On commit the spool goes back to `spools` (kept
-    for the next upload or deleted); on abort it is deleted."""
+    a MiB per part in flight. `release` hands the spool back to `spools` (kept
+    for the next upload or deleted); `abort` deletes it."""
 
     def __init__(
         self,
@@ -401,6 +407,9 @@ class _S3Writer:
         except Exception as exc:
             await self.abort()
             raise store_unavailable() from exc
+
+    async def release(self) -> None:
+        # In a thread that finishes even if this await is cancelled.
         await asyncio.to_thread(self._spools.keep_or_remove, self._file)
 
     async def abort(self) -> None:
@@ -455,6 +464,8 @@ class S3Store:
 
         if not settings.s3_bucket:
             raise RuntimeError("MLPLANE_STORE=s3 needs MLPLANE_S3_BUCKET")
+        spools = SpoolFiles(settings.spool_dir, settings.upload_spool_keep)
+        await asyncio.to_thread(spools.clear_idle)
         stack = contextlib.AsyncExitStack()
         session = aioboto3.Session()
         client = await stack.enter_async_context(
@@ -480,7 +491,7 @@ class S3Store:
             client,
             stack,
             settings.s3_bucket,
-            spools=SpoolFiles(settings.spool_dir, settings.upload_spool_keep),
+            spools=spools,
             part_size=settings.s3_part_size_bytes,
             parts_in_flight=settings.s3_parts_in_flight,
         )

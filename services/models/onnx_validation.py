@@ -13,7 +13,6 @@ skeleton, whatever the size of the weights.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -208,9 +207,7 @@ def validate_onnx_file(path: Path, size: int | None = None) -> OnnxSignature:
         size = path.stat().st_size
     if size == 0:
         raise invalid_argument("EMPTY_FILE", "the uploaded file is empty")
-    # Unique: a cancelled upload's validation may still be running in its thread
-    # when the next upload reuses the spool.
-    skeleton_path = path.with_name(f"{path.name}.{uuid.uuid4().hex}.skeleton.onnx")
+    skeleton_path = path.with_name(path.name + ".skeleton.onnx")
     try:
         with path.open("rb") as handle:
             walker = _Walker(handle, size, path.name)

@@ -15,7 +15,6 @@ Any failure in between aborts the writer, so no object and no row remain.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import logging
@@ -93,7 +92,6 @@ class Uploader:
         reservation = await self._repo.reserve_version(principal.tenant, metadata.name)
         key = object_key(principal.tenant, reservation.model_id, reservation.version)
         writer = await self._store.writer(key)
-        committed = False
         try:
             digest, size = await self._stream(chunks, writer)
             if size == 0:
@@ -107,7 +105,6 @@ class Uploader:
                 )
             signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
             await writer.commit()
-            committed = True
             new = NewVersion(
                 tenant=principal.tenant,
                 name=metadata.name,
@@ -124,13 +121,11 @@ class Uploader:
             )
             await self._repo.record_version(new, request_id=request_id)
         except BaseException:
-            if committed:
-                # The row did not commit: the object must not outlive it.
-                with contextlib.suppress(Exception):
-                    await self._store.delete(key)
-            else:
-                await writer.abort()
+            # Also after `commit`: the row did not commit, so the object must not
+            # outlive it.
+            await writer.abort()
             raise
+        await writer.release()
         record = await self._repo.get_version(
             principal.tenant, reservation.model_id, reservation.version
         )

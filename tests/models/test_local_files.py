@@ -120,6 +120,27 @@ def test_no_more_than_keep_spools_stay_idle(tmp_path: Path) -> None:
     spools.close()
     assert spools.idle() == []
     assert _idle_on_disk(spools) == []
+    # A commit that finishes while the store closes is not kept.
+    late = spools.take()
+    late.write([b"z"])
+    spools.keep_or_remove(late)
+    assert _idle_on_disk(spools) == []
+    assert _in_progress(spools) == []
+
+
+def test_a_new_process_deletes_the_idle_spools_it_finds(tmp_path: Path) -> None:
+    before = SpoolFiles(tmp_path / "spool", keep=2)
+    file = before.take()
+    file.write([b"from a process that crashed"])
+    before.keep_or_remove(file)
+    after = SpoolFiles(tmp_path / "spool", keep=2)
+    after.clear_idle()
+    assert _idle_on_disk(after) == []
+    # The old process, had it lived on sharing the directory, makes a new file.
+    fresh = before.take()
+    assert fresh.path.stat().st_size == 0
+    assert _idle_on_disk(before) == []
+    assert before.idle() == []
 
 
 @pytest.mark.parametrize("keep", [0, 2])

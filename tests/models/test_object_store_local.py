@@ -7,12 +7,14 @@ client injects the faults moto will not produce on cue."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import hashlib
 import io
 import os
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,17 @@ class FakeS3Client:
         self.fail_parts = fail_parts
         self.delay = delay
         self.calls: list[str] = []
+        # What real S3 checks and moto does not: each part's bytes against its CRC32.
+        self.parts: dict[int, bytes] = {}
+        self.bad_checksums: list[int] = []
 
     async def upload_part(self, **kwargs: Any) -> dict[str, str]:
         self.calls.append(f"upload_part {kwargs['PartNumber']}")
+        body = kwargs["Body"].read()
+        self.parts[kwargs["PartNumber"]] = body
+        crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        if kwargs["ChecksumCRC32"] != crc:
+            self.bad_checksums.append(kwargs["PartNumber"])
         await asyncio.sleep(self.delay)
         if self.fail_parts:
             raise ConnectionError(f"store gone (part {kwargs['PartNumber']})")
@@ -87,6 +97,43 @@ WRITERS: dict[str, Callable[[Path], Awaitable[ObjectWriter]]] = {
     "folder": _folder_writer,
     "s3": _s3_fake_writer,
 }
+
+
+# --- S3 parts ---------------------------------------------------------------------------
+@pytest.mark.parametrize("total", [3 * 1024, 3 * 1024 + 5, 700])
+async def test_parts_are_cut_at_exactly_the_part_size(tmp_path: Path, total: int) -> None:
+    client = FakeS3Client()
+    writer = _s3_writer(tmp_path, client, part_size=1024)
+    data = os.urandom(total)
+    pieces = [data[start : start + 700] for start in range(0, total, 700)]  # straddling
+    for start in range(0, len(pieces), 2):
+        await asyncio.to_thread(writer.write, pieces[start : start + 2])
+        await writer.written()
+    await writer.commit()
+    sizes = [len(client.parts[n]) for n in sorted(client.parts)]
+    # Every part but the last is exactly the part size; no empty part after an exact fit.
+    assert sizes == [1024] * (total // 1024) + ([total % 1024] if total % 1024 else [])
+    assert b"".join(client.parts[n] for n in sorted(client.parts)) == data
+    assert client.bad_checksums == []
+    await writer.release()
+
+
+async def test_a_released_spool_is_kept_and_an_aborted_one_deleted(tmp_path: Path) -> None:
+    spools = SpoolFiles(tmp_path / "spool", keep=2)
+    # Each upload takes the spool the one before kept, if any.
+    for outcome, idle_after in [("release", 1), ("abort after commit", 0), ("abort", 0)]:
+        client = FakeS3Client()
+        writer = _s3_writer(tmp_path, client, spools=spools)
+        await asyncio.to_thread(writer.write, [b"m" * 2000])
+        await writer.written()
+        if outcome != "abort":
+            await writer.commit()
+        await (writer.release() if outcome == "release" else writer.abort())
+        if outcome == "abort after commit":
+            # The version row failed after the object landed: both go.
+            assert client.calls[-1] == "delete_object"
+        assert len(spools.idle()) == idle_after, outcome
+        assert [p for p in spools.directory.iterdir() if p.is_file()] == []
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

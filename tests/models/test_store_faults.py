@@ -60,6 +60,15 @@ class Rig:
     moto: ThreadedMotoServer | None
     s3: Any
 
+    async def download(self, model_id: str, version: int) -> bytes:
+        async with aio.insecure_channel(f"127.0.0.1:{self.server.grpc_port}") as channel:
+            token = self.tokens.valid("data_scientist")
+            call = pb_grpc.ModelRegistryStub(channel).DownloadModelVersion(
+                pb.DownloadModelVersionRequest(model_id=model_id, version=version),
+                metadata=(("authorization", f"Bearer {token}"),),
+            )
+            return b"".join([body.data async for body in call])
+
     async def upload(self, name: str, data: bytes) -> pb.ModelVersion:
         def requests() -> Iterator[pb.UploadModelRequest]:
             yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name=name))
@@ -192,16 +201,22 @@ async def test_upload_stores_object_and_row(rig: Rig) -> None:
 
 
 async def test_a_committed_spool_is_kept_for_the_next_upload(rig: Rig) -> None:
-    first = await rig.upload("pump-bearing", linear_model(4096))
+    big = linear_model(5_000_000)  # ~20 MB: four parts
+    first = await rig.upload("pump-bearing", big)
     if rig.backend == "folder":
         assert rig.idle_spools() == []  # its temporary file became the object
         return
     (idle,) = rig.idle_spools()
     assert idle.stat().st_size == first.size_bytes
     inode = idle.stat().st_ino
-    second = await rig.upload("pump-bearing", linear_model(64))  # smaller: overwrites its head
-    assert second.version == 2
-    assert second.size_bytes < first.size_bytes
+    # Smaller, in several parts, the last one short: it overwrites the spool's head,
+    # and the first upload's bytes after its end must reach neither S3 nor validation.
+    small = linear_model(3_000_000)
+    assert len(small) % PART_BYTES
+    second = await rig.upload("pump-bearing", small)
+    assert (second.version, second.size_bytes) == (2, len(small))
+    assert await rig.download(second.model_id, 2) == small
+    assert await rig.download(first.model_id, 1) == big
     (idle,) = rig.idle_spools()
     assert (idle.stat().st_ino, idle.stat().st_size) == (inode, first.size_bytes)
     assert rig.local_files() == []
@@ -268,19 +283,14 @@ async def test_row_failure_after_store_removes_the_object(
     assert rig.objects() == []
     assert await rig.version_rows() == 0
     assert rig.local_files() == []
+    assert rig.idle_spools() == []  # a failed upload's spool is not kept
 
 
 async def test_multi_part_upload_round_trips(rig: Rig) -> None:
     data = linear_model(5_000_000)  # ~20 MB: four S3 parts, three in flight at once
     version = await rig.upload("big-model", data)
     assert version.size_bytes == len(data)
-    async with aio.insecure_channel(f"127.0.0.1:{rig.server.grpc_port}") as channel:
-        token = rig.tokens.valid("data_scientist")
-        call = pb_grpc.ModelRegistryStub(channel).DownloadModelVersion(
-            pb.DownloadModelVersionRequest(model_id=version.model_id, version=1),
-            metadata=(("authorization", f"Bearer {token}"),),
-        )
-        received = b"".join([body.data async for body in call])
+    received = await rig.download(version.model_id, 1)
     assert (
         hashlib.sha256(received).hexdigest() == version.sha256 == hashlib.sha256(data).hexdigest()
     )
