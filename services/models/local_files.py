@@ -101,8 +101,9 @@ class LocalFile:
 
 class SpoolFiles:
     """S3 uploads' spool files: new ones in `directory`, idle ones kept for reuse
-    in `directory/idle`. Thread-safe; every method but `take` blocks on the file
-    system (take renames one file)."""
+    in `directory/idle`. Thread-safe. Every method blocks on the file system;
+    `take` only for a mkdir, a rename and an open, so it runs on the event loop
+    (a cancel there cannot lose the file, as it could in a worker thread)."""
 
     def __init__(self, directory: Path, keep: int) -> None:
         self.directory = directory
@@ -169,4 +170,5 @@ class SpoolFiles:
             self._closed = True
             idle, self._idle = self._idle, []
         for _, path in idle:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)

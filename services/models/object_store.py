@@ -12,6 +12,7 @@ import base64
 import contextlib
 import errno
 import io
+import logging
 import os
 import re
 import uuid
@@ -27,6 +28,8 @@ from aiohttp.payload import Payload
 from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
 from services.models.local_files import LocalFile, SpoolFiles
+
+log = logging.getLogger("mlplane.models.object_store")
 
 READ_CHUNK = 1024 * 1024
 PART_READ_BYTES = 1024 * 1024
@@ -409,34 +412,44 @@ class _S3Writer:
             raise store_unavailable() from exc
 
     async def release(self) -> None:
-        # In a thread that finishes even if this await is cancelled.
-        await asyncio.to_thread(self._spools.keep_or_remove, self._file)
+        # In a thread that finishes even if this await is cancelled. The version is
+        # recorded by now: a spool that cannot be deleted must not fail the upload.
+        try:
+            await asyncio.to_thread(self._spools.keep_or_remove, self._file)
+        except OSError as exc:
+            log.warning("could not remove an upload's spool %s: %s", self._file.path, exc)
 
     async def abort(self) -> None:
         if self._aborted:
             return
         self._aborted = True
         try:
-            for task in self._in_flight:
-                task.cancel()
-            if self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
-            self._in_flight = set()
+            try:
+                for task in self._in_flight:
+                    task.cancel()
+                if self._in_flight:
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+                self._in_flight = set()
+            finally:
+                # In a thread: it waits for a write still running in one. Even if
+                # this await is cancelled, the thread removes the spool.
+                try:
+                    await asyncio.to_thread(self._file.remove)
+                except OSError as exc:
+                    log.warning("could not remove an upload's spool %s: %s", self._file.path, exc)
         finally:
-            # In a thread: it waits for a write still running in one. Even if this
-            # await is cancelled, the thread removes the spool.
-            await asyncio.to_thread(self._file.remove)
-        # Best effort: an unreachable store keeps nothing we could clean anyway,
-        # and S3 lifecycle rules reap abandoned multipart uploads.
-        with contextlib.suppress(Exception):
-            await self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
-            )
-        if self._completing:
-            # The completion may have landed before the failure or cancel that
-            # brought us here: no row will name the object.
+            # Whatever happened locally. Best effort: an unreachable store keeps
+            # nothing we could clean anyway, and S3 lifecycle rules reap abandoned
+            # multipart uploads.
             with contextlib.suppress(Exception):
-                await self._client.delete_object(Bucket=self._bucket, Key=self._key)
+                await self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                )
+            if self._completing:
+                # The completion may have landed before the failure or cancel that
+                # brought us here: no row will name the object.
+                with contextlib.suppress(Exception):
+                    await self._client.delete_object(Bucket=self._bucket, Key=self._key)
 
 
 class S3Store:

@@ -33,7 +33,12 @@ from services.models.object_store import (
     store_unavailable,
 )
 from services.models.onnx_validation import OnnxSignature, validate_onnx_file
-from services.models.repository import NewVersion, RegistryRepository, VersionRecord
+from services.models.repository import (
+    NewVersion,
+    RegistryRepository,
+    Reservation,
+    VersionRecord,
+)
 
 log = logging.getLogger("mlplane.models.upload")
 
@@ -92,6 +97,7 @@ class Uploader:
         reservation = await self._repo.reserve_version(principal.tenant, metadata.name)
         key = object_key(principal.tenant, reservation.model_id, reservation.version)
         writer = await self._store.writer(key)
+        committed = False
         try:
             digest, size = await self._stream(chunks, writer)
             if size == 0:
@@ -105,6 +111,7 @@ class Uploader:
                 )
             signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
             await writer.commit()
+            committed = True
             new = NewVersion(
                 tenant=principal.tenant,
                 name=metadata.name,
@@ -121,9 +128,13 @@ class Uploader:
             )
             await self._repo.record_version(new, request_id=request_id)
         except BaseException:
-            # Also after `commit`: the row did not commit, so the object must not
-            # outlive it.
-            await writer.abort()
+            if committed and await self._recorded(principal.tenant, reservation, key):
+                # The row committed although the call failed after it (a cancel, or a
+                # reply lost during COMMIT): the object stays with its row.
+                await writer.release()
+            else:
+                # Also after `commit`: no row names the object, so it must go.
+                await writer.abort()
             raise
         await writer.release()
         record = await self._repo.get_version(
@@ -131,6 +142,16 @@ class Uploader:
         )
         assert record is not None
         return record
+
+    async def _recorded(self, tenant: str, reservation: Reservation, key: str) -> bool:
+        """Whether the version row exists after `record_version` failed. When that
+        cannot be told the object goes, as for a failed row, and its key is logged."""
+        try:
+            found = await self._repo.get_version(tenant, reservation.model_id, reservation.version)
+        except Exception:
+            log.error("could not tell whether version row for %s committed; removing it", key)
+            return False
+        return found is not None
 
     async def _stream(
         self, chunks: AsyncIterator[bytes], writer: ObjectWriter

@@ -171,6 +171,25 @@ def test_an_idle_spool_removed_behind_our_back_is_replaced(tmp_path: Path) -> No
     assert _in_progress(spools) == []
 
 
+def test_an_idle_spool_that_cannot_be_taken_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spools = SpoolFiles(tmp_path / "spool", keep=2)
+    file = spools.take()
+    file.write([b"a" * 10])
+    spools.keep_or_remove(file)
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refused)
+    fresh = spools.take()
+    assert fresh.path.stat().st_size == 0
+    assert _idle_on_disk(spools) == []
+    assert spools.idle() == []
+    assert _in_progress(spools) == [fresh.path]
+
+
 def test_validation_stops_at_the_upload_s_end_in_a_reused_spool(tmp_path: Path) -> None:
     model = linear_model(1000)
     spools = SpoolFiles(tmp_path / "spool", keep=1)

@@ -23,11 +23,13 @@ import pytest
 from aiohttp import ClientSession, web
 
 from services.common.errors import ServiceError
+from services.common.settings import Settings
 from services.models import object_store
-from services.models.local_files import SpoolFiles
+from services.models.local_files import IDLE_DIR, SpoolFiles
 from services.models.object_store import (
     FolderStore,
     ObjectWriter,
+    S3Store,
     _S3Writer,
     _SpoolPart,
 )
@@ -100,6 +102,24 @@ WRITERS: dict[str, Callable[[Path], Awaitable[ObjectWriter]]] = {
 
 
 # --- S3 parts ---------------------------------------------------------------------------
+async def test_opening_the_s3_store_deletes_idle_spools_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    settings = Settings(
+        state_dir=tmp_path, store="s3", s3_bucket="b", s3_endpoint_url="http://127.0.0.1:9"
+    )
+    left = settings.spool_dir / IDLE_DIR / "crashed.onnx"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"a model from a process that crashed")
+    store = await S3Store.open(settings)  # opening connects nowhere
+    try:
+        assert not left.exists()
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("total", [3 * 1024, 3 * 1024 + 5, 700])
 async def test_parts_are_cut_at_exactly_the_part_size(tmp_path: Path, total: int) -> None:
     client = FakeS3Client()

@@ -286,6 +286,28 @@ async def test_row_failure_after_store_removes_the_object(
     assert rig.idle_spools() == []  # a failed upload's spool is not kept
 
 
+async def test_a_row_that_committed_before_the_failure_keeps_its_object(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reply to COMMIT is lost (or the call is cancelled) after the row landed:
+    # the object must stay with the row it belongs to.
+    real_record = RegistryRepository.record_version
+
+    async def lost_reply(self: RegistryRepository, *args: Any, **kwargs: Any) -> None:
+        await real_record(self, *args, **kwargs)
+        raise unavailable("DATABASE_UNAVAILABLE", "injected: the reply to COMMIT was lost")
+
+    monkeypatch.setattr(RegistryRepository, "record_version", lost_reply)
+    with pytest.raises(grpc.RpcError) as caught:
+        await rig.upload("recorded", linear_model(64))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert await rig.version_rows() == 1
+    (key,) = rig.objects()
+    assert key.endswith("/1.onnx")
+    assert rig.local_files() == []
+    assert len(rig.idle_spools()) == (1 if rig.backend == "s3" else 0)
+
+
 async def test_multi_part_upload_round_trips(rig: Rig) -> None:
     data = linear_model(5_000_000)  # ~20 MB: four S3 parts, three in flight at once
     version = await rig.upload("big-model", data)
