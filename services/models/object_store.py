@@ -11,13 +11,14 @@ import asyncio
 import base64
 import contextlib
 import errno
+import functools
 import io
 import logging
 import os
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -411,13 +412,17 @@ class _S3Writer:
             await self.abort()
             raise store_unavailable() from exc
 
-    async def release(self) -> None:
-        # In a thread that finishes even if this await is cancelled. The version is
-        # recorded by now: a spool that cannot be deleted must not fail the upload.
+    async def _let_go_of_spool(self, how: Callable[[], None]) -> None:
+        # In a thread: it waits for a write still running in one, and finishes
+        # even if this await is cancelled. A spool that cannot be deleted fails
+        # neither a recorded upload nor the store's cleanup.
         try:
-            await asyncio.to_thread(self._spools.keep_or_remove, self._file)
+            await asyncio.to_thread(how)
         except OSError as exc:
             log.warning("could not remove an upload's spool %s: %s", self._file.path, exc)
+
+    async def release(self) -> None:
+        await self._let_go_of_spool(functools.partial(self._spools.keep_or_remove, self._file))
 
     async def abort(self) -> None:
         if self._aborted:
@@ -431,12 +436,7 @@ class _S3Writer:
                     await asyncio.gather(*self._in_flight, return_exceptions=True)
                 self._in_flight = set()
             finally:
-                # In a thread: it waits for a write still running in one. Even if
-                # this await is cancelled, the thread removes the spool.
-                try:
-                    await asyncio.to_thread(self._file.remove)
-                except OSError as exc:
-                    log.warning("could not remove an upload's spool %s: %s", self._file.path, exc)
+                await self._let_go_of_spool(self._file.remove)
         finally:
             # Whatever happened locally. Best effort: an unreachable store keeps
             # nothing we could clean anyway, and S3 lifecycle rules reap abandoned

@@ -8,7 +8,9 @@ Ordering is what makes it lose nothing:
      as it is crossed;
   3. the ONNX file is validated; a bad file aborts the writer: nothing stored;
   4. the writer commits: the object is durable;
-  5. the version row commits; if that fails the object is deleted.
+  5. the version row commits, then the writer lets go of its local file. If
+     recording fails, the row is read back: the object is deleted unless the
+     row did commit after all (a lost COMMIT reply, a cancel right after it).
 Any failure in between aborts the writer, so no object and no row remain.
 """
 
