@@ -61,7 +61,7 @@ class Window:
             params["tags"] = list(self.tags)
         return params
 
-    def grpc_request(self, fmt: int = pb.EXPORT_FORMAT_UNSPECIFIED) -> pb.ExportHistoryRequest:
+    def grpc_request(self, fmt: int = pb.Export.FORMAT_UNSPECIFIED) -> pb.ExportHistoryRequest:
         return pb.ExportHistoryRequest(
             asset_id=self.asset_id,
             start_time=_timestamp(self.start),
@@ -135,10 +135,10 @@ def _check_manifest(gateway_url: str, token: str, export_id: str, rows: int) -> 
                 f"/api/v1/query/exports/{export_id}",
                 headers={"Authorization": f"Bearer {token}"},
             ).json()
-            if manifest.get("status") == "completed" or time.monotonic() > deadline:
+            if manifest.get("status") == "COMPLETED" or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-    if manifest.get("status") != "completed" or int(manifest.get("rowCount", -1)) != rows:
+    if manifest.get("status") != "COMPLETED" or int(manifest.get("rowCount", -1)) != rows:
         raise RuntimeError(f"CSV manifest does not match {rows} rows: {manifest}")
 
 
@@ -173,7 +173,7 @@ def _check_arrow(got: _Collected, data: bytes, frame_rows: int, rows: int) -> No
         raise RuntimeError(
             f"Arrow export: {frame_rows} rows, manifest {manifest.row_count}, expected {rows}"
         )
-    if manifest.status != "completed" or manifest.sha256 != hashlib.sha256(data).hexdigest():
+    if manifest.status != pb.Export.COMPLETED or manifest.sha256 != hashlib.sha256(data).hexdigest():
         raise RuntimeError(f"Arrow manifest: status {manifest.status}, sha256 mismatch?")
 
 
@@ -184,7 +184,7 @@ def grpc_arrow_to_pandas(target: str, token: str, window: Window, rows: int) -> 
     started = time.perf_counter()
     with grpc.insecure_channel(target) as channel:
         call = pb_grpc.QueryServiceStub(channel).ExportHistory(
-            window.grpc_request(pb.EXPORT_FORMAT_ARROW),
+            window.grpc_request(pb.Export.ARROW),
             metadata=_metadata(token),
             timeout=_EXPORT_TIMEOUT,
         )
@@ -211,7 +211,7 @@ async def _aio_arrow(target: str, token: str, window: Window) -> _AioResult:
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(target) as channel:
         call = pb_grpc.QueryServiceStub(channel).ExportHistory(
-            window.grpc_request(pb.EXPORT_FORMAT_ARROW),
+            window.grpc_request(pb.Export.ARROW),
             metadata=_metadata(token),
             timeout=_EXPORT_TIMEOUT,
         )
@@ -251,7 +251,7 @@ def grpc_arrow_discard(target: str, token: str, window: Window, rows: int) -> Ru
     manifest: pb.Export | None = None
     with grpc.insecure_channel(target) as channel:
         call = pb_grpc.QueryServiceStub(channel).ExportHistory(
-            window.grpc_request(pb.EXPORT_FORMAT_ARROW),
+            window.grpc_request(pb.Export.ARROW),
             metadata=_metadata(token),
             timeout=_EXPORT_TIMEOUT,
         )
@@ -306,7 +306,7 @@ def grpc_latencies(
     *,
     requests: int,
     warmup: int,
-    fmt: int = pb.EXPORT_FORMAT_UNSPECIFIED,
+    fmt: int = pb.Export.FORMAT_UNSPECIFIED,
 ) -> list[float]:
     """Sequential gRPC exports on one channel; seconds per request (all messages read)."""
     expected = _expected_small_rows(window)
@@ -340,7 +340,7 @@ def grpc_arrow_latencies(
 ) -> list[float]:
     """Arrow IPC bytes, not decoded into a DataFrame: the service's cost of the same query."""
     return grpc_latencies(
-        target, token, window, requests=requests, warmup=warmup, fmt=pb.EXPORT_FORMAT_ARROW
+        target, token, window, requests=requests, warmup=warmup, fmt=pb.Export.ARROW
     )
 
 

@@ -18,26 +18,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.http_rules import load_rpc_rules, unsupported_response_bodies
+from gateway.http_rules import RpcRule, load_rpc_rules, unsupported_response_bodies
 from gateway.rate_limit import (
     RATE_LIMIT_FILTER_NAME,
     RATE_LIMITED_HEADERS,
-    is_grpc_request,
     rate_limit_enabled,
     rate_limit_filter_config,
-    rate_limited_grpc_reply_mapper,
-    rate_limited_reply_mapper,
-    status_is,
 )
 from gateway.rbac import (
     HEALTHZ_PATH,
     JWT_FILTER_NAME,
     JWT_PAYLOAD_KEY,
-    ROLES_CLAIM,
     build_rbac_policies,
     method_is,
     rbac_filter_config,
 )
+from gateway.refusals import JWT_FAILURE_KEY, local_reply_mappers
 from services.common.access import METHOD_ROLES, OPEN_SERVICE_PREFIXES
 from services.common.settings import Settings
 
@@ -59,8 +55,8 @@ CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "x-grpc-w
 CORS_EXPOSE_HEADERS = (
     "x-request-id",
     "x-mlplane-export-id",
-    "grpc-status",
-    "grpc-message",
+    "x-mlplane-sha256",
+    "content-disposition",
     *RATE_LIMITED_HEADERS,
     "retry-after",
 )
@@ -81,19 +77,31 @@ STREAM_IDLE_TIMEOUT = "300s"
 # grpc-status. 413 only refines an error (RESOURCE_EXHAUSTED would otherwise be 429).
 # A trailers-only gRPC error arrives as one header block, so its metadata is visible
 # here once the transcoder (which runs before Lua on the response path) converted it.
+#
+# REST answers also lose the gRPC headers the transcoder leaves on them (grpc-status,
+# grpc-message, grpc-accept-encoding, ...): they mean nothing to a REST caller.
 LUA_STATUS_REWRITE = """\
 local SUCCESS_UPGRADES = { ["201"] = true, ["202"] = true }
 local ERROR_REFINEMENTS = { ["413"] = true }
+local GRPC_HEADERS = {
+  "grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding",
+  "grpc-encoding",
+}
 
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
   local wanted = headers:get("x-http-status")
-  if wanted == nil then
-    return
+  if wanted ~= nil then
+    headers:remove("x-http-status")
   end
-  headers:remove("x-http-status")
   local content_type = headers:get("content-type") or ""
   if string.sub(content_type, 1, 16) == "application/grpc" then
+    return
+  end
+  for _, name in ipairs(GRPC_HEADERS) do
+    headers:remove(name)
+  end
+  if wanted == nil then
     return
   end
   local current = tonumber(headers:get(":status")) or 0
@@ -261,6 +269,8 @@ def _jwt_provider(settings: Settings) -> Json:
         # The services verify the token again; they need it.
         "forward": True,
         "payload_in_metadata": JWT_PAYLOAD_KEY,
+        # Why a token was refused, for the refusal mappers (gateway/refusals.py).
+        "failed_status_in_metadata": JWT_FAILURE_KEY,
         "clock_skew_seconds": settings.jwt_leeway_seconds,
         # A client sends the same token on every call until it expires: verified
         # tokens are kept (per worker, until their exp) so the RSA check runs once
@@ -318,6 +328,8 @@ def _transcoder_config(descriptor_path: Path) -> Json:
             "preserve_proto_field_names": False,
         },
         convert_grpc_status=True,
+        # `?state=open` reads as OPEN: enum values are words, and case is no trap.
+        case_insensitive_enum_parsing=True,
         match_incoming_request_route=False,
         request_validation_options={
             "reject_unknown_method": False,
@@ -326,8 +338,7 @@ def _transcoder_config(descriptor_path: Path) -> Json:
     )
 
 
-def _http_filters(settings: Settings, descriptor_path: Path) -> list[Json]:
-    rules = load_rpc_rules(descriptor_path, SERVICE_CLUSTERS)
+def _http_filters(settings: Settings, descriptor_path: Path, rules: list[RpcRule]) -> list[Json]:
     policies = build_rbac_policies(
         rules,
         METHOD_ROLES,
@@ -421,6 +432,7 @@ def _routes() -> list[Json]:
 def _http_connection_manager(
     settings: Settings, descriptor_path: Path, access_log_path: Path | None
 ) -> Json:
+    rules = load_rpc_rules(descriptor_path, SERVICE_CLUSTERS)
     virtual_host: Json = {"name": "mlplane", "domains": ["*"], "routes": _routes()}
     if settings.cors_allowed_origins:
         virtual_host["typed_per_filter_config"] = {
@@ -457,88 +469,13 @@ def _http_connection_manager(
             "virtual_hosts": [virtual_host],
             "validate_clusters": False,
         },
-        http_filters=_http_filters(settings, descriptor_path),
-        local_reply_config={"mappers": _local_reply_mappers(settings)},
-    )
-
-
-def _token_unusable() -> Json:
-    """Envoy's own 403s for a token that is not usable at all: they become 401s.
-
-    jwt_authn answers a token for another audience with 403, and RBAC a verified token
-    without a `roles` claim; the services call both UNAUTHENTICATED (401). A 403 that
-    Envoy generates while the verified payload has a `roles` list (without a role that
-    is allowed) stays 403, and a service's own PERMISSION_DENIED is no local reply at all.
-    For gRPC callers Envoy derives grpc-status from the rewritten code: UNAUTHENTICATED.
-    """
-    # Envoy's access-log MetadataFilter (what local_reply_config uses) ignores the
-    # matcher's `invert`: it answers `match_if_key_not_found` for an absent key and the
-    # value matcher otherwise. So: absent payload or roles -> match; a roles list ->
-    # no match (a string matcher never matches a list); a roles *string* -> match,
-    # as the services refuse that too.
-    roles_not_a_list = {
-        "filter": JWT_FILTER_NAME,
-        "path": [{"key": JWT_PAYLOAD_KEY}, {"key": ROLES_CLAIM}],
-        "value": {"string_match": {"safe_regex": {"regex": ".*"}}},
-    }
-    return _and(
-        status_is(403),
-        {"metadata_filter": {"matcher": roles_not_a_list, "match_if_key_not_found": True}},
-    )
-
-
-# REST callers get Envoy's own refusals as the services' errors look: a google.rpc.Status
-# JSON body with an ErrorInfo reason, Envoy's text (e.g. "Jwt is missing") as the message.
-# Only Envoy's fixed texts reach %LOCAL_REPLY_BODY% here (jwt_authn, RBAC), never request
-# data, so the template needs no escaping. gRPC callers keep Envoy's trailers-only reply
-# (grpc-status and grpc-message); the first mapper that matches wins, so theirs come first.
-GATEWAY_ERROR_DOMAIN = "gateway.mlplane"
-_STATUS_TEMPLATE = (
-    '{"code":%d,"message":"%%LOCAL_REPLY_BODY%%","details":[{"@type":'
-    '"type.googleapis.com/google.rpc.ErrorInfo","reason":"%s","domain":"%s"}]}'
-)
-
-
-def _rest_status(status_code: int, grpc_code: int, reason: str) -> Json:
-    return {
-        "status_code": status_code,
-        "body_format_override": {
-            "text_format_source": {
-                "inline_string": _STATUS_TEMPLATE % (grpc_code, reason, GATEWAY_ERROR_DOMAIN)
-            },
-            "content_type": "application/json",
+        http_filters=_http_filters(settings, descriptor_path, rules),
+        local_reply_config={
+            "mappers": local_reply_mappers(
+                settings, rules, METHOD_ROLES, rate_limited=rate_limit_enabled(settings)
+            )
         },
-    }
-
-
-def _and(*filters: Json) -> Json:
-    return {"and_filter": {"filters": list(filters)}}
-
-
-def _gateway_refusal_mappers() -> list[Json]:
-    grpc = {"header_filter": {"header": is_grpc_request()}}
-    no_token = {"header_filter": {"header": {"name": "authorization", "present_match": False}}}
-    unauthenticated, permission_denied = 16, 7
-    return [
-        {"filter": _and(_token_unusable(), grpc), "status_code": 401},
-        {"filter": _token_unusable(), **_rest_status(401, unauthenticated, "TOKEN_INVALID")},
-        {"filter": _and(status_is(401), grpc)},
-        {"filter": _and(status_is(403), grpc)},
-        {
-            "filter": _and(status_is(401), no_token),
-            **_rest_status(401, unauthenticated, "TOKEN_MISSING"),
-        },
-        {"filter": status_is(401), **_rest_status(401, unauthenticated, "TOKEN_INVALID")},
-        {"filter": status_is(403), **_rest_status(403, permission_denied, "ROLE_REQUIRED")},
-    ]
-
-
-def _local_reply_mappers(settings: Settings) -> list[Json]:
-    mappers = _gateway_refusal_mappers()
-    if rate_limit_enabled(settings):
-        # The first mapper that matches wins: gRPC before REST.
-        mappers += [rate_limited_grpc_reply_mapper(), rate_limited_reply_mapper()]
-    return mappers
+    )
 
 
 def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:

@@ -14,7 +14,6 @@ default bucket they are never limited here.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_KEY
@@ -40,22 +39,6 @@ RETRY_AFTER_SECONDS = 1
 RATE_LIMITED_MESSAGE = (
     "rate limit exceeded for this client (tenant and subject); slow down, retry after "
     "the Retry-After seconds"
-)
-# What a REST client reads: the google.rpc.Status JSON the services' errors use
-# (RESOURCE_EXHAUSTED = 8), with an ErrorInfo reason.
-RATE_LIMITED_BODY = json.dumps(
-    {
-        "code": 8,
-        "message": RATE_LIMITED_MESSAGE,
-        "details": [
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "RATE_LIMITED",
-                "domain": "mlplane",
-            }
-        ],
-    },
-    separators=(",", ":"),
 )
 
 
@@ -134,34 +117,3 @@ def status_is(code: int) -> Json:
 
 def is_grpc_request() -> Json:
     return {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-
-
-def rate_limited_reply_mapper() -> Json:
-    """A local_reply_config mapper: REST callers get a JSON google.rpc.Status body.
-
-    Must come after rate_limited_grpc_reply_mapper (the first matching mapper wins).
-    """
-    return {
-        "filter": status_is(429),
-        "body": {"inline_string": RATE_LIMITED_BODY},
-        "body_format_override": {
-            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-            "content_type": "application/json",
-        },
-    }
-
-
-def rate_limited_grpc_reply_mapper() -> Json:
-    """gRPC callers keep Envoy's trailers-only reply, with a readable grpc-message
-    (the local reply's body) instead of `local_rate_limited`."""
-    return {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    status_is(429),
-                    {"header_filter": {"header": is_grpc_request()}},
-                ]
-            }
-        },
-        "body": {"inline_string": RATE_LIMITED_MESSAGE},
-    }

@@ -21,6 +21,11 @@ PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("mlplane") / "v1"
 DESCRIPTOR_NAME = "mlplane.pb"
 EXTRA_DESCRIPTOR_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+# Vendored protovalidate rules (protos/buf/validate, release v1.2.2): our messages import
+# them, so Python needs their module too. The protovalidate wheel validates with its own
+# copy; this one only registers the descriptors the generated code refers to.
+VALIDATE_PROTO = "buf/validate/validate.proto"
+GENERATED_PACKAGES = ("mlplane", "buf")
 
 
 def proto_files() -> list[str]:
@@ -47,6 +52,15 @@ def generate(out: Path) -> None:
             f"--mypy_grpc_out={staging}",
             *proto_files(),
         ]
+        validate_args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{well_known}",
+            f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+            f"--python_out={staging}",
+            f"--mypy_out={staging}",
+            VALIDATE_PROTO,
+        ]
         # The descriptor set also carries google.rpc's error types: Envoy needs
         # them to render an ErrorInfo inside a REST error body. Their Python
         # modules come from googleapis-common-protos, so they get no stubs here.
@@ -59,18 +73,21 @@ def generate(out: Path) -> None:
             *proto_files(),
             *EXTRA_DESCRIPTOR_FILES,
         ]
-        for invocation in (args, descriptor_args):
+        for invocation in (args, validate_args, descriptor_args):
             if protoc.main(invocation) != 0:
                 raise SystemExit("protoc failed")
-        for package in (Path("mlplane"), PACKAGE_DIR):
+        for package in (Path("mlplane"), PACKAGE_DIR, Path("buf"), Path("buf") / "validate"):
             (staging / package / "__init__.py").write_text("")
-        (staging / "mlplane" / "py.typed").write_text("")
+        for top in GENERATED_PACKAGES:
+            (staging / top / "py.typed").write_text("")
         # Replace the whole tree so a deleted .proto leaves no stale module.
         if out.exists():
-            shutil.rmtree(out / "mlplane", ignore_errors=True)
+            for top in GENERATED_PACKAGES:
+                shutil.rmtree(out / top, ignore_errors=True)
             (out / DESCRIPTOR_NAME).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(staging / "mlplane", out / "mlplane")
+        for top in GENERATED_PACKAGES:
+            shutil.copytree(staging / top, out / top)
         shutil.copy2(staging / DESCRIPTOR_NAME, out / DESCRIPTOR_NAME)
 
 

@@ -29,6 +29,44 @@ _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def token_refusal(reason: str, settings: Settings) -> str:
+    """What a caller is told for a refused token, by reason: the same words at the gateway
+    (Envoy's own refusals are rewritten to these) and at the services, each saying what to
+    do next."""
+    if settings.dev_issuer_enabled:
+        get_one = "mint one with `mlplane token --role data_scientist` (the dev stack's issuer)"
+    else:
+        get_one = f"get one from your identity provider ({settings.jwt_issuer})"
+    messages = {
+        "TOKEN_MISSING": f"no token: send the header `Authorization: Bearer <token>`; {get_one}",
+        "TOKEN_MALFORMED": (
+            "the token is not a JWT (three base64url parts joined by dots): send the token "
+            "alone after `Bearer `"
+        ),
+        "TOKEN_EXPIRED": f"the token has expired: {get_one}",
+        "TOKEN_NOT_YET_VALID": (
+            "the token is not valid yet (its nbf is in the future): check the issuer's clock"
+        ),
+        "TOKEN_AUDIENCE": (
+            f"the token is for another audience: mlplane accepts aud {settings.jwt_audience!r}"
+        ),
+        "TOKEN_ISSUER": (
+            f"the token is from an untrusted issuer: mlplane accepts iss {settings.jwt_issuer!r}"
+        ),
+        "TOKEN_SIGNATURE": (
+            f"the token's signature does not verify against the issuer's keys: {get_one}"
+        ),
+        "TOKEN_KEY_UNKNOWN": f"the token is signed by a key the issuer does not publish: {get_one}",
+        "TOKEN_ROLES_MISSING": 'the token has no roles claim (a list such as ["data_scientist"])',
+    }
+    return messages[reason]
+
+
+def role_refusal(method: str, allowed: frozenset[str]) -> str:
+    """`UploadModel requires role data_scientist`: the same words at the gateway and the service."""
+    return f"{method.rsplit('/', 1)[-1]} requires role {' or '.join(sorted(allowed))}"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling, as the verified token says."""
@@ -55,6 +93,7 @@ class JwksSource:
     """Public keys by `kid`, from a local JWKS file or a remote JWKS URL."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._url = settings.jwt_jwks_url
         self._file = settings.jwks_file
         self._ttl = settings.jwks_cache_seconds
@@ -84,7 +123,9 @@ class JwksSource:
                 await self._reload()
                 key = self._pick(kid)
         if key is None:
-            raise unauthenticated("TOKEN_KEY_UNKNOWN", "token signed by an unknown key")
+            raise unauthenticated(
+                "TOKEN_KEY_UNKNOWN", token_refusal("TOKEN_KEY_UNKNOWN", self._settings)
+            )
         return key
 
     def _pick(self, kid: str | None) -> jwt.PyJWK | None:
@@ -172,7 +213,7 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
-            raise unauthenticated("TOKEN_MALFORMED", "token is not a well-formed JWT") from exc
+            raise self._refused("TOKEN_MALFORMED") from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise unauthenticated(
@@ -197,15 +238,15 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise unauthenticated("TOKEN_EXPIRED", "token has expired") from exc
+            raise self._refused("TOKEN_EXPIRED") from exc
         except jwt.ImmatureSignatureError as exc:
-            raise unauthenticated("TOKEN_NOT_YET_VALID", "token is not valid yet") from exc
+            raise self._refused("TOKEN_NOT_YET_VALID") from exc
         except jwt.InvalidAudienceError as exc:
-            raise unauthenticated("TOKEN_AUDIENCE", "token is for another audience") from exc
+            raise self._refused("TOKEN_AUDIENCE") from exc
         except jwt.InvalidIssuerError as exc:
-            raise unauthenticated("TOKEN_ISSUER", "token is from an untrusted issuer") from exc
+            raise self._refused("TOKEN_ISSUER") from exc
         except jwt.InvalidSignatureError as exc:
-            raise unauthenticated("TOKEN_SIGNATURE", "token signature is invalid") from exc
+            raise self._refused("TOKEN_SIGNATURE") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise unauthenticated(
                 "TOKEN_CLAIM_MISSING", f"token lacks the {exc.claim} claim"
@@ -213,10 +254,23 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise unauthenticated("TOKEN_INVALID", "token is invalid") from exc
         # exp is required and numeric (checked by decode); nbf/leeway only widen it.
-        return _principal(claims), float(claims["exp"])
+        return _principal(claims, self._settings), float(claims["exp"])
+
+    def _refused(self, reason: str) -> ServiceError:
+        return unauthenticated(reason, token_refusal(reason, self._settings))
+
+    def token_of(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+        """The bearer token of a call's metadata."""
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    return token.strip()
+                raise self._refused("TOKEN_MALFORMED")
+        raise self._refused("TOKEN_MISSING")
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
+def _principal(claims: dict[str, Any], settings: Settings) -> Principal:
     subject = claims.get("sub")
     tenant = claims.get("tenant")
     roles = claims.get("roles")
@@ -230,20 +284,8 @@ def _principal(claims: dict[str, Any]) -> Principal:
             "TOKEN_TENANT_INVALID", "token's tenant claim is not a valid tenant id"
         )
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise unauthenticated(
-            "TOKEN_CLAIM_MISSING", "token lacks a roles claim (a list of strings)"
-        )
+        raise unauthenticated("TOKEN_CLAIM_MISSING", token_refusal("TOKEN_ROLES_MISSING", settings))
     return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
-
-
-def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            raise unauthenticated("TOKEN_MALFORMED", "authorization must be 'Bearer <token>'")
-    raise unauthenticated("TOKEN_MISSING", "missing bearer token (authorization metadata)")
 
 
 def require_role(principal: Principal, method: str, allowed: frozenset[str]) -> None:
@@ -252,6 +294,7 @@ def require_role(principal: Principal, method: str, allowed: frozenset[str]) -> 
     if principal.roles.isdisjoint(allowed):
         raise permission_denied(
             "ROLE_REQUIRED",
-            f"{method.rsplit('/', 1)[-1]} requires role {' or '.join(sorted(allowed))}",
+            role_refusal(method, allowed),
+            method=method.rsplit("/", 1)[-1],
             required=",".join(sorted(allowed)),
         )

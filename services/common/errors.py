@@ -1,8 +1,9 @@
 """Errors as `google.rpc.Status` with an `ErrorInfo` reason.
 
 Domain code raises `ServiceError`; the observability interceptor turns it into
-a gRPC status whose `grpc-status-details-bin` trailer carries the rich status.
-Envoy's `convert_grpc_status` renders that trailer as the REST error body.
+a gRPC status whose `grpc-status-details-bin` trailer carries the rich status
+(built by `grpc_status.rpc_status`, which is also how clients read it). Envoy's
+`convert_grpc_status` renders that trailer as the REST error body.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Mapping
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 DOMAIN = "mlplane"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -37,6 +40,8 @@ class ServiceError(Exception):
         self.metadata = dict(metadata or {})
         # Only for statuses Envoy cannot express on its own (413).
         self.http_status = http_status
+        # More google.rpc details after the ErrorInfo (e.g. a BadRequest).
+        self.details: list[Message] = []
 
 
 def unauthenticated(reason: str, message: str) -> ServiceError:
@@ -80,17 +85,20 @@ def internal(request_id: str) -> ServiceError:
 
 def to_status_proto(error: ServiceError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
-    detail = any_pb2.Any()
-    detail.Pack(info)
+    details = []
+    for message in (info, *error.details):
+        detail = any_pb2.Any()
+        detail.Pack(message)
+        details.append(detail)
     code_value: int = error.code.value[0]
     assert code_pb2.Code.Name(code_value)  # the grpc and google.rpc enums agree
-    return status_pb2.Status(code=code_value, message=error.message, details=[detail])
+    return status_pb2.Status(code=code_value, message=error.message, details=details)
 
 
 def trailing_metadata(error: ServiceError) -> tuple[tuple[str, str | bytes], ...]:
-    items: list[tuple[str, str | bytes]] = [
-        (STATUS_DETAILS_KEY, to_status_proto(error).SerializeToString())
-    ]
+    items: list[tuple[str, str | bytes]] = list(
+        rpc_status.to_status(to_status_proto(error)).trailing_metadata
+    )
     if error.http_status is not None:
         items.append((HTTP_STATUS_HEADER, str(error.http_status)))
     return tuple(items)

@@ -19,15 +19,11 @@ import grpc
 from grpc import aio
 
 from services.common import access
-from services.common.auth import (
-    TokenVerifier,
-    bearer_token,
-    current_principal_var,
-    require_role,
-)
+from services.common.auth import TokenVerifier, current_principal_var, require_role
 from services.common.errors import HTTP_STATUS_HEADER, ServiceError, internal, trailing_metadata
 from services.common.logs import method_var, request_id_var, subject_var
 from services.common.metrics import ServerMetrics, split_method
+from services.common.validation import RequestValidator
 
 log = logging.getLogger("mlplane.rpc")
 
@@ -271,13 +267,38 @@ def _code_name(context: aio.ServicerContext[Any, Any]) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-class AuthInterceptor(aio.ServerInterceptor):
-    """Verifies the bearer token and the caller's role for every method except
-    the open infrastructure services (health, reflection)."""
+Guard: TypeAlias = "Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]"
 
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
+
+def _guarded(behavior: Behavior, response_streaming: bool, guard: Guard) -> Behavior:
+    """`behavior` behind `guard(request, context)`, which may refuse the call by raising or
+    hand on a replacement request (a checked request stream)."""
+    if response_streaming:
+
+        async def stream_behavior(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            admitted = await guard(request, context)
+            async for item in _iterate(behavior, admitted, context):
+                yield item
+
+        return stream_behavior
+
+    async def unary_behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        return await _call_unary(behavior, await guard(request, context), context)
+
+    return unary_behavior
+
+
+class _GuardInterceptor(aio.ServerInterceptor):
+    """Puts a guard in front of every method but the open infrastructure services
+    (health, reflection); `guard_for` builds it once per method and streaming kind."""
+
+    def __init__(self) -> None:
         self._handlers = _Rewrapper()
+
+    def guard_for(self, method: str, request_streaming: bool) -> Guard:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -291,31 +312,56 @@ class AuthInterceptor(aio.ServerInterceptor):
         cached = self._handlers.cached(method, handler)
         if cached is not None:
             return cached
+
+        def wrap(behavior: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
+            return _guarded(behavior, response_streaming, self.guard_for(method, request_streaming))
+
+        return self._handlers.remember(method, handler, rewrap(handler, wrap))
+
+
+class AuthInterceptor(_GuardInterceptor):
+    """Verifies the bearer token and the caller's role for every method except
+    the open infrastructure services (health, reflection)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        super().__init__()
+        self._verifier = verifier
+
+    def guard_for(self, method: str, request_streaming: bool) -> Guard:
         allowed = access.allowed_roles(method)
         verifier = self._verifier
 
-        async def authorize(context: aio.ServicerContext[Any, Any]) -> None:
-            principal = await verifier.verify(bearer_token(context.invocation_metadata()))
+        async def authorize(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            principal = await verifier.verify(verifier.token_of(context.invocation_metadata()))
             subject_var.set(principal.subject)
             require_role(principal, method, allowed)
             current_principal_var.set(principal)
+            return request
 
-        def wrap(behavior: Behavior, _req: bool, response_streaming: bool) -> Behavior:
-            if response_streaming:
+        return authorize
 
-                async def stream_behavior(
-                    request: Any, context: aio.ServicerContext[Any, Any]
-                ) -> AsyncIterator[Any]:
-                    await authorize(context)
-                    async for item in _iterate(behavior, request, context):
-                        yield item
 
-                return stream_behavior
+class ValidationInterceptor(_GuardInterceptor):
+    """Checks every request message against the contract's field rules (protovalidate)
+    before the servicer sees it; for client streams, each message as it arrives. Runs
+    after authentication, so an anonymous caller learns nothing about the rules."""
 
-            async def unary_behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-                await authorize(context)
-                return await _call_unary(behavior, request, context)
+    def __init__(self, validator: RequestValidator) -> None:
+        super().__init__()
+        self._validator = validator
 
-            return unary_behavior
+    def guard_for(self, method: str, request_streaming: bool) -> Guard:
+        check = self._validator.check
 
-        return self._handlers.remember(method, handler, rewrap(handler, wrap))
+        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for message in requests:
+                check(message)
+                yield message
+
+        async def admit(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            if request_streaming:
+                return checked(request)
+            check(request)
+            return request
+
+        return admit

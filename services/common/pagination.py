@@ -14,13 +14,54 @@ import hmac
 import json
 import os
 import secrets
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from services.common.errors import invalid_argument
+from google.protobuf.message import Message
+
+from services.common.errors import ServiceError, invalid_argument
 from services.common.settings import Settings
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# A page stops early, with a next_page_token, once its messages reach this size: the largest
+# records (a version with its signature, labels, metrics and history) times the largest page
+# would not fit a gRPC message (the services send at most 8 MiB), nor a browser's patience.
+PAGE_BYTE_BUDGET = 4 * 1024 * 1024
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of records, and how to resume after any of them."""
+
+    items: list[T]
+    more: bool  # records exist after the last item
+    resume_after: Callable[[T], str]
+
+    def fit(self, convert: Callable[[T], M], budget: int = PAGE_BYTE_BUDGET) -> tuple[list[M], str]:
+        """The items as messages, cut once they reach `budget` bytes (never below one),
+        and the token of the next page ("" on the last)."""
+        messages: list[M] = []
+        used = 0
+        for item in self.items:
+            message = convert(item)
+            size = message.ByteSize()
+            if messages and used + size > budget:
+                break
+            messages.append(message)
+            used += size
+        if len(messages) < len(self.items) or (self.more and messages):
+            return messages, self.resume_after(self.items[len(messages) - 1])
+        return messages, ""
+
+
+def page_of(rows: Sequence[T], size: int, resume_after: Callable[[T], str]) -> Page[T]:
+    """A page from `size + 1` fetched rows: the extra row only says that more exist."""
+    return Page(list(rows[:size]), len(rows) > size, resume_after)
 
 
 def _b64(data: bytes) -> str:
@@ -65,10 +106,10 @@ class PageTokens:
             body_text, mac_text = token.split(".")
             body, mac = _unb64(body_text), _unb64(mac_text)
         except (ValueError, TypeError) as exc:
-            raise _bad_token() from exc
+            raise invalid_page_token() from exc
         expected = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
         if not hmac.compare_digest(mac, expected):
-            raise _bad_token()
+            raise invalid_page_token()
         data = json.loads(body)
         if data.get("s") != self._fingerprint(scope):
             raise invalid_argument(
@@ -82,10 +123,15 @@ class PageTokens:
 def page_size(requested: int, default: int = DEFAULT_PAGE_SIZE) -> int:
     if requested < 0:
         raise invalid_argument(
-            "INVALID_PAGE_SIZE", "page_size must not be negative", field="pageSize"
+            "INVALID_PAGE_SIZE", "pageSize must not be negative", field="pageSize"
         )
     return min(requested or default, MAX_PAGE_SIZE)
 
 
-def _bad_token() -> Exception:
-    return invalid_argument("INVALID_PAGE_TOKEN", "page_token is not valid", field="pageToken")
+def invalid_page_token() -> ServiceError:
+    """A token that was not made by a previous page of the same query."""
+    return invalid_argument(
+        "INVALID_PAGE_TOKEN",
+        "pageToken is not valid: pass back the nextPageToken of the previous page unchanged",
+        field="pageToken",
+    )

@@ -19,9 +19,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.auth import TokenVerifier
-from services.common.interceptors import AuthInterceptor, ObservabilityInterceptor
+from services.common.interceptors import (
+    AuthInterceptor,
+    ObservabilityInterceptor,
+    ValidationInterceptor,
+)
 from services.common.metrics import ServerMetrics
 from services.common.settings import Settings, split_hostport
+from services.common.validation import RequestValidator
 
 log = logging.getLogger("mlplane.server")
 
@@ -60,7 +65,11 @@ async def start_server(
 ) -> RunningServer:
     metrics = ServerMetrics()
     server = aio.server(
-        interceptors=[ObservabilityInterceptor(metrics), AuthInterceptor(TokenVerifier(settings))],
+        interceptors=[
+            ObservabilityInterceptor(metrics),
+            AuthInterceptor(TokenVerifier(settings)),
+            ValidationInterceptor(RequestValidator()),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -22,10 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
-from services.common.pagination import PageTokens, page_size
+from services.common.pagination import Page, PageTokens, invalid_page_token, page_of, page_size
 from services.models.repository import RegistryRepository, VersionRecord
-
-STATES = ("OPEN", "APPROVED", "REJECTED", "CANCELLED")
 
 
 def _after_position(after: Any) -> dict[str, Any]:
@@ -34,27 +32,7 @@ def _after_position(after: Any) -> dict[str, Any]:
         submitted, approval_id = after
         return {"t": datetime.fromisoformat(submitted), "aid": uuid.UUID(approval_id)}
     except (TypeError, ValueError) as exc:
-        raise invalid_argument(
-            "INVALID_PAGE_TOKEN", "page_token is not valid", field="page_token"
-        ) from exc
-
-
-def parse_state_filter(value: str) -> str | None:
-    """The state a list is filtered by: `OPEN` or `approval_state_open` → "OPEN"; "" → any.
-
-    >>> [parse_state_filter(s) for s in ("open", "APPROVAL_STATE_REJECTED", "")]
-    ['OPEN', 'REJECTED', None]
-    """
-    name = value.strip().upper().removeprefix("APPROVAL_STATE_")
-    if not name:
-        return None
-    if name not in STATES:
-        raise invalid_argument(
-            "INVALID_STATE",
-            f"state must be one of {', '.join(STATES)} (or empty for any), not {value!r}",
-            field="state",
-        )
-    return name
+        raise invalid_page_token() from exc
 
 
 @dataclass(frozen=True)
@@ -438,7 +416,7 @@ class Approvals:
 
     async def list_requests(
         self, principal: Principal, state: str | None, requested_size: int, token: str
-    ) -> tuple[list[ApprovalRecord], str]:
+    ) -> Page[ApprovalRecord]:
         size = page_size(requested_size)
         scope = {"t": principal.tenant, "m": "ListApprovals", "state": state, "s": size}
         after = self._pages.decode(token, scope)
@@ -449,14 +427,12 @@ class Approvals:
             params |= _after_position(after)
         async with self._repo.transaction(read_only=True) as conn:
             rows = await self._select(conn, where, params, limit=size + 1)
-        page, more = rows[:size], len(rows) > size
-        records = [await self._with_version(principal, r) for r in page]
-        next_token = (
-            self._pages.encode([page[-1].submit_time.isoformat(), page[-1].approval_id], scope)
-            if more
-            else ""
+        records = [await self._with_version(principal, r) for r in rows[:size]]
+        return page_of(
+            [*records, *rows[size:]],
+            size,
+            lambda a: self._pages.encode([a.submit_time.isoformat(), a.approval_id], scope),
         )
-        return records, next_token
 
     async def _with_version(self, principal: Principal, row: ApprovalRecord) -> ApprovalRecord:
         version = await self._repo.get_version(principal.tenant, row.model_id, row.version)

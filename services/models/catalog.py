@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from services.common.auth import Principal
 from services.common.errors import invalid_argument, not_found
-from services.common.pagination import PageTokens, page_size
+from services.common.pagination import Page, PageTokens, page_of, page_size
 from services.models.object_store import ObjectStore
 from services.models.repository import ModelRecord, RegistryRepository, VersionRecord
 
@@ -43,7 +43,7 @@ def parse_model_filter(text: str) -> tuple[str | None, str | None]:
         if key == "name":
             name = value
         else:
-            value = value.upper().removeprefix("MODEL_VERSION_STATUS_")
+            value = value.upper()
             if value not in STATUSES:
                 raise invalid_argument(
                     "INVALID_FILTER", f"unknown status {value!r} in filter", field="filter"
@@ -73,7 +73,7 @@ class Catalog:
 
     async def list_models(
         self, principal: Principal, requested_size: int, token: str, filter_text: str
-    ) -> tuple[list[ModelRecord], str]:
+    ) -> Page[ModelRecord]:
         size = page_size(requested_size)
         name, status = parse_model_filter(filter_text)
         scope = {"t": principal.tenant, "m": "ListModels", "f": filter_text, "s": size}
@@ -81,8 +81,7 @@ class Catalog:
         rows = await self._repo.list_models(
             principal.tenant, after=str(after), limit=size + 1, name=name, status=status
         )
-        page, more = rows[:size], len(rows) > size
-        return page, self._pages.encode(page[-1].name, scope) if more else ""
+        return page_of(rows, size, lambda model: self._pages.encode(model.name, scope))
 
     async def get_model(self, principal: Principal, model_id: str) -> ModelRecord:
         record = await self._repo.get_model(principal.tenant, _model_uuid(model_id))
@@ -92,7 +91,7 @@ class Catalog:
 
     async def list_versions(
         self, principal: Principal, model_id: str, requested_size: int, token: str
-    ) -> tuple[list[VersionRecord], str]:
+    ) -> Page[VersionRecord]:
         await self.get_model(principal, model_id)
         size = page_size(requested_size)
         scope = {"t": principal.tenant, "m": "ListModelVersions", "id": model_id, "s": size}
@@ -103,8 +102,7 @@ class Catalog:
             before=int(before) if before is not None else 2**62,
             limit=size + 1,
         )
-        page, more = rows[:size], len(rows) > size
-        return page, self._pages.encode(page[-1].version, scope) if more else ""
+        return page_of(rows, size, lambda version: self._pages.encode(version.version, scope))
 
     async def get_version(self, principal: Principal, model_id: str, version: int) -> VersionRecord:
         if version < 1:

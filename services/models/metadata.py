@@ -1,24 +1,24 @@
-"""Upload metadata, validated before a single byte of the file is stored."""
+"""Upload metadata: from the gRPC message or the browser form, checked against the contract.
+
+Both ways in end as an `UploadModelMetadata` message checked by the same field rules
+(`protos/mlplane/v1/model_registry.proto`), before a single byte of the file is stored. The
+gRPC message was checked by the validation interceptor already; the form's text fields are
+turned into that message here and checked with the same rules, named as the form names them.
+"""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import invalid_argument
+from mlplane.v1 import model_registry_pb2 as pb
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-MAX_DESCRIPTION_BYTES = 4096
-MAX_LABELS = 64
-MAX_METRICS = 256
-MAX_EXPORT_IDS = 100
-_LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
-_METRIC_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+from services.common.errors import invalid_argument
+from services.common.validation import RequestValidator
+
+FORM_FIELDS = ("name", "description", "labels", "metrics", "trainingExportIds", "sha256")
 
 
 @dataclass(frozen=True)
@@ -31,124 +31,96 @@ class UploadMetadata:
     sha256: str | None = None
 
 
-def validate_metadata(
-    *,
-    name: str,
-    description: str,
-    labels: dict[str, str],
-    metrics: dict[str, float],
-    training_export_ids: list[str],
-    sha256: str,
-) -> UploadMetadata:
-    if not name:
-        raise invalid_argument("MISSING_FIELD", "name is required", field="name")
-    if not NAME_PATTERN.match(name) or ".." in name:
-        raise invalid_argument(
-            "INVALID_MODEL_NAME",
-            f"name {name[:80]!r} must match {NAME_PATTERN.pattern} "
-            "(lower-case letters, digits, '.', '_', '-'; no path separators or '..')",
-            field="name",
-        )
-    if len(description.encode()) > MAX_DESCRIPTION_BYTES:
-        raise invalid_argument(
-            "DESCRIPTION_TOO_LONG",
-            f"description is {len(description.encode())} bytes; at most {MAX_DESCRIPTION_BYTES}",
-            field="description",
-        )
-    if len(labels) > MAX_LABELS:
-        raise invalid_argument("TOO_MANY_LABELS", f"at most {MAX_LABELS} labels", field="labels")
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(key) or len(value) > 256:
-            raise invalid_argument(
-                "INVALID_LABEL",
-                f"label {key[:64]!r}: keys match {_LABEL_KEY.pattern}, values are <= 256 chars",
-                field="labels",
-            )
-    if len(metrics) > MAX_METRICS:
-        raise invalid_argument(
-            "TOO_MANY_METRICS", f"at most {MAX_METRICS} metrics", field="metrics"
-        )
-    for key, number in metrics.items():
-        if not _METRIC_KEY.match(key) or not math.isfinite(number):
-            raise invalid_argument(
-                "INVALID_METRIC",
-                f"metric {key[:64]!r} must have a simple name and a finite number",
-                field="metrics",
-            )
-    if len(training_export_ids) > MAX_EXPORT_IDS:
-        raise invalid_argument(
-            "TOO_MANY_EXPORTS", f"at most {MAX_EXPORT_IDS} export ids", field="trainingExportIds"
-        )
-    for export_id in training_export_ids:
-        try:
-            uuid.UUID(export_id)
-        except ValueError as exc:
-            raise invalid_argument(
-                "INVALID_EXPORT_ID",
-                f"training export id {export_id[:64]!r} is not an export id (a UUID)",
-                field="trainingExportIds",
-            ) from exc
-    declared = sha256.lower() if sha256 else None
-    if declared is not None and not _SHA256.match(declared):
-        raise invalid_argument("INVALID_SHA256", "sha256 must be 64 hex digits", field="sha256")
+def from_message(message: pb.UploadModelMetadata) -> UploadMetadata:
+    """The domain's metadata from a message that passed the contract's rules: export ids in
+    canonical form without repeats, the declared digest in lower case."""
     return UploadMetadata(
-        name=name,
-        description=description,
-        labels=dict(labels),
-        metrics={k: float(v) for k, v in metrics.items()},
-        training_export_ids=list(dict.fromkeys(str(uuid.UUID(e)) for e in training_export_ids)),
-        sha256=declared,
+        name=message.name,
+        description=message.description,
+        labels=dict(message.labels),
+        metrics=dict(message.metrics),
+        training_export_ids=list(
+            dict.fromkeys(str(uuid.UUID(e)) for e in message.training_export_ids)
+        ),
+        sha256=message.sha256.lower() or None,
     )
 
 
-def parse_form_metadata(fields: dict[str, str]) -> UploadMetadata:
-    """The multipart form's text fields (labels and metrics are JSON objects,
-    trainingExportIds a JSON list or comma-separated ids)."""
-    known = {"name", "description", "labels", "metrics", "trainingExportIds", "sha256"}
-    unknown = sorted(set(fields) - known)
+def parse_form_metadata(fields: dict[str, str], validator: RequestValidator) -> UploadMetadata:
+    """The multipart form's text fields (`labels` and `metrics` are JSON objects,
+    `trainingExportIds` a JSON list or comma-separated ids)."""
+    unknown = sorted(set(fields) - set(FORM_FIELDS))
     if unknown:
         raise invalid_argument(
             "UNKNOWN_FORM_FIELD",
-            f"unknown form field {unknown[0]!r}; expected file and {', '.join(sorted(known))}",
-            field=unknown[0],
+            f"unknown form field {unknown[0][:64]!r}; expected {', '.join(FORM_FIELDS)} and file",
+            field=unknown[0][:64],
         )
-    labels = _json_object(fields.get("labels", ""), "labels")
-    metrics = _json_object(fields.get("metrics", ""), "metrics")
-    if not all(isinstance(v, str) for v in labels.values()):
-        raise invalid_argument("INVALID_LABEL", "label values must be strings", field="labels")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
-        raise invalid_argument(
-            "INVALID_METRIC", "metrics must map names to numbers", field="metrics"
-        )
-    raw_ids = fields.get("trainingExportIds", "").strip()
-    if raw_ids.startswith("["):
-        parsed = _json(raw_ids, "trainingExportIds")
-        if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
-            raise invalid_argument(
-                "INVALID_EXPORT_ID",
-                "trainingExportIds must be a list of ids",
-                field="trainingExportIds",
-            )
-        export_ids = parsed
-    else:
-        export_ids = [i.strip() for i in raw_ids.split(",") if i.strip()]
-    return validate_metadata(
+    message = pb.UploadModelMetadata(
         name=fields.get("name", ""),
         description=fields.get("description", ""),
-        labels=labels,
-        metrics={k: float(v) for k, v in metrics.items()},
-        training_export_ids=export_ids,
+        labels=_labels(fields.get("labels", "")),
+        metrics=_metrics(fields.get("metrics", "")),
+        training_export_ids=_export_ids(fields.get("trainingExportIds", "")),
         sha256=fields.get("sha256", ""),
     )
+    validator.check(message)
+    return from_message(message)
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels = _json_object(text, "labels")
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise invalid_argument(
+            "MALFORMED_FIELD",
+            'labels must map names to strings: {"team": "reliability"}',
+            field="labels",
+        )
+    return labels
+
+
+def _metrics(text: str) -> dict[str, float]:
+    metrics = _json_object(text, "metrics")
+    numbers: dict[str, float] = {}
+    for key, value in metrics.items():
+        # bool is an int to Python; a huge JSON integer does not fit a double.
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:
+                number = None
+        if number is None:
+            raise invalid_argument(
+                "MALFORMED_FIELD",
+                f"metrics[{json.dumps(key[:64])}] must be a number that fits a double, "
+                'e.g. {"roc_auc": 0.91}',
+                field="metrics",
+            )
+        numbers[key] = number
+    return numbers
+
+
+def _export_ids(text: str) -> list[str]:
+    raw = text.strip()
+    if not raw.startswith("["):
+        return [i.strip() for i in raw.split(",") if i.strip()]
+    parsed = _json(raw, "trainingExportIds")
+    if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
+        raise invalid_argument(
+            "MALFORMED_FIELD",
+            "trainingExportIds must be a JSON list of export ids or ids separated by commas",
+            field="trainingExportIds",
+        )
+    return parsed
 
 
 def _json(text: str, name: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise invalid_argument(
-            "MALFORMED_FIELD", f"{name} is not valid JSON ({exc.msg})", field=name
-        ) from exc
+    # ValueError covers malformed JSON and integers past Python's digit limit.
+    except (ValueError, RecursionError) as exc:
+        raise invalid_argument("MALFORMED_FIELD", f"{name} is not valid JSON", field=name) from exc
 
 
 def _json_object(text: str, name: str) -> dict[str, Any]:

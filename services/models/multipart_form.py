@@ -4,7 +4,8 @@ Envoy hands the raw body over in pieces (`google.api.HttpBody`, <= 1 MiB
 each); python-multipart's push parser turns them into fields and file bytes
 without ever holding the file. The text fields must come before the `file`
 field (FormData keeps append order; put the file input last in a form), so
-the model's name is known when its bytes start to arrive.
+the model's name is known when its bytes start to arrive; a form that sends
+the file first is told exactly that.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.common.errors import invalid_argument
+from services.common.validation import RequestValidator
 from services.models.metadata import UploadMetadata, parse_form_metadata
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -91,8 +93,16 @@ class _FormEvents:
     def _part_end(self) -> None:
         if self._part.is_file:
             self.events.append(("file_end", None))
-        else:
-            self.events.append(("field", (self._part.name, self._part.value.decode("utf-8"))))
+            return
+        try:
+            text = self._part.value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise invalid_argument(
+                "INVALID_UTF8",
+                f"form field {self._part.name[:64]!r} is not valid UTF-8 text",
+                field=self._part.name[:64],
+            ) from exc
+        self.events.append(("field", (self._part.name, text)))
 
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
         self.parser.write(data)
@@ -119,7 +129,10 @@ class MultipartUpload:
 
 
 async def read_multipart(
-    content_type: str, first_chunk: bytes, rest: AsyncIterator[bytes]
+    content_type: str,
+    first_chunk: bytes,
+    rest: AsyncIterator[bytes],
+    validator: RequestValidator,
 ) -> MultipartUpload:
     """Read the form up to the start of the file; the file streams from `file_chunks`."""
     form = _FormEvents(boundary_of(content_type))
@@ -143,7 +156,15 @@ async def read_multipart(
                     )
                 fields[name] = text
             elif kind == "file_begin":
-                metadata = parse_form_metadata(fields)
+                if "name" not in fields:
+                    raise invalid_argument(
+                        "FILE_BEFORE_FIELDS",
+                        "the form's file field came before its name field: send the text "
+                        "fields (name, description, …) first and the file last (append the "
+                        "file last to a FormData; with curl, put -F file=@model.onnx last)",
+                        field="name",
+                    )
+                metadata = parse_form_metadata(fields, validator)
                 return MultipartUpload(metadata, _file_chunks(pending, more, form))
         if not await more():
             raise invalid_argument(

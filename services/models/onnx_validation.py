@@ -214,17 +214,13 @@ def validate_onnx_file(path: Path, size: int | None = None) -> OnnxSignature:
             try:
                 skeleton = walker.message("Model", 0, size)
             except NotOnnx as exc:
-                raise invalid_argument(
-                    "NOT_ONNX", f"the file is not an ONNX model ({exc})"
-                ) from exc
+                raise _not_onnx(path, detail=str(exc)) from exc
         skeleton_path.write_bytes(skeleton)
         try:
             model = onnx.load_model(str(skeleton_path), load_external_data=False)
         except Exception as exc:
-            raise invalid_argument(
-                "NOT_ONNX", "the file is not an ONNX model (it does not parse as ModelProto)"
-            ) from exc
-        _check_versions(model)
+            raise _not_onnx(path, detail="it does not parse as an ONNX ModelProto") from exc
+        _check_versions(model, path)
         try:
             onnx.checker.check_model(str(skeleton_path), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -232,14 +228,14 @@ def validate_onnx_file(path: Path, size: int | None = None) -> OnnxSignature:
             raise invalid_argument(
                 "ONNX_CHECK_FAILED", f"onnx.checker rejected the model: {reason}"
             ) from exc
-        return _signature(model)
+        return _bounded(_signature(model))
     finally:
         skeleton_path.unlink(missing_ok=True)
 
 
-def _check_versions(model: onnx.ModelProto) -> None:
+def _check_versions(model: onnx.ModelProto, path: Path) -> None:
     if not model.HasField("graph"):
-        raise invalid_argument("NOT_ONNX", "the file is not an ONNX model (it has no graph)")
+        raise _not_onnx(path, detail="it has no graph")
     if not MIN_IR_VERSION <= model.ir_version <= MAX_IR_VERSION:
         raise invalid_argument(
             "ONNX_IR_VERSION",
@@ -254,6 +250,63 @@ def _check_versions(model: onnx.ModelProto) -> None:
             "ONNX_OPSET",
             f"opset {default[0]} is not supported (supported: {MIN_OPSET}..{MAX_OPSET})",
         )
+
+
+# What people upload instead of ONNX, by the first bytes of the file, and what to do.
+_CONVERT = (
+    "export the model to ONNX first (scikit-learn: skl2onnx.to_onnx(model, X[:1]); "
+    "PyTorch: torch.onnx.export; TensorFlow/Keras: tf2onnx) and upload the .onnx file"
+)
+_LOOKS_LIKE: tuple[tuple[bytes, str], ...] = (
+    (b"\x80\x02", "a Python pickle (scikit-learn or joblib .pkl)"),
+    (b"\x80\x03", "a Python pickle (scikit-learn or joblib .pkl)"),
+    (b"\x80\x04", "a Python pickle (scikit-learn or joblib .pkl)"),
+    (b"\x80\x05", "a Python pickle (scikit-learn or joblib .pkl)"),
+    (b"PK\x03\x04", "a ZIP archive (a PyTorch .pt/.pth or Keras .keras file?)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"),
+    (b"\x1f\x8b", "gzip-compressed (unpack it first)"),
+    (b"\x78\x9c", "zlib-compressed (a compressed joblib dump?)"),
+    (b"\x93NUMPY", "a NumPy array (.npy), not a model"),
+    (b"{", "text or JSON, not a binary ONNX model"),
+    (b"[", "text or JSON, not a binary ONNX model"),
+)
+
+
+def _not_onnx(path: Path, *, detail: str) -> Exception:
+    """NOT_ONNX, saying what the file looks like and how to convert it; the protobuf
+    detail goes in the metadata, not the sentence."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    looks = next((what for magic, what in _LOOKS_LIKE if head.startswith(magic)), None)
+    if looks is None and len(head) >= 9 and head[8:9] == b"{":
+        looks = "safetensors weights, not a model"
+    found = f"it looks like {looks}" if looks else "it does not parse as an ONNX model"
+    return invalid_argument(
+        "NOT_ONNX", f"the file is not an ONNX model: {found}; {_CONVERT}", detail=detail[:200]
+    )
+
+
+# A version's signature is returned with every read of it and every page of versions or
+# approvals: bound it so one upload cannot make those unreadable.
+MAX_SIGNATURE_TENSORS = 4096
+MAX_SIGNATURE_BYTES = 256 * 1024
+
+
+def _bounded(signature: OnnxSignature) -> OnnxSignature:
+    tensors = [*signature.inputs, *signature.outputs]
+    text = sum(len(t.name) + len(t.element_type) + 8 * len(t.shape) for t in tensors) + sum(
+        len(str(d)) for t in tensors for d in t.shape
+    )
+    text += len(signature.producer_name) + len(signature.producer_version)
+    text += sum(len(domain) + 8 for domain, _ in signature.opset_imports)
+    if len(tensors) > MAX_SIGNATURE_TENSORS or text > MAX_SIGNATURE_BYTES:
+        raise invalid_argument(
+            "SIGNATURE_TOO_LARGE",
+            f"the model's inputs and outputs ({len(tensors)} tensors, about {text:,} bytes of "
+            f"names and shapes) exceed what the registry stores (at most "
+            f"{MAX_SIGNATURE_TENSORS} tensors and {MAX_SIGNATURE_BYTES:,} bytes)",
+        )
+    return signature
 
 
 def _first_line(exc: Exception) -> str:

@@ -15,9 +15,10 @@ from services.common.auth import current_principal
 from services.common.errors import invalid_argument
 from services.common.interceptors import set_http_status, set_response_header
 from services.common.logs import request_id_var
-from services.models.approvals import ApprovalRecord, Approvals, parse_state_filter
+from services.common.validation import RequestValidator
+from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
-from services.models.metadata import UploadMetadata, validate_metadata
+from services.models.metadata import UploadMetadata, from_message
 from services.models.multipart_form import read_multipart
 from services.models.repository import ModelRecord, VersionRecord
 from services.models.upload import Uploader
@@ -28,6 +29,9 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         self._uploader = uploader
         self._catalog = catalog
         self._approvals = approvals
+        # The form's text fields are checked with the contract's rules here; gRPC messages
+        # were checked by the validation interceptor.
+        self._validator = RequestValidator()
 
     # --- upload ---------------------------------------------------------------------
     async def UploadModel(
@@ -40,7 +44,7 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
                 "the first UploadModelRequest must carry metadata, then the file chunks",
                 field="metadata",
             )
-        metadata = _metadata(first.metadata)
+        metadata = from_message(first.metadata)
 
         async def chunks() -> AsyncIterator[bytes]:
             async for message in request_iterator:
@@ -63,7 +67,7 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
             async for body in request_iterator:
                 yield body.data
 
-        form = await read_multipart(first.content_type, first.data, rest())
+        form = await read_multipart(first.content_type, first.data, rest(), self._validator)
         return await self._upload(form.metadata, form.file_chunks)
 
     async def _upload(
@@ -79,10 +83,11 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Any
     ) -> pb.ListModelsResponse:
-        models, token = await self._catalog.list_models(
+        page = await self._catalog.list_models(
             current_principal(), request.page_size, request.page_token, request.filter
         )
-        return pb.ListModelsResponse(models=[_model(m) for m in models], next_page_token=token)
+        models, token = page.fit(_model)
+        return pb.ListModelsResponse(models=models, next_page_token=token)
 
     async def GetModel(self, request: pb.GetModelRequest, context: Any) -> pb.Model:
         return _model(await self._catalog.get_model(current_principal(), request.model_id))
@@ -90,12 +95,11 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def ListModelVersions(
         self, request: pb.ListModelVersionsRequest, context: Any
     ) -> pb.ListModelVersionsResponse:
-        versions, token = await self._catalog.list_versions(
+        page = await self._catalog.list_versions(
             current_principal(), request.model_id, request.page_size, request.page_token
         )
-        return pb.ListModelVersionsResponse(
-            model_versions=[_version(v) for v in versions], next_page_token=token
-        )
+        versions, token = page.fit(_version)
+        return pb.ListModelVersionsResponse(model_versions=versions, next_page_token=token)
 
     async def GetModelVersion(
         self, request: pb.GetModelVersionRequest, context: Any
@@ -139,13 +143,12 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def ListApprovals(
         self, request: pb.ListApprovalsRequest, context: Any
     ) -> pb.ListApprovalsResponse:
-        state = parse_state_filter(request.state)
-        records, token = await self._approvals.list_requests(
+        state = pb.Approval.State.Name(request.state) if request.state else None
+        page = await self._approvals.list_requests(
             current_principal(), state, request.page_size, request.page_token
         )
-        return pb.ListApprovalsResponse(
-            approvals=[_approval(r) for r in records], next_page_token=token
-        )
+        approvals, token = page.fit(_approval)
+        return pb.ListApprovalsResponse(approvals=approvals, next_page_token=token)
 
     async def GetApproval(self, request: pb.GetApprovalRequest, context: Any) -> pb.Approval:
         return _approval(await self._approvals.get(current_principal(), request.approval_id))
@@ -194,7 +197,7 @@ def _approval(record: ApprovalRecord) -> pb.Approval:
         model_id=record.model_id,
         model_name=record.model_name,
         version=record.version,
-        state=pb.ApprovalState.Value(f"APPROVAL_STATE_{record.state}"),
+        state=pb.Approval.State.Value(record.state),
         submitted_by=record.submitted_by,
         submit_comment=record.submit_comment,
         submit_time=_timestamp(record.submit_time),
@@ -207,17 +210,6 @@ def _approval(record: ApprovalRecord) -> pb.Approval:
     if record.model_version is not None:
         message.model_version.CopyFrom(_version(record.model_version))
     return message
-
-
-def _metadata(message: pb.UploadModelMetadata) -> UploadMetadata:
-    return validate_metadata(
-        name=message.name,
-        description=message.description,
-        labels=dict(message.labels),
-        metrics=dict(message.metrics),
-        training_export_ids=list(message.training_export_ids),
-        sha256=message.sha256,
-    )
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -255,7 +247,7 @@ def _version(record: VersionRecord) -> pb.ModelVersion:
         model_id=record.model_id,
         name=record.name,
         version=record.version,
-        status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{record.status}"),
+        status=pb.ModelVersion.Status.Value(record.status),
         description=record.description,
         labels=record.labels,
         metrics=record.metrics,
@@ -277,10 +269,10 @@ def _version(record: VersionRecord) -> pb.ModelVersion:
         update_time=_timestamp(record.update_time),
         status_history=[
             pb.StatusChange(
-                from_status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{h.from_status}")
+                from_status=pb.ModelVersion.Status.Value(h.from_status)
                 if h.from_status
-                else pb.MODEL_VERSION_STATUS_UNSPECIFIED,
-                to_status=pb.ModelVersionStatus.Value(f"MODEL_VERSION_STATUS_{h.to_status}"),
+                else pb.ModelVersion.STATUS_UNSPECIFIED,
+                to_status=pb.ModelVersion.Status.Value(h.to_status),
                 actor=h.actor,
                 comment=h.comment,
                 change_time=_timestamp(h.change_time),

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
-from services.common.pagination import PageTokens, page_size
+from services.common.pagination import PageTokens, invalid_page_token, page_size
 from services.common.settings import Settings
 from services.query.binary_copy import BinaryCopyDecoder
 from services.query.encoders import (
@@ -97,7 +97,7 @@ class HistoryService:
         scope = {"tenant": principal.tenant, "method": "ListAssets", "size": size}
         after = self._pages.decode(token, scope) or ""
         if not isinstance(after, str):
-            raise invalid_argument("INVALID_PAGE_TOKEN", "page_token is not valid")
+            raise invalid_page_token()
         grants = await self._store.grants_for(principal.tenant)
         readable: list[AssetRow] = []
         # Grants filter in Python, so page through the tenant's assets until a
@@ -295,7 +295,7 @@ class HistoryService:
             uuid.UUID(export_id)
         except ValueError as exc:
             raise invalid_argument(
-                "INVALID_EXPORT_ID", "export_id must be a UUID", field="exportId"
+                "INVALID_EXPORT_ID", "exportId must be a UUID", field="exportId"
             ) from exc
         record = await self._store.get_export(principal.tenant, export_id)
         if record is None:
@@ -445,6 +445,4 @@ def _event_position(decoded: Any) -> tuple[datetime, int] | None:
         when, pk = decoded
         return datetime.fromisoformat(when), int(pk)
     except (TypeError, ValueError) as exc:
-        raise invalid_argument(
-            "INVALID_PAGE_TOKEN", "page_token is not valid", field="pageToken"
-        ) from exc
+        raise invalid_page_token() from exc

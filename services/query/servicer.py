@@ -40,7 +40,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def ExportHistory(
         self, request: pb.ExportHistoryRequest, context: Any
     ) -> AsyncIterator[pb.ExportHistoryResponse]:
-        encoding: Encoding = "arrow" if request.format == pb.EXPORT_FORMAT_ARROW else "rows"
+        encoding: Encoding = "arrow" if request.format == pb.Export.ARROW else "rows"
         rest_json = _is_transcoded(context) and encoding == "rows"
         prepared = await self._prepare(request, encoding, context, rest_json=rest_json)
         yield pb.ExportHistoryResponse(header=_header(prepared))
@@ -116,8 +116,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> PreparedExport:
         query = build_export_query(
             asset_id=request.asset_id,
-            start=_time(request.start_time) if request.HasField("start_time") else None,
-            end=_time(request.end_time) if request.HasField("end_time") else None,
+            # The contract requires both times (checked before this runs).
+            start=_time(request.start_time),
+            end=_time(request.end_time),
             tags=list(request.tags),
             resolution=_duration(request.resolution) if request.HasField("resolution") else None,
             encoding=encoding,
@@ -167,9 +168,7 @@ def _header(prepared: PreparedExport) -> pb.ExportHeader:
         export_id=prepared.export_id,
         asset_id=prepared.asset.asset_id,
         tags=[pb.Tag(name=t.name, unit=t.unit, description=t.description) for t in prepared.tags],
-        format=pb.EXPORT_FORMAT_ARROW
-        if prepared.query.encoding == "arrow"
-        else pb.EXPORT_FORMAT_ROWS,
+        format=pb.Export.ARROW if prepared.query.encoding == "arrow" else pb.Export.ROWS,
     )
 
 
@@ -180,12 +179,12 @@ def _export(record: ExportRecord) -> pb.Export:
         start_time=_timestamp(record.start_time),
         end_time=_timestamp(record.end_time),
         tags=record.tags,
-        encoding=record.encoding,
+        format=pb.Export.Format.Value(record.encoding.upper()),
         row_count=record.row_count or 0,
         sha256=record.sha256 or "",
         created_by=record.subject,
         create_time=_timestamp(record.create_time),
-        status=record.status,
+        status=pb.Export.Status.Value(record.status.upper()),
     )
     if record.resolution_seconds:
         message.resolution.CopyFrom(Duration(seconds=record.resolution_seconds))

@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.common.auth import TokenVerifier, bearer_token, require_role
+from services.common.auth import TokenVerifier, require_role, token_refusal
 from services.common.devkeys import RealIssuerConfigured, ensure_dev_keys, mint_token
 from services.common.errors import ServiceError
 from services.common.settings import Settings
@@ -94,14 +94,43 @@ async def test_rotated_key_is_picked_up(settings: Settings, tokens: Tokens) -> N
         ((("authorization", "Bearer "),), "TOKEN_MALFORMED"),
     ],
 )
-def test_bearer_token_parsing(metadata: tuple[tuple[str, str], ...], reason: str) -> None:
+def test_bearer_token_parsing(
+    settings: Settings, metadata: tuple[tuple[str, str], ...], reason: str
+) -> None:
     with pytest.raises(ServiceError) as caught:
-        bearer_token(metadata)
+        TokenVerifier(settings).token_of(metadata)
     assert caught.value.reason == reason
+    assert caught.value.message == token_refusal(reason, settings)
 
 
-def test_bearer_token_ok() -> None:
-    assert bearer_token((("authorization", "Bearer a.b.c"),)) == "a.b.c"
+def test_bearer_token_ok(settings: Settings) -> None:
+    assert TokenVerifier(settings).token_of((("authorization", "Bearer a.b.c"),)) == "a.b.c"
+
+
+async def test_refusals_say_what_to_do_next(settings: Settings, tokens: Tokens) -> None:
+    verifier = TokenVerifier(settings)
+    with pytest.raises(ServiceError) as expired:
+        await verifier.verify(tokens.expired())
+    assert expired.value.reason == "TOKEN_EXPIRED"
+    assert expired.value.message == (
+        "the token has expired: mint one with `mlplane token --role data_scientist` "
+        "(the dev stack's issuer)"
+    )
+    with pytest.raises(ServiceError) as missing:
+        verifier.token_of(())
+    assert "`Authorization: Bearer <token>`" in missing.value.message
+    with pytest.raises(ServiceError) as pasted:
+        await verifier.verify("Bearer " + tokens.valid())  # the scheme pasted twice
+    assert pasted.value.reason == "TOKEN_MALFORMED"
+    assert "send the token alone after `Bearer `" in pasted.value.message
+
+
+def test_with_a_real_issuer_the_refusals_point_to_it(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, jwt_jwks_url="https://issuer.example/jwks.json")
+    assert token_refusal("TOKEN_EXPIRED", settings) == (
+        f"the token has expired: get one from your identity provider ({settings.jwt_issuer})"
+    )
+    assert "mlplane token" not in token_refusal("TOKEN_MISSING", settings)
 
 
 async def test_role_check(settings: Settings, tokens: Tokens) -> None:
@@ -110,6 +139,8 @@ async def test_role_check(settings: Settings, tokens: Tokens) -> None:
     with pytest.raises(ServiceError) as caught:
         require_role(principal, "/x/Y", frozenset({"model_approver"}))
     assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert caught.value.message == "Y requires role model_approver"
+    assert caught.value.metadata == {"method": "Y", "required": "model_approver"}
     with pytest.raises(ServiceError):
         require_role(principal, "/x/Unmapped", frozenset())
 

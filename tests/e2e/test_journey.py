@@ -59,7 +59,7 @@ def test_rest_journey(e2e_stack: RunningStack) -> None:
         assert csv.status_code == 200, csv.text
         export_id = csv.headers["x-mlplane-export-id"]
         manifest = http.get(f"/api/v1/query/exports/{export_id}", headers=alice).json()
-        assert manifest["status"] == "completed"
+        assert manifest["status"] == "COMPLETED"
         assert manifest["sha256"] == hashlib.sha256(csv.content).hexdigest()
         rows = pd.read_csv(io.BytesIO(csv.content))
         assert len(rows) == int(manifest["rowCount"]) > 0
@@ -79,7 +79,7 @@ def test_rest_journey(e2e_stack: RunningStack) -> None:
         )
         assert uploaded.status_code == 201, uploaded.text
         version = uploaded.json()
-        assert version["status"] == "MODEL_VERSION_STATUS_PENDING_APPROVAL"
+        assert version["status"] == "PENDING_APPROVAL"
         model_id, number = version["modelId"], version["version"]
 
         # 3. Submit for review, 4. approve as someone else.
@@ -94,12 +94,12 @@ def test_rest_journey(e2e_stack: RunningStack) -> None:
             f"/api/v1/approvals/{approval_id}:approve", json={"comment": "ok"}, headers=bob
         )
         assert approved.status_code == 200, approved.text
-        assert approved.json()["state"] == "APPROVAL_STATE_APPROVED"
+        assert approved.json()["state"] == "APPROVED"
 
         # The version as stored: approved, citing the export, holding exactly our bytes.
         final = http.get(f"/api/v1/models/{model_id}/versions/{number}", headers=alice).json()
         content = http.get(f"/api/v1/models/{model_id}/versions/{number}/content", headers=alice)
-    assert final["status"] == "MODEL_VERSION_STATUS_APPROVED"
+    assert final["status"] == "APPROVED"
     assert final["trainingExportIds"] == [export_id]
     assert content.status_code == 200
     assert hashlib.sha256(content.content).hexdigest() == final["sha256"]
@@ -138,7 +138,7 @@ def test_grpc_journey(e2e_stack: RunningStack) -> None:
                 asset_id=ASSET,
                 start_time=_timestamp(start),
                 end_time=_timestamp(end),
-                format=q.EXPORT_FORMAT_ARROW,
+                format=q.Export.ARROW,
             ),
             metadata=alice,
             timeout=60,
@@ -179,7 +179,7 @@ def test_grpc_journey(e2e_stack: RunningStack) -> None:
             metadata=alice,
             timeout=60,
         )
-        assert version.status == mr.MODEL_VERSION_STATUS_PENDING_APPROVAL
+        assert version.status == mr.ModelVersion.PENDING_APPROVAL
 
         # 3. Submit, 4. approve as someone else.
         approval = registry.SubmitForApproval(
@@ -194,7 +194,7 @@ def test_grpc_journey(e2e_stack: RunningStack) -> None:
             metadata=bob,
             timeout=30,
         )
-        assert decided.state == mr.APPROVAL_STATE_APPROVED
+        assert decided.state == mr.Approval.APPROVED
 
         final = registry.GetModelVersion(
             mr.GetModelVersionRequest(model_id=version.model_id, version=version.version),
@@ -209,7 +209,7 @@ def test_grpc_journey(e2e_stack: RunningStack) -> None:
                 timeout=60,
             )
         )
-    assert final.status == mr.MODEL_VERSION_STATUS_APPROVED
+    assert final.status == mr.ModelVersion.APPROVED
     assert list(final.training_export_ids) == [manifest.export_id]
     assert hashlib.sha256(stored).hexdigest() == final.sha256 == digest
     _assert_audit_trail(

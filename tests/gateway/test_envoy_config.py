@@ -353,7 +353,9 @@ def test_rate_limit_per_client_from_settings(settings: Settings, descriptor: Pat
         and m["filter"].get("status_code_filter", {}).get("comparison", {}).get("value", {})
         == {"default_value": 429, "runtime_key": "mlplane.status_429"}
     )
-    assert json.loads(rest_429["body"]["inline_string"])["code"] == 8
+    body = rest_429["body_format_override"]["json_format"]
+    assert (body["code"], body["details"][0]["reason"]) == (8, "RATE_LIMITED")
+    assert body["details"][0]["domain"] == "gateway.mlplane"
     expose = _hcm(config)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]
     assert "x-ratelimit-remaining" in expose["envoy.filters.http.cors"]["expose_headers"]
 
@@ -362,11 +364,11 @@ def test_rate_limit_off_renders_no_filter(settings: Settings, descriptor: Path) 
     config = _render(settings.model_copy(update={"gateway_rate_limit_per_second": 0}), descriptor)
     names = [f["name"] for f in _hcm(config)["http_filters"]]
     assert "envoy.filters.http.local_ratelimit" not in names
-    # The gateway's own refusals keep their mapping (unusable tokens -> 401, REST bodies);
-    # nothing answers 429.
+    # The gateway's own refusals keep their mapping (tokens, roles, REST bodies); nothing
+    # answers 429.
     mappers = _hcm(config)["local_reply_config"]["mappers"]
-    assert [m.get("status_code") for m in mappers] == [401, 401, None, None, 401, 401, 403]
-    assert "429" not in json.dumps(mappers)
+    assert {m.get("status_code") for m in mappers} == {401, 403, None}
+    assert "RATE_LIMITED" not in json.dumps(mappers)
 
 
 def test_burst_is_at_least_the_rate(settings: Settings, descriptor: Path) -> None:

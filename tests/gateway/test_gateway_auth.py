@@ -76,25 +76,52 @@ def _gateway_error(response: httpx.Response) -> tuple[int, str, str]:
 
 
 def test_gateway_refusals_are_status_json_for_rest(stack: RunningStack, http: httpx.Client) -> None:
-    assert _gateway_error(http.get("/api/v1/models")) == (16, "TOKEN_MISSING", "Jwt is missing")
+    code, reason, message = _gateway_error(http.get("/api/v1/models"))
+    assert (code, reason) == (16, "TOKEN_MISSING")
+    assert message.startswith("no token: send the header `Authorization: Bearer <token>`")
+    assert "mlplane token --role data_scientist" in message
     code, reason, message = _gateway_error(http.get("/api/v1/models", headers=_auth("a.b.c")))
-    assert (code, reason) == (16, "TOKEN_INVALID")
-    assert "Jwt" in message
+    assert (code, reason) == (16, "TOKEN_MALFORMED")
+    assert "send the token alone after `Bearer `" in message
+    pasted_twice = {"Authorization": f"Bearer Bearer {stack.tokens.valid()}"}
+    assert _gateway_error(http.get("/api/v1/models", headers=pasted_twice))[1] == "TOKEN_MALFORMED"
+    code, reason, message = _gateway_error(
+        http.get("/api/v1/models", headers=_auth(stack.tokens.expired()))
+    )
+    assert (code, reason) == (16, "TOKEN_EXPIRED")
+    assert message.startswith("the token has expired: mint one with `mlplane token")
     other_audience = _auth(stack.tokens.wrong_audience())
-    code, reason, _ = _gateway_error(http.get("/api/v1/models", headers=other_audience))
-    assert (code, reason) == (16, "TOKEN_INVALID")
+    code, reason, message = _gateway_error(http.get("/api/v1/models", headers=other_audience))
+    assert (code, reason, message) == (
+        16,
+        "TOKEN_AUDIENCE",
+        "the token is for another audience: mlplane accepts aud 'mlplane'",
+    )
     scientist = _auth(stack.tokens.valid("data_scientist"))
     response = http.get("/api/v1/approvals", headers=scientist)
     assert response.status_code == 403
-    assert _gateway_error(response) == (7, "ROLE_REQUIRED", "RBAC: access denied")
+    assert _gateway_error(response) == (
+        7,
+        "ROLE_REQUIRED",
+        "ListApprovals requires role model_approver",
+    )
+    info = response.json()["details"][0]
+    assert info["metadata"] == {"method": "ListApprovals", "required": "model_approver"}
 
 
-def test_gateway_refusals_stay_plain_grpc(
+def test_gateway_refusals_over_grpc_carry_the_same_status(
     stack: RunningStack, gateway_channel: grpc.Channel
 ) -> None:
     error = _grpc_list_assets(gateway_channel, None)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert error.details() == "Jwt is missing"
+    assert error.details().startswith("no token: send the header")
+    info = error_info_from_trailers(error.trailing_metadata())
+    assert info is not None
+    assert (info.reason, info.domain) == ("TOKEN_MISSING", "gateway.mlplane")
+    expired = _grpc_list_assets(gateway_channel, stack.tokens.expired())
+    info = error_info_from_trailers(expired.trailing_metadata())
+    assert info is not None
+    assert info.reason == "TOKEN_EXPIRED"
     stub = model_registry_pb2_grpc.ModelRegistryStub(gateway_channel)
     with pytest.raises(grpc.RpcError) as denied:
         stub.ListApprovals(
@@ -103,7 +130,12 @@ def test_gateway_refusals_stay_plain_grpc(
             timeout=10,
         )
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert denied.value.details() == "RBAC: access denied"
+    # The same words as the service's own refusal (see test_service_auth).
+    assert denied.value.details() == "ListApprovals requires role model_approver"
+    info = error_info_from_trailers(denied.value.trailing_metadata())
+    assert info is not None
+    assert info.reason == "ROLE_REQUIRED"
+    assert dict(info.metadata) == {"method": "ListApprovals", "required": "model_approver"}
 
 
 def test_wrong_audience_is_refused(
@@ -148,7 +180,7 @@ def _assert_reached_service(response: httpx.Response) -> None:
     body = response.json()
     assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     reasons = [d.get("reason") for d in body.get("details", [])]
-    assert reasons[0] in ("INVALID_ID", "INVALID_MODEL_ID")
+    assert reasons[0] == "INVALID_FIELD"
 
 
 @pytest.mark.parametrize(
@@ -196,7 +228,7 @@ def test_right_role_reaches_the_service_over_grpc(
         )
     info = error_info_from_trailers(caught.value.trailing_metadata())
     assert info is not None
-    assert info.reason == "INVALID_ID"
+    assert info.reason == "INVALID_FIELD"
 
 
 def test_scientist_cannot_call_approver_rpc_over_grpc(
@@ -214,15 +246,45 @@ def test_scientist_cannot_call_approver_rpc_over_grpc(
 def test_unknown_query_parameter_is_400(stack: RunningStack, http: httpx.Client) -> None:
     response = http.get(
         "/api/v1/query/assets",
-        params={"bogus": "1"},
+        params={"bogus": '"1'},
         headers=_auth(stack.tokens.valid("data_scientist")),
     )
     assert response.status_code == 400, response.text
+    code, reason, message = _gateway_error(response)
+    assert (code, reason) == (3, "INVALID_REQUEST")
+    assert 'Could not find field "bogus"' in message
+
+
+def test_enum_query_parameters_are_words_in_any_case(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    bob = _auth(stack.tokens.valid("model_approver"))
+    for state in ("OPEN", "open", "Rejected"):
+        response = http.get("/api/v1/approvals", params={"state": state}, headers=bob)
+        assert response.status_code == 200, response.text
+    bad = http.get("/api/v1/approvals", params={"state": "SHIPPED"}, headers=bob)
+    code, reason, message = _gateway_error(bad)
+    assert (code, reason) == (3, "INVALID_REQUEST")
+    assert message.startswith('state: invalid value "SHIPPED"')
 
 
 def test_unknown_rest_path_is_404(stack: RunningStack, http: httpx.Client) -> None:
     response = http.get("/api/v1/nothing-here", headers=_auth(stack.tokens.valid()))
     assert response.status_code == 404
+    assert _gateway_error(response)[:2] == (5, "UNKNOWN_PATH")
+
+
+def test_rest_answers_carry_no_grpc_headers(stack: RunningStack, http: httpx.Client) -> None:
+    alice = _auth(stack.tokens.valid("data_scientist"))
+    answers = [
+        http.get("/api/v1/query/assets", headers=alice),  # 200
+        http.get("/api/v1/models/not-a-uuid", headers=alice),  # a service's 400
+        http.get("/api/v1/models/00000000-0000-4000-8000-000000000000", headers=alice),  # 404
+        http.get("/api/v1/approvals", headers=alice),  # the gateway's 403
+    ]
+    assert [a.status_code for a in answers] == [200, 400, 404, 403]
+    for answer in answers:
+        assert not [h for h in answer.headers if h.lower().startswith("grpc-")], answer.headers
 
 
 def test_cors_preflight_is_answered_without_token(http: httpx.Client) -> None:
@@ -243,8 +305,16 @@ def test_error_body_is_status_json(stack: RunningStack, http: httpx.Client) -> N
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
     body = json.loads(response.text)
-    assert body["message"] == "model_id must be a model id (a UUID)"
-    assert body["details"][0]["reason"] == "INVALID_MODEL_ID"
+    assert body["message"] == "modelId must be a valid UUID"
+    info, bad_request = body["details"]
+    assert (info["reason"], info["metadata"]) == (
+        "INVALID_FIELD",
+        {"field": "modelId", "rule": "string.uuid"},
+    )
+    assert bad_request["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert bad_request["fieldViolations"] == [
+        {"field": "modelId", "description": "modelId must be a valid UUID", "reason": "string.uuid"}
+    ]
 
 
 def test_request_id_reaches_the_service_log(stack: RunningStack, http: httpx.Client) -> None:

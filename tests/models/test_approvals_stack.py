@@ -63,29 +63,29 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
         headers=_alice(stack),
     )
     assert submitted.status_code == 202, submitted.text
+    assert not [h for h in submitted.headers if h.lower().startswith("grpc-")]
     approval = submitted.json()
-    assert approval["state"] == "APPROVAL_STATE_OPEN"
+    assert approval["state"] == "OPEN"
     assert approval["version"] == "1"
     assert approval["submittedBy"] == "alice"
     assert approval["sha256"] == version["sha256"]
-    assert approval["modelVersion"]["status"] == "MODEL_VERSION_STATUS_IN_REVIEW"
+    assert approval["modelVersion"]["status"] == "IN_REVIEW"
 
     again = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack))
     assert again.status_code == 409
     assert "IN_REVIEW" in again.json()["message"]
 
     queue = http.get("/api/v1/approvals", params={"state": "OPEN"}, headers=_bob(stack)).json()
-    by_enum_name = http.get(
-        "/api/v1/approvals", params={"state": "approval_state_open"}, headers=_bob(stack)
-    ).json()
-    assert [a["approvalId"] for a in by_enum_name["approvals"]] == [
+    lower_case = http.get("/api/v1/approvals", params={"state": "open"}, headers=_bob(stack))
+    assert [a["approvalId"] for a in lower_case.json()["approvals"]] == [
         a["approvalId"] for a in queue["approvals"]
     ]
+    assert {a["state"] for a in queue["approvals"]} == {"OPEN"}
     decided = http.get("/api/v1/approvals", params={"state": "APPROVED"}, headers=_bob(stack))
     assert approval["approvalId"] not in {a["approvalId"] for a in decided.json()["approvals"]}
     bad_state = http.get("/api/v1/approvals", params={"state": "SHIPPED"}, headers=_bob(stack))
     assert bad_state.status_code == 400
-    assert bad_state.json()["details"][0]["reason"] == "INVALID_STATE"
+    assert bad_state.json()["details"][0]["reason"] == "INVALID_REQUEST"
     mine = [a for a in queue["approvals"] if a["approvalId"] == approval["approvalId"]]
     assert mine
     assert mine[0]["modelName"] == version["name"]
@@ -109,7 +109,7 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
     )
     assert decided.status_code == 200, decided.text
     body = decided.json()
-    assert (body["state"], body["decidedBy"]) == ("APPROVAL_STATE_APPROVED", "bob")
+    assert (body["state"], body["decidedBy"]) == ("APPROVED", "bob")
     assert body["sha256"] == version["sha256"]
     twice = http.post(
         f"/api/v1/approvals/{approval['approvalId']}:reject",
@@ -119,11 +119,11 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
     assert twice.status_code == 409
 
     final = http.get(f"/api/v1/models/{model_id}/versions/1", headers=_bob(stack)).json()
-    assert final["status"] == "MODEL_VERSION_STATUS_APPROVED"
+    assert final["status"] == "APPROVED"
     assert [h.get("toStatus") for h in final["statusHistory"]] == [
-        "MODEL_VERSION_STATUS_PENDING_APPROVAL",
-        "MODEL_VERSION_STATUS_IN_REVIEW",
-        "MODEL_VERSION_STATUS_APPROVED",
+        "PENDING_APPROVAL",
+        "IN_REVIEW",
+        "APPROVED",
     ]
     events = asyncio.run(
         _fetch(
@@ -180,7 +180,7 @@ def test_archive_and_not_found(stack: RunningStack, http: httpx.Client) -> None:
         headers=_bob(stack),
     )
     assert archived.status_code == 200, archived.text
-    assert archived.json()["status"] == "MODEL_VERSION_STATUS_ARCHIVED"
+    assert archived.json()["status"] == "ARCHIVED"
     refused = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack))
     assert refused.status_code == 409
     assert "ARCHIVED" in refused.json()["message"]
@@ -190,3 +190,37 @@ def test_archive_and_not_found(stack: RunningStack, http: httpx.Client) -> None:
     )
     unknown = f"/api/v1/models/{uuid.uuid4()}/approvals"
     assert http.post(unknown, json={}, headers=_alice(stack)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"comment": "x" * 4097}, "comment"),
+        ({"comment": "bell\u0007"}, "comment"),
+        ({"version": str(2**31)}, "version"),
+        ({"version": "99999999999999999999"}, None),  # not an int64: the transcoder's 400
+    ],
+)
+def test_submissions_that_break_a_field_rule_store_nothing(
+    stack: RunningStack, http: httpx.Client, body: dict[str, str], field: str | None
+) -> None:
+    """A comment too long to list back, control characters, a version beyond int32: each a
+    400 naming the field, and no request, history or outbox row appears."""
+    version = _upload(stack, http)
+    model_id = version["modelId"]
+    response = http.post(f"/api/v1/models/{model_id}/approvals", json=body, headers=_alice(stack))
+    assert response.status_code == 400, response.text
+    if field is not None:
+        assert response.json()["details"][0]["metadata"]["field"] == field
+    rows = asyncio.run(
+        _fetch(stack, "SELECT 1 FROM approval_requests WHERE model_id = $1", uuid.UUID(model_id))
+    )
+    assert rows == []
+    events = asyncio.run(
+        _fetch(
+            stack,
+            "SELECT 1 FROM outbox_events WHERE model_id = $1",
+            uuid.UUID(model_id),
+        )
+    )
+    assert events == []

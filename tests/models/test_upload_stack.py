@@ -110,7 +110,7 @@ def test_grpc_upload_creates_pending_version_and_reads_back(
         sha256=hashlib.sha256(data).hexdigest(),
     )
     version = stub.UploadModel(_requests(metadata, data, chunk=100), metadata=_md(stack))
-    assert version.status == pb.MODEL_VERSION_STATUS_PENDING_APPROVAL
+    assert version.status == pb.ModelVersion.PENDING_APPROVAL
     assert (version.name, version.version) == (name, 1)
     assert version.sha256 == hashlib.sha256(data).hexdigest()
     assert version.size_bytes == len(data)
@@ -121,7 +121,7 @@ def test_grpc_upload_creates_pending_version_and_reads_back(
     assert version.signature.outputs[0].element_type == "FLOAT"
     assert version.signature.producer_name == "mlplane-tests"
     assert version.signature.opset_imports[0].version == 17
-    assert version.status_history[0].to_status == pb.MODEL_VERSION_STATUS_PENDING_APPROVAL
+    assert version.status_history[0].to_status == pb.ModelVersion.PENDING_APPROVAL
     assert version.metrics["auc"] == pytest.approx(0.91)
 
     again = stub.UploadModel(
@@ -159,7 +159,7 @@ def test_rest_multipart_upload_is_201_with_the_version(
     body = response.json()
     assert body["name"] == name
     assert body["version"] == "1"  # int64 is a string in proto3 JSON
-    assert body["status"] == "MODEL_VERSION_STATUS_PENDING_APPROVAL"
+    assert body["status"] == "PENDING_APPROVAL"
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     assert body["sizeBytes"] == str(len(data))
     assert body["createdBy"] == "alice"
@@ -245,9 +245,11 @@ def test_concurrent_uploads_of_one_name_get_distinct_versions(
         ("broken", "ONNX_CHECK_FAILED"),
         ("old_opset", "ONNX_OPSET"),
         ("empty", "EMPTY_FILE"),
-        ("bad_name", "INVALID_MODEL_NAME"),
-        ("traversal_name", "INVALID_MODEL_NAME"),
-        ("long_description", "DESCRIPTION_TOO_LONG"),
+        ("bad_name", "INVALID_FIELD"),
+        ("traversal_name", "INVALID_FIELD"),
+        ("long_description", "INVALID_FIELD"),
+        ("control_in_description", "INVALID_FIELD"),
+        ("huge_metric", "MALFORMED_FIELD"),
         ("bad_metrics", "MALFORMED_FIELD"),
         ("sha_mismatch", "SHA256_MISMATCH"),
         ("unknown_export", "UNKNOWN_EXPORT"),
@@ -272,6 +274,10 @@ def test_rest_rejections_are_400_and_store_nothing(
         name = "../../etc/passwd"
     elif case == "long_description":
         extra["description"] = "x" * 5000
+    elif case == "control_in_description":
+        extra["description"] = "bell\x07"
+    elif case == "huge_metric":
+        extra["metrics"] = '{"auc": ' + "9" * 400 + "}"
     elif case == "bad_metrics":
         extra["metrics"] = "{not json"
     elif case == "sha_mismatch":
@@ -329,7 +335,24 @@ def test_file_before_fields_is_refused(stack: RunningStack, http: httpx.Client) 
         headers={**_auth(stack), "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert response.status_code == 400
-    assert response.json()["details"][0]["reason"] == "MISSING_FIELD"
+    error = response.json()
+    assert error["details"][0]["reason"] == "FILE_BEFORE_FIELDS"
+    assert error["message"].startswith(
+        "the form's file field came before its name field: send the text fields"
+    )
+
+
+def test_rest_field_violations_name_the_form_fields(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    fields, files = _form("Bad Name", linear_model(4), trainingExportIds="not-an-id")
+    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    assert response.status_code == 400
+    error = response.json()
+    info, bad_request = error["details"]
+    assert (info["reason"], info["metadata"]["field"]) == ("INVALID_FIELD", "name")
+    assert [v["field"] for v in bad_request["fieldViolations"]] == ["name", "trainingExportIds[0]"]
+    assert error["message"].startswith("name must be lower-case letters, digits")
 
 
 def test_not_multipart_is_400(stack: RunningStack, http: httpx.Client) -> None:

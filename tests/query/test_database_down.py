@@ -94,4 +94,4 @@ async def test_database_down_is_unavailable_then_recovers(
 
     pg.start()
     messages = await _export(server.grpc_port, token)
-    assert messages[-1].manifest.status == "completed"
+    assert messages[-1].manifest.status == pb.Export.COMPLETED

@@ -141,8 +141,36 @@ def test_rest_json_export(
         assert (got["tag"], got["value"], got["quality"]) == (tag, value, quality)
     assert manifest["exportId"] == header["exportId"]
     assert int(manifest["rowCount"]) == len(expected)
-    assert manifest["status"] == "completed"
+    assert manifest["status"] == "COMPLETED"
+    assert (header["format"], manifest["format"]) == ("ROWS", "ROWS")
     assert len(manifest["sha256"]) == 64
+
+
+@pytest.mark.parametrize("fmt", ["ARROW", "arrow"])
+def test_rest_format_parameter_takes_the_enum_word(
+    stack: RunningStack, http: httpx.Client, window: tuple[datetime, datetime], fmt: str
+) -> None:
+    start, end = window
+    params = {"assetId": "pump-001", "startTime": _iso(start), "endTime": _iso(end)}
+    response = http.get(
+        "/api/v1/query/history",
+        params={**params, "tags": "flow", "format": fmt},
+        headers=_auth(stack, "data_scientist"),
+    )
+    assert response.status_code == 200, response.text
+    messages = response.json()
+    assert messages[0]["header"]["format"] == "ARROW"
+    assert messages[-1]["manifest"]["format"] == "ARROW"
+    assert "arrow" in messages[1]
+    csv = http.get(
+        "/api/v1/query/history",
+        params={**params, "format": "CSV"},
+        headers=_auth(stack, "data_scientist"),
+    )
+    assert csv.status_code == 400
+    assert csv.json()["message"] == (
+        "format must be ROWS or ARROW; CSV is ExportHistoryCsv (GET /api/v1/query/history:csv)"
+    )
 
 
 def test_csv_export_streams_and_matches_manifest(
@@ -172,7 +200,7 @@ def test_csv_export_streams_and_matches_manifest(
     ).json()
     assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
     assert int(manifest["rowCount"]) == len(expected)
-    assert manifest["encoding"] == "csv"
+    assert manifest["format"] == "CSV"
 
 
 def test_grpc_arrow_export(
@@ -184,7 +212,7 @@ def test_grpc_arrow_export(
         asset_id="pump-003",
         start_time=_timestamp(start),
         end_time=_timestamp(end),
-        format=pb.EXPORT_FORMAT_ARROW,
+        format=pb.Export.ARROW,
     )
     responses = list(stub.ExportHistory(request, metadata=_md(stack, "data_scientist")))
     assert responses[0].WhichOneof("part") == "header"
@@ -199,7 +227,7 @@ def test_grpc_arrow_export(
     manifest = responses[-1].manifest
     assert manifest.row_count == len(expected)
     assert manifest.sha256 == hashlib.sha256(data).hexdigest()
-    assert manifest.encoding == "arrow"
+    assert manifest.format == pb.Export.ARROW
 
 
 def test_grpc_aggregates_match_sql(
@@ -287,14 +315,14 @@ def test_unknown_asset_is_404(
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"endTime": "START"}, "end_time"),
-        ({"endTime": "BEFORE"}, "end_time"),
+        ({"endTime": "START"}, "endTime"),
+        ({"endTime": "BEFORE"}, "endTime"),
         ({"startTime": "LONG_AGO"}, "days"),
         ({"tags": "no_such_tag"}, "no_such_tag"),
         ({"resolution": "-5s"}, "resolution"),
         ({"resolution": "abc"}, "resolution"),
-        ({"startTime": "yesterday"}, "start_time"),
-        ({"assetId": ""}, "asset_id"),
+        ({"startTime": "yesterday"}, "startTime"),
+        ({"assetId": ""}, "assetId"),
     ],
 )
 def test_bad_inputs_are_400_naming_the_field(

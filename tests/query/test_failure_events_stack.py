@@ -313,7 +313,7 @@ def test_no_token_is_401(http: httpx.Client) -> None:
     ("params", "reason"),
     [
         ({"startTime": "2026-01-02T00:00:00Z", "endTime": "2026-01-01T00:00:00Z"}, None),
-        ({"pageSize": "-1"}, "INVALID_PAGE_SIZE"),
+        ({"pageSize": "-1"}, "INVALID_FIELD"),
         ({"startTime": "yesterday"}, None),
         ({"bogus": "1"}, None),
     ],

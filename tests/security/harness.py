@@ -23,6 +23,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from mlplane.v1 import model_registry_pb2, query_service_pb2
 
+from services.common.errors import error_info_from_trailers
 from tests.stack_runner import RunningStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,8 @@ class Answer:
     text: str
     grpc_code: grpc.StatusCode | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The ErrorInfo reason: the REST body's first detail, or gRPC's status details.
+    reason: str = ""
 
     def __str__(self) -> str:
         code = f" {self.grpc_code.name}" if self.grpc_code else ""
@@ -173,7 +176,15 @@ class Caller:
             data=rest.data,
             headers=headers,
         )
-        return Answer(response.status_code, response.text, headers=dict(response.headers))
+        reason = ""
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            details = response.json().get("details") or [{}]
+            reason = details[0].get("reason", "")
+        return Answer(
+            response.status_code, response.text, headers=dict(response.headers), reason=reason
+        )
 
     def grpc(
         self, path: str, rpc: str, messages: list[Message], metadata: list[tuple[str, str]]
@@ -198,7 +209,13 @@ class Caller:
                 replies = [unary(messages[0], metadata=md, timeout=30)]
         except grpc.RpcError as error:
             code = error.code()
-            return Answer(HTTP_OF_GRPC.get(code, 500), str(error.details()), code)
+            info = error_info_from_trailers(error.trailing_metadata())  # type: ignore[attr-defined]
+            return Answer(
+                HTTP_OF_GRPC.get(code, 500),
+                str(error.details()),
+                code,
+                reason=info.reason if info is not None else "",
+            )
         text = "\n".join(json_format.MessageToJson(reply) for reply in replies)
         return Answer(200, text, grpc.StatusCode.OK)
 

@@ -284,7 +284,11 @@ def _list_approvals(t: Targets, v: Values) -> Sample:
     )
     params = [("state", state), *_page_params(token, size)]
     return Sample(
-        [mr.ListApprovalsRequest(state=state, page_token=token, page_size=size)],
+        [
+            mr.ListApprovalsRequest(
+                state=mr.Approval.State.Value(state), page_token=token, page_size=size
+            )
+        ],
         Rest("GET", "/api/v1/approvals", params),
     )
 
@@ -368,7 +372,7 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "ModelRegistry/GetModelVersion": ("model_id",),
     "ModelRegistry/DownloadModelVersion": ("model_id",),
     "ModelRegistry/SubmitForApproval": ("model_id", "comment"),
-    "ModelRegistry/ListApprovals": ("state", "page_token"),
+    "ModelRegistry/ListApprovals": ("page_token",),
     "ModelRegistry/GetApproval": ("approval_id",),
     "ModelRegistry/ApproveModelVersion": ("approval_id", "comment"),
     "ModelRegistry/RejectModelVersion": ("approval_id", "comment"),

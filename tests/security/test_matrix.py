@@ -25,6 +25,7 @@ from tests.security.harness import (
     DIRECT_GRPC,
     GATEWAY_GRPC,
     PATHS,
+    REST,
     Answer,
     Caller,
     Sample,
@@ -72,27 +73,56 @@ TokenFactory = Callable[[Tokens, str], str | None]
 class TokenCase:
     make: TokenFactory
     status: int  # what every path answers
+    # The ErrorInfo reason every path gives (the gateway's and the services' words agree);
+    # a mapping when the gateway's check differs from the service's.
+    reason: str | dict[str, str]
 
 
 TOKEN_CASES: dict[str, TokenCase] = {
-    "no-token": TokenCase(lambda t, r: None, 401),
-    "expired": TokenCase(lambda t, r: t.valid(r, subject=MALLORY, ttl_seconds=-3600), 401),
-    "not-yet-valid": TokenCase(lambda t, r: t.not_yet_valid(r), 401),
+    "no-token": TokenCase(lambda t, r: None, 401, "TOKEN_MISSING"),
+    "expired": TokenCase(
+        lambda t, r: t.valid(r, subject=MALLORY, ttl_seconds=-3600), 401, "TOKEN_EXPIRED"
+    ),
+    "not-yet-valid": TokenCase(lambda t, r: t.not_yet_valid(r), 401, "TOKEN_NOT_YET_VALID"),
     "wrong-issuer": TokenCase(
-        lambda t, r: t.valid(r, subject=MALLORY, issuer="https://evil.invalid/"), 401
+        lambda t, r: t.valid(r, subject=MALLORY, issuer="https://evil.invalid/"),
+        401,
+        "TOKEN_ISSUER",
     ),
     # Envoy's jwt_authn says 403 for this; the gateway maps it to 401 like the services.
     "wrong-audience": TokenCase(
-        lambda t, r: t.valid(r, subject=MALLORY, audience="someone-else"), 401
+        lambda t, r: t.valid(r, subject=MALLORY, audience="someone-else"), 401, "TOKEN_AUDIENCE"
     ),
-    "bad-signature": TokenCase(lambda t, r: t.other_key(), 401),
-    "edited-claims": TokenCase(lambda t, r: t.edited_claims(), 401),
-    "alg-none": TokenCase(lambda t, r: t.alg_none(), 401),
-    "hs256-public-key": TokenCase(lambda t, r: t.hs256_with_public_key(), 401),
-    "missing-tenant": TokenCase(lambda t, r: t.missing_claim("tenant", r), 401),
+    "bad-signature": TokenCase(lambda t, r: t.other_key(), 401, "TOKEN_SIGNATURE"),
+    "edited-claims": TokenCase(lambda t, r: t.edited_claims(), 401, "TOKEN_SIGNATURE"),
+    # Envoy finds no key for these algorithms; a service names the algorithm it refuses.
+    "alg-none": TokenCase(
+        lambda t, r: t.alg_none(),
+        401,
+        {
+            REST: "TOKEN_MALFORMED",
+            GATEWAY_GRPC: "TOKEN_MALFORMED",
+            DIRECT_GRPC: "TOKEN_ALGORITHM_REJECTED",
+        },
+    ),
+    "hs256-public-key": TokenCase(
+        lambda t, r: t.hs256_with_public_key(),
+        401,
+        {
+            REST: "TOKEN_KEY_UNKNOWN",
+            GATEWAY_GRPC: "TOKEN_KEY_UNKNOWN",
+            DIRECT_GRPC: "TOKEN_ALGORITHM_REJECTED",
+        },
+    ),
+    # The gateway has no tenant rule; the service refuses the token.
+    "missing-tenant": TokenCase(
+        lambda t, r: t.missing_claim("tenant", r), 401, "TOKEN_CLAIM_MISSING"
+    ),
     # RBAC refuses a verified token without roles; the gateway maps that to 401 too.
-    "missing-roles": TokenCase(lambda t, r: t.missing_claim("roles", r), 401),
-    "wrong-role": TokenCase(lambda t, r: t.valid(r, subject=MALLORY), 403),
+    "missing-roles": TokenCase(
+        lambda t, r: t.missing_claim("roles", r), 401, "TOKEN_CLAIM_MISSING"
+    ),
+    "wrong-role": TokenCase(lambda t, r: t.valid(r, subject=MALLORY), 403, "ROLE_REQUIRED"),
 }
 
 
@@ -251,6 +281,13 @@ def test_bad_callers_are_refused(
     sample = SAMPLES[rpc](targets, {})
     answer, changes = _call(watch, caller, path, rpc, sample, token)
     assert answer.status == expected.status, f"{rpc} via {path} with {case}: {answer}"
+    reason = expected.reason if isinstance(expected.reason, str) else expected.reason[path]
+    assert answer.reason == reason, f"{rpc} via {path} with {case}: {answer}"
+    if case == "wrong-role":
+        # The gateway refuses with the service's own words.
+        allowed = " or ".join(sorted(METHOD_ROLES[grpc_path(rpc)]))
+        method = rpc.split("/")[1]
+        assert f"{method} requires role {allowed}" in answer.text, answer
     assert not changes, f"{rpc} via {path} with {case} changed state: {changes}"
     _assert_no_leak(answer, targets, sample, f"{rpc} via {path} with {case}")
 

@@ -20,74 +20,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _ModelVersionStatus:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ModelVersionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelVersionStatus.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    MODEL_VERSION_STATUS_UNSPECIFIED: _ModelVersionStatus.ValueType  # 0
-    """Never used."""
-    MODEL_VERSION_STATUS_PENDING_APPROVAL: _ModelVersionStatus.ValueType  # 1
-    """Uploaded and validated; not yet submitted."""
-    MODEL_VERSION_STATUS_IN_REVIEW: _ModelVersionStatus.ValueType  # 2
-    """Submitted; an approval request is open."""
-    MODEL_VERSION_STATUS_APPROVED: _ModelVersionStatus.ValueType  # 3
-    """Approved by an approver."""
-    MODEL_VERSION_STATUS_REJECTED: _ModelVersionStatus.ValueType  # 4
-    """Rejected by an approver."""
-    MODEL_VERSION_STATUS_ARCHIVED: _ModelVersionStatus.ValueType  # 5
-    """Retired by an approver."""
-
-class ModelVersionStatus(_ModelVersionStatus, metaclass=_ModelVersionStatusEnumTypeWrapper):
-    """Lifecycle of a model version."""
-
-MODEL_VERSION_STATUS_UNSPECIFIED: ModelVersionStatus.ValueType  # 0
-"""Never used."""
-MODEL_VERSION_STATUS_PENDING_APPROVAL: ModelVersionStatus.ValueType  # 1
-"""Uploaded and validated; not yet submitted."""
-MODEL_VERSION_STATUS_IN_REVIEW: ModelVersionStatus.ValueType  # 2
-"""Submitted; an approval request is open."""
-MODEL_VERSION_STATUS_APPROVED: ModelVersionStatus.ValueType  # 3
-"""Approved by an approver."""
-MODEL_VERSION_STATUS_REJECTED: ModelVersionStatus.ValueType  # 4
-"""Rejected by an approver."""
-MODEL_VERSION_STATUS_ARCHIVED: ModelVersionStatus.ValueType  # 5
-"""Retired by an approver."""
-Global___ModelVersionStatus: _TypeAlias = ModelVersionStatus  # noqa: Y015
-
-class _ApprovalState:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ApprovalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalState.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    APPROVAL_STATE_UNSPECIFIED: _ApprovalState.ValueType  # 0
-    """Never used; in a filter it means "any state"."""
-    APPROVAL_STATE_OPEN: _ApprovalState.ValueType  # 1
-    """Waiting for a decision."""
-    APPROVAL_STATE_APPROVED: _ApprovalState.ValueType  # 2
-    """The version was approved."""
-    APPROVAL_STATE_REJECTED: _ApprovalState.ValueType  # 3
-    """The version was rejected."""
-    APPROVAL_STATE_CANCELLED: _ApprovalState.ValueType  # 4
-    """Closed without a decision (the version was archived while in review)."""
-
-class ApprovalState(_ApprovalState, metaclass=_ApprovalStateEnumTypeWrapper):
-    """State of an approval request."""
-
-APPROVAL_STATE_UNSPECIFIED: ApprovalState.ValueType  # 0
-"""Never used; in a filter it means "any state"."""
-APPROVAL_STATE_OPEN: ApprovalState.ValueType  # 1
-"""Waiting for a decision."""
-APPROVAL_STATE_APPROVED: ApprovalState.ValueType  # 2
-"""The version was approved."""
-APPROVAL_STATE_REJECTED: ApprovalState.ValueType  # 3
-"""The version was rejected."""
-APPROVAL_STATE_CANCELLED: ApprovalState.ValueType  # 4
-"""Closed without a decision (the version was archived while in review)."""
-Global___ApprovalState: _TypeAlias = ApprovalState  # noqa: Y015
-
 @_typing.final
 class Model(_message.Message):
     """A named model of one tenant."""
@@ -283,9 +215,9 @@ class StatusChange(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
-    from_status: Global___ModelVersionStatus.ValueType
-    """Status before (UNSPECIFIED for the upload)."""
-    to_status: Global___ModelVersionStatus.ValueType
+    from_status: Global___ModelVersion.Status.ValueType
+    """Status before (`STATUS_UNSPECIFIED` for the upload)."""
+    to_status: Global___ModelVersion.Status.ValueType
     """Status after."""
     actor: _builtins.str
     """Subject that made the change."""
@@ -298,8 +230,8 @@ class StatusChange(_message.Message):
     def __init__(
         self,
         *,
-        from_status: Global___ModelVersionStatus.ValueType = ...,
-        to_status: Global___ModelVersionStatus.ValueType = ...,
+        from_status: Global___ModelVersion.Status.ValueType = ...,
+        to_status: Global___ModelVersion.Status.ValueType = ...,
         actor: _builtins.str = ...,
         comment: _builtins.str = ...,
         change_time: _timestamp_pb2.Timestamp | None = ...,
@@ -317,6 +249,43 @@ class ModelVersion(_message.Message):
     """One uploaded version of a model."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ModelVersion._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: ModelVersion._Status.ValueType  # 0
+        """Never used in a version; in a status change it means "before the upload"."""
+        PENDING_APPROVAL: ModelVersion._Status.ValueType  # 1
+        """Uploaded and validated; not yet submitted."""
+        IN_REVIEW: ModelVersion._Status.ValueType  # 2
+        """Submitted; an approval request is open."""
+        APPROVED: ModelVersion._Status.ValueType  # 3
+        """Approved by an approver."""
+        REJECTED: ModelVersion._Status.ValueType  # 4
+        """Rejected by an approver."""
+        ARCHIVED: ModelVersion._Status.ValueType  # 5
+        """Retired by an approver."""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper):
+        """Lifecycle of a version: `PENDING_APPROVAL` (uploaded, validated) →
+        `IN_REVIEW` (submitted) → `APPROVED` | `REJECTED`; any → `ARCHIVED`.
+        """
+
+    STATUS_UNSPECIFIED: ModelVersion.Status.ValueType  # 0
+    """Never used in a version; in a status change it means "before the upload"."""
+    PENDING_APPROVAL: ModelVersion.Status.ValueType  # 1
+    """Uploaded and validated; not yet submitted."""
+    IN_REVIEW: ModelVersion.Status.ValueType  # 2
+    """Submitted; an approval request is open."""
+    APPROVED: ModelVersion.Status.ValueType  # 3
+    """Approved by an approver."""
+    REJECTED: ModelVersion.Status.ValueType  # 4
+    """Rejected by an approver."""
+    ARCHIVED: ModelVersion.Status.ValueType  # 5
+    """Retired by an approver."""
 
     @_typing.final
     class LabelsEntry(_message.Message):
@@ -379,7 +348,7 @@ class ModelVersion(_message.Message):
     """Name of the model."""
     version: _builtins.int
     """Version number, from 1."""
-    status: Global___ModelVersionStatus.ValueType
+    status: Global___ModelVersion.Status.ValueType
     """Lifecycle status."""
     description: _builtins.str
     """Description given at upload."""
@@ -423,7 +392,7 @@ class ModelVersion(_message.Message):
         model_id: _builtins.str = ...,
         name: _builtins.str = ...,
         version: _builtins.int = ...,
-        status: Global___ModelVersionStatus.ValueType = ...,
+        status: Global___ModelVersion.Status.ValueType = ...,
         description: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
@@ -446,7 +415,9 @@ Global___ModelVersion: _TypeAlias = ModelVersion  # noqa: Y015
 
 @_typing.final
 class UploadModelMetadata(_message.Message):
-    """Metadata sent as the first message of `UploadModel`."""
+    """Metadata sent as the first message of `UploadModel`, and the text fields of
+    the multipart form of `POST /api/v1/models` (same names, same rules).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -497,22 +468,31 @@ class UploadModelMetadata(_message.Message):
     TRAINING_EXPORT_IDS_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Model name: `^[a-z0-9][a-z0-9._-]{0,127}$`."""
+    """Model name: 1-128 of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter
+    or digit, without `..`.
+    """
     description: _builtins.str
-    """Description, at most 4 KiB."""
+    """Description: at most 4096 characters; tabs and line breaks are the only
+    control characters allowed.
+    """
     sha256: _builtins.str
     """Hex SHA-256 the client computed; the upload fails if the bytes differ."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Free-form labels."""
+        """Free-form labels: at most 64; keys are 1-63 of `a-z`, `0-9`, `.`, `_`,
+        `/`, `-` starting with a letter or digit; values at most 256 characters
+        on one line.
+        """
 
     @_builtins.property
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Evaluation metrics."""
+        """Evaluation metrics, for example `{"roc_auc": 0.91}`: at most 256; names
+        are 1-128 of letters, digits, `.`, `_`, `/`, `-`; values are finite.
+        """
 
     @_builtins.property
     def training_export_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Ids of the exports the model was trained on."""
+        """Ids of the exports the model was trained on: at most 100."""
 
     def __init__(
         self,
@@ -541,7 +521,7 @@ class UploadModelRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
-    """A piece of the ONNX file (up to 1 MiB is a good size)."""
+    """A piece of the ONNX file: at most 4 MiB (1 MiB is a good size)."""
     @_builtins.property
     def metadata(self) -> Global___UploadModelMetadata:
         """First message only."""
@@ -572,7 +552,10 @@ class ListModelsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum number of models to return; default 50, at most 1000."""
+    """Maximum number of models to return: default 50, at most 1000 (larger
+    values are treated as 1000). A page may hold fewer, with a
+    `next_page_token`, when its models would exceed 4 MiB.
+    """
     page_token: _builtins.str
     """Token from a previous response."""
     filter: _builtins.str
@@ -630,7 +613,7 @@ class GetModelRequest(_message.Message):
 
     MODEL_ID_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     def __init__(
         self,
         *,
@@ -654,9 +637,12 @@ class ListModelVersionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     page_size: _builtins.int
-    """Maximum number of versions to return."""
+    """Maximum number of versions to return: default 50, at most 1000 (larger
+    values are treated as 1000). A page may hold fewer, with a
+    `next_page_token`, when its versions would exceed 4 MiB.
+    """
     page_token: _builtins.str
     """Token from a previous response."""
     def __init__(
@@ -711,9 +697,9 @@ class GetModelVersionRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     version: _builtins.int
-    """Version number."""
+    """Version number, from 1."""
     def __init__(
         self,
         *,
@@ -737,9 +723,9 @@ class DownloadModelVersionRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     version: _builtins.int
-    """Version number."""
+    """Version number, from 1."""
     def __init__(
         self,
         *,
@@ -759,6 +745,37 @@ class Approval(_message.Message):
     """An approval request: a version waiting for, or having had, a decision."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Approval._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Approval._State.ValueType  # 0
+        """Never used in a request; in a filter it means "any state"."""
+        OPEN: Approval._State.ValueType  # 1
+        """Waiting for a decision."""
+        APPROVED: Approval._State.ValueType  # 2
+        """The version was approved."""
+        REJECTED: Approval._State.ValueType  # 3
+        """The version was rejected."""
+        CANCELLED: Approval._State.ValueType  # 4
+        """Closed without a decision (the version was archived while in review)."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """State of an approval request."""
+
+    STATE_UNSPECIFIED: Approval.State.ValueType  # 0
+    """Never used in a request; in a filter it means "any state"."""
+    OPEN: Approval.State.ValueType  # 1
+    """Waiting for a decision."""
+    APPROVED: Approval.State.ValueType  # 2
+    """The version was approved."""
+    REJECTED: Approval.State.ValueType  # 3
+    """The version was rejected."""
+    CANCELLED: Approval.State.ValueType  # 4
+    """Closed without a decision (the version was archived while in review)."""
 
     APPROVAL_ID_FIELD_NUMBER: _builtins.int
     MODEL_ID_FIELD_NUMBER: _builtins.int
@@ -781,7 +798,7 @@ class Approval(_message.Message):
     """Model name."""
     version: _builtins.int
     """Version under review."""
-    state: Global___ApprovalState.ValueType
+    state: Global___Approval.State.ValueType
     """State of the request."""
     submitted_by: _builtins.str
     """Subject that submitted the version."""
@@ -814,7 +831,7 @@ class Approval(_message.Message):
         model_id: _builtins.str = ...,
         model_name: _builtins.str = ...,
         version: _builtins.int = ...,
-        state: Global___ApprovalState.ValueType = ...,
+        state: Global___Approval.State.ValueType = ...,
         submitted_by: _builtins.str = ...,
         submit_comment: _builtins.str = ...,
         submit_time: _timestamp_pb2.Timestamp | None = ...,
@@ -842,11 +859,11 @@ class SubmitForApprovalRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     version: _builtins.int
     """Version to submit; the newest version when 0."""
     comment: _builtins.str
-    """Note for the reviewer."""
+    """Note for the reviewer: at most 4096 characters."""
     def __init__(
         self,
         *,
@@ -871,21 +888,19 @@ class ListApprovalsRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    state: _builtins.str
-    """Only requests in this state: `OPEN`, `APPROVED`, `REJECTED` or `CANCELLED`
-    (case-insensitive; the enum name, e.g. `APPROVAL_STATE_OPEN`, is accepted
-    too). Any state when empty. A string rather than `ApprovalState` so that
-    REST clients can write `?state=OPEN`; the transcoder only maps full enum
-    value names.
-    """
+    state: Global___Approval.State.ValueType
+    """Only requests in this state (REST: `?state=OPEN`); any state when unset."""
     page_size: _builtins.int
-    """Maximum number to return."""
+    """Maximum number to return: default 50, at most 1000 (larger values are
+    treated as 1000). A page may hold fewer, with a `next_page_token`, when
+    its requests would exceed 4 MiB.
+    """
     page_token: _builtins.str
     """Token from a previous response."""
     def __init__(
         self,
         *,
-        state: _builtins.str = ...,
+        state: Global___Approval.State.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
@@ -933,7 +948,7 @@ class GetApprovalRequest(_message.Message):
 
     APPROVAL_ID_FIELD_NUMBER: _builtins.int
     approval_id: _builtins.str
-    """Approval id."""
+    """Approval id (a UUID)."""
     def __init__(
         self,
         *,
@@ -956,9 +971,9 @@ class ApproveModelVersionRequest(_message.Message):
     APPROVAL_ID_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     approval_id: _builtins.str
-    """Approval id."""
+    """Approval id (a UUID)."""
     comment: _builtins.str
-    """Reviewer's note."""
+    """Reviewer's note: at most 4096 characters."""
     def __init__(
         self,
         *,
@@ -982,9 +997,9 @@ class RejectModelVersionRequest(_message.Message):
     APPROVAL_ID_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     approval_id: _builtins.str
-    """Approval id."""
+    """Approval id (a UUID)."""
     comment: _builtins.str
-    """Why it was rejected."""
+    """Why it was rejected: required, at most 4096 characters."""
     def __init__(
         self,
         *,
@@ -1009,11 +1024,11 @@ class ArchiveModelVersionRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    """Model id."""
+    """Model id (a UUID)."""
     version: _builtins.int
-    """Version number."""
+    """Version number, from 1."""
     comment: _builtins.str
-    """Why it was archived."""
+    """Why it was archived: at most 4096 characters."""
     def __init__(
         self,
         *,

@@ -21,34 +21,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _ExportFormat:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ExportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportFormat.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    EXPORT_FORMAT_UNSPECIFIED: _ExportFormat.ValueType  # 0
-    """Treated as `EXPORT_FORMAT_ROWS`."""
-    EXPORT_FORMAT_ROWS: _ExportFormat.ValueType  # 1
-    """`SampleBatch` / `AggregateBatch` messages: friendly to JSON and grpcurl."""
-    EXPORT_FORMAT_ARROW: _ExportFormat.ValueType  # 2
-    """Apache Arrow IPC stream bytes in `ArrowBatch` messages: the fast path
-    into pandas / pyarrow (schema once, then record batches).
-    """
-
-class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper):
-    """How `ExportHistory` encodes its data messages."""
-
-EXPORT_FORMAT_UNSPECIFIED: ExportFormat.ValueType  # 0
-"""Treated as `EXPORT_FORMAT_ROWS`."""
-EXPORT_FORMAT_ROWS: ExportFormat.ValueType  # 1
-"""`SampleBatch` / `AggregateBatch` messages: friendly to JSON and grpcurl."""
-EXPORT_FORMAT_ARROW: ExportFormat.ValueType  # 2
-"""Apache Arrow IPC stream bytes in `ArrowBatch` messages: the fast path
-into pandas / pyarrow (schema once, then record batches).
-"""
-Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
-
 @_typing.final
 class Asset(_message.Message):
     """A monitored piece of equipment (a pump, a turbine)."""
@@ -132,7 +104,9 @@ class ListAssetsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum number of assets to return; the service caps it (default 100)."""
+    """Maximum number of assets to return: default 100, at most 1000 (larger
+    values are treated as 1000).
+    """
     page_token: _builtins.str
     """Token from a previous `ListAssetsResponse.next_page_token`."""
     def __init__(
@@ -190,25 +164,32 @@ class ExportHistoryRequest(_message.Message):
     RESOLUTION_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     asset_id: _builtins.str
-    """Asset to export, for example `pump-001`."""
-    format: Global___ExportFormat.ValueType
-    """Encoding of the data messages."""
+    """Asset to export, for example `pump-001`: 1-128 letters, digits, `.`,
+    `_`, `:` or `-`, starting with a letter or digit.
+    """
+    format: Global___Export.Format.ValueType
+    """Encoding of the data messages: `ROWS` (the default) or `ARROW`. `CSV` is
+    `ExportHistoryCsv`.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Inclusive start of the time range (RFC 3339 in REST)."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive end of the time range; must be after `start_time`."""
+        """Exclusive end of the time range; must be after `start_time`, and the
+        range at most `MLPLANE_QUERY_MAX_WINDOW_DAYS` (default 366) days.
+        """
 
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Tags to include; all tags of the asset when empty."""
+        """Tags to include (at most 256); all tags of the asset when empty."""
 
     @_builtins.property
     def resolution(self) -> _duration_pb2.Duration:
-        """When set (for example `60s`), returns time-bucketed aggregates
-        (avg, min, max, count) instead of raw samples.
+        """When set (for example `60s`; whole seconds, at least 1s, at most the
+        range), returns time-bucketed aggregates (avg, min, max, count) instead
+        of raw samples.
         """
 
     def __init__(
@@ -219,7 +200,7 @@ class ExportHistoryRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         resolution: _duration_pb2.Duration | None = ...,
-        format: Global___ExportFormat.ValueType = ...,
+        format: Global___Export.Format.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "resolution", b"resolution", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -254,7 +235,7 @@ class ExportHistoryCsvRequest(_message.Message):
 
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Tags to include; all tags when empty."""
+        """Tags to include (at most 256); all tags when empty."""
 
     @_builtins.property
     def resolution(self) -> _duration_pb2.Duration:
@@ -343,8 +324,8 @@ class ExportHeader(_message.Message):
     """Id of this export; cite it as training data lineage."""
     asset_id: _builtins.str
     """Asset being exported."""
-    format: Global___ExportFormat.ValueType
-    """Encoding of the data messages that follow."""
+    format: Global___Export.Format.ValueType
+    """Encoding of the data messages that follow: `ROWS` or `ARROW`."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tag]:
         """Tags included, in column order."""
@@ -355,7 +336,7 @@ class ExportHeader(_message.Message):
         export_id: _builtins.str = ...,
         asset_id: _builtins.str = ...,
         tags: _abc.Iterable[Global___Tag] | None = ...,
-        format: Global___ExportFormat.ValueType = ...,
+        format: Global___Export.Format.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -521,13 +502,75 @@ class Export(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _Format:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _FormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Export._Format.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        FORMAT_UNSPECIFIED: Export._Format.ValueType  # 0
+        """`ExportHistory` treats it as `ROWS`."""
+        ROWS: Export._Format.ValueType  # 1
+        """`SampleBatch` / `AggregateBatch` messages: friendly to JSON and grpcurl."""
+        ARROW: Export._Format.ValueType  # 2
+        """Apache Arrow IPC stream bytes in `ArrowBatch` messages: the fast path
+        into pandas / pyarrow (schema once, then record batches).
+        """
+        CSV: Export._Format.ValueType  # 3
+        """One `text/csv` document (`ExportHistoryCsv`)."""
+
+    class Format(_Format, metaclass=_FormatEnumTypeWrapper):
+        """How an export's data was encoded."""
+
+    FORMAT_UNSPECIFIED: Export.Format.ValueType  # 0
+    """`ExportHistory` treats it as `ROWS`."""
+    ROWS: Export.Format.ValueType  # 1
+    """`SampleBatch` / `AggregateBatch` messages: friendly to JSON and grpcurl."""
+    ARROW: Export.Format.ValueType  # 2
+    """Apache Arrow IPC stream bytes in `ArrowBatch` messages: the fast path
+    into pandas / pyarrow (schema once, then record batches).
+    """
+    CSV: Export.Format.ValueType  # 3
+    """One `text/csv` document (`ExportHistoryCsv`)."""
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Export._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: Export._Status.ValueType  # 0
+        """Never used."""
+        RUNNING: Export._Status.ValueType  # 1
+        """Rows are being sent."""
+        COMPLETED: Export._Status.ValueType  # 2
+        """Every row was sent; `row_count` and `sha256` are final."""
+        FAILED: Export._Status.ValueType  # 3
+        """The export stopped on an error."""
+        CANCELLED: Export._Status.ValueType  # 4
+        """The client went away before the end."""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper):
+        """Where an export is."""
+
+    STATUS_UNSPECIFIED: Export.Status.ValueType  # 0
+    """Never used."""
+    RUNNING: Export.Status.ValueType  # 1
+    """Rows are being sent."""
+    COMPLETED: Export.Status.ValueType  # 2
+    """Every row was sent; `row_count` and `sha256` are final."""
+    FAILED: Export.Status.ValueType  # 3
+    """The export stopped on an error."""
+    CANCELLED: Export.Status.ValueType  # 4
+    """The client went away before the end."""
+
     EXPORT_ID_FIELD_NUMBER: _builtins.int
     ASSET_ID_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
-    ENCODING_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
@@ -537,8 +580,8 @@ class Export(_message.Message):
     """Export id."""
     asset_id: _builtins.str
     """Asset exported."""
-    encoding: _builtins.str
-    """`rows`, `arrow` or `csv`."""
+    format: Global___Export.Format.ValueType
+    """How the data was encoded."""
     row_count: _builtins.int
     """Number of data rows (samples or buckets) exported."""
     sha256: _builtins.str
@@ -549,8 +592,8 @@ class Export(_message.Message):
     """
     created_by: _builtins.str
     """Subject that ran the export."""
-    status: _builtins.str
-    """`running`, `completed`, `failed` or `cancelled` (the client went away)."""
+    status: Global___Export.Status.ValueType
+    """Where the export is."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the range."""
@@ -580,16 +623,16 @@ class Export(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         resolution: _duration_pb2.Duration | None = ...,
-        encoding: _builtins.str = ...,
+        format: Global___Export.Format.ValueType = ...,
         row_count: _builtins.int = ...,
         sha256: _builtins.str = ...,
         created_by: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
-        status: _builtins.str = ...,
+        status: Global___Export.Status.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "resolution", b"resolution", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "create_time", b"create_time", "created_by", b"created_by", "encoding", b"encoding", "end_time", b"end_time", "export_id", b"export_id", "resolution", b"resolution", "row_count", b"row_count", "sha256", b"sha256", "start_time", b"start_time", "status", b"status", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id", "create_time", b"create_time", "created_by", b"created_by", "end_time", b"end_time", "export_id", b"export_id", "format", b"format", "resolution", b"resolution", "row_count", b"row_count", "sha256", b"sha256", "start_time", b"start_time", "status", b"status", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -603,7 +646,7 @@ class GetExportRequest(_message.Message):
 
     EXPORT_ID_FIELD_NUMBER: _builtins.int
     export_id: _builtins.str
-    """Export id returned by an earlier export."""
+    """Export id (a UUID) returned by an earlier export."""
     def __init__(
         self,
         *,
@@ -631,7 +674,9 @@ class ListFailureEventsRequest(_message.Message):
     asset_id: _builtins.str
     """Asset whose failures to list, for example `pump-001`."""
     page_size: _builtins.int
-    """Maximum number of events to return; the service caps it (default 100)."""
+    """Maximum number of events to return: default 100, at most 1000 (larger
+    values are treated as 1000).
+    """
     page_token: _builtins.str
     """Token from a previous `ListFailureEventsResponse.next_page_token`."""
     @_builtins.property
