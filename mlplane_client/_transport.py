@@ -11,6 +11,7 @@ submissions, decisions and archives are never retried.
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-from mlplane_client.errors import from_rpc_error
+from mlplane_client.errors import MlplaneError, from_rpc_error
 
 if TYPE_CHECKING:
     Interceptor: TypeAlias = (
@@ -59,6 +60,32 @@ class Target:
 
     address: str
     tls: bool
+
+    @property
+    def url(self) -> str:
+        """As a URL, the way errors name it.
+
+        >>> Target("localhost:8080", False).url
+        'http://localhost:8080'
+        """
+        return f"{'https' if self.tls else 'http'}://{self.address}"
+
+
+_SCHEME = re.compile(r"^bearer\s+", re.IGNORECASE)
+
+
+def clean_token(token: str | None) -> str | None:
+    """The JWT alone: surrounding blanks and newlines and a leading `Bearer `
+    (any case) dropped, the way it is often pasted; None when nothing is left.
+
+    >>> clean_token("  Bearer eyJh.eyJz.c2ln\\n")
+    'eyJh.eyJz.c2ln'
+    >>> clean_token("bearer   eyJh.eyJz.c2ln"), clean_token(" "), clean_token(None)
+    ('eyJh.eyJz.c2ln', None, None)
+    """
+    if token is None:
+        return None
+    return _SCHEME.sub("", token.strip()).strip() or None
 
 
 def parse_target(url: str, tls: bool | None = None) -> Target:
@@ -148,10 +175,12 @@ class Transport:
         timeout: float | None,
         stream_timeout: float | None,
         retry: RetryPolicy,
+        url: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.channel = channel
         self._token = token
+        self.url = url
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._retry = retry
@@ -165,6 +194,11 @@ class Transport:
 
     def _attempts(self, idempotent: bool) -> int:
         return self._retry.max_attempts if idempotent else 1
+
+    def error(self, error: grpc.RpcError, request_id: str) -> MlplaneError:
+        return from_rpc_error(
+            error, request_id=request_id, url=self.url, token_sent=bool(self._token)
+        )
 
     def unary(
         self,
@@ -182,7 +216,7 @@ class Transport:
                 if attempt < attempts and error.code() == grpc.StatusCode.UNAVAILABLE:
                     self._sleep(self._retry.delay(attempt))
                     continue
-                raise from_rpc_error(error, request_id=request_id) from None
+                raise self.error(error, request_id) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def server_stream(
@@ -204,8 +238,8 @@ class Transport:
                 if attempt < attempts and error.code() == grpc.StatusCode.UNAVAILABLE:
                     self._sleep(self._retry.delay(attempt))
                     continue
-                raise from_rpc_error(error, request_id=request_id) from None
-            return Stream(call, first, request_id)
+                raise self.error(error, request_id) from None
+            return Stream(call, first, request_id, self.error)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def client_stream(
@@ -218,18 +252,25 @@ class Transport:
         try:
             return method(requests, timeout=self.stream_timeout, metadata=self.metadata(request_id))
         except grpc.RpcError as error:
-            raise from_rpc_error(error, request_id=request_id) from None
+            raise self.error(error, request_id) from None
 
 
 class Stream(Closing, Iterator[Resp]):
     """The messages of a started server stream, errors translated; `close()`
     cancels it (also done when iteration stops early inside a `with`)."""
 
-    def __init__(self, call: grpc._CallIterator[Resp], first: Resp | None, request_id: str):
+    def __init__(
+        self,
+        call: grpc._CallIterator[Resp],
+        first: Resp | None,
+        request_id: str,
+        translate: Callable[[grpc.RpcError, str], MlplaneError],
+    ):
         self._call = call
         self._pending = first
         self._done = first is None
         self.request_id = request_id
+        self._translate = translate
 
     def __next__(self) -> Resp:
         if self._pending is not None:
@@ -244,7 +285,7 @@ class Stream(Closing, Iterator[Resp]):
             raise
         except grpc.RpcError as error:
             self._done = True
-            raise from_rpc_error(error, request_id=self.request_id) from None
+            raise self._translate(error, self.request_id) from None
 
     def initial_metadata(self) -> dict[str, str]:
         return _text_items(self._call.initial_metadata())

@@ -2,9 +2,12 @@
 
 `services/cli.py` owns the entry point and registers these with
 `add_client_commands`. Every verb takes `--url`/`--token` (or `MLPLANE_URL`,
-`MLPLANE_TOKEN`), prints a table for humans or `--json` for scripts, and exits
-1 with one line on stderr when the server refuses (`mlplane: NOT_FOUND
-MODEL_NOT_FOUND: …`), 2 for usage errors.
+`MLPLANE_TOKEN`; `MLPLANE_CA_FILE` for a private CA), prints a table for humans
+or `--json` for scripts (the proto3 JSON a REST caller gets for the same
+resource), and exits 1 when the server refuses, with one line on stderr
+(`mlplane: NOT_FOUND MODEL_NOT_FOUND: …`) and, for the usual ways to get stuck,
+a second one saying what to do (`hint: pass --token or set MLPLANE_TOKEN …`);
+2 for usage errors.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplane_client._hints import CLI
 from mlplane_client.errors import MlplaneError
 
 if TYPE_CHECKING:
-    from google.protobuf.message import Message
-
     from mlplane_client.client import Client
+    from mlplane_client.exports import ExportManifest
+    from mlplane_client.resources import Approval, Asset, Model, ModelVersion
+
+    Result = Asset | Model | ModelVersion | Approval | ExportManifest
 
 EXIT_SERVER_ERROR = 1
 EXIT_USAGE = 2
@@ -94,10 +100,12 @@ def parse_pairs(items: Sequence[str] | None, *, what: str) -> dict[str, str]:
 
 
 # --- output -----------------------------------------------------------------------------
-def _as_dict(message: Message) -> dict[str, Any]:
+def _as_dict(result: Result) -> dict[str, Any]:
+    """The proto3 JSON of the message as received, printed the way the gateway
+    prints it for REST (fields at their default values included)."""
     from google.protobuf.json_format import MessageToDict
 
-    return MessageToDict(message)
+    return MessageToDict(result.raw, always_print_fields_with_no_presence=True)
 
 
 def _print_json(value: Any) -> None:
@@ -111,56 +119,42 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _when(message: Any, field: str) -> str:
-    if not message.HasField(field):
-        return "-"
-    return str(getattr(message, field).ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S"))
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-def _status(value: Any) -> str:
-    from mlplane.v1 import model_registry_pb2 as mpb
-
-    return mpb.ModelVersionStatus.Name(value).removeprefix("MODEL_VERSION_STATUS_")
-
-
-def _state(value: Any) -> str:
-    from mlplane.v1 import model_registry_pb2 as mpb
-
-    return mpb.ApprovalState.Name(value).removeprefix("APPROVAL_STATE_")
-
-
-def _show_version(version: Any) -> None:
+def _show_version(version: ModelVersion) -> None:
     metrics = ", ".join(f"{k}={v:g}" for k, v in sorted(version.metrics.items()))
     labels = ", ".join(f"{k}={v}" for k, v in sorted(version.labels.items()))
     sig = version.signature
     rows = [
         ("model", f"{version.name} ({version.model_id})"),
         ("version", version.version),
-        ("status", _status(version.status)),
+        ("status", version.status),
         ("description", version.description or "-"),
         ("sha256", version.sha256),
         ("size", f"{version.size_bytes:,} bytes"),
-        ("inputs", ", ".join(t.name for t in sig.inputs) or "-"),
-        ("outputs", ", ".join(t.name for t in sig.outputs) or "-"),
+        ("inputs", ", ".join(map(str, sig.inputs)) or "-"),
+        ("outputs", ", ".join(map(str, sig.outputs)) or "-"),
         ("producer", f"{sig.producer_name} {sig.producer_version}".strip() or "-"),
         ("metrics", metrics or "-"),
         ("labels", labels or "-"),
         ("training exports", ", ".join(version.training_export_ids) or "-"),
-        ("created", f"{_when(version, 'create_time')} by {version.created_by}"),
+        ("created", f"{_when(version.create_time)} by {version.created_by}"),
     ]
     for key, value in rows:
         print(f"{key + ':':<18}{value}")
 
 
-def _approval_rows(approvals: Sequence[Any]) -> list[list[object]]:
+def _approval_rows(approvals: Sequence[Approval]) -> list[list[object]]:
     return [
         [
             a.approval_id,
             a.model_name,
             a.version,
-            _state(a.state),
+            a.state,
             a.submitted_by,
-            _when(a, "submit_time"),
+            _when(a.submit_time),
             a.decided_by or "-",
         ]
         for a in approvals
@@ -178,7 +172,7 @@ _APPROVAL_HEADERS = (
 )
 
 
-def _emit_approval(args: argparse.Namespace, approval: Any) -> int:
+def _emit_approval(args: argparse.Namespace, approval: Approval) -> int:
     if args.json:
         _print_json(_as_dict(approval))
     else:
@@ -198,9 +192,9 @@ def _assets(client: Client, args: argparse.Namespace) -> int:
             [
                 a.asset_id,
                 a.display_name,
-                ",".join(t.name for t in a.tags),
-                _when(a, "first_time"),
-                _when(a, "last_time"),
+                ",".join(a.tag_names),
+                _when(a.first_time),
+                _when(a.last_time),
             ]
             for a in assets
         ],
@@ -234,7 +228,7 @@ def _export(client: Client, args: argparse.Namespace) -> int:
             partial.unlink(missing_ok=True)
         manifest = exported.manifest
     if args.json:
-        _print_json({**manifest.to_dict(), "file": str(out)})
+        _print_json({**_as_dict(manifest), "file": str(out)})
     else:
         for key, value in {**manifest.to_dict(), "file": str(out)}.items():
             shown = ",".join(value) if isinstance(value, list) else value
@@ -284,7 +278,7 @@ def _models(client: Client, args: argparse.Namespace) -> int:
             _table(
                 ("MODEL", "NAME", "LATEST", "CREATED BY", "UPDATED"),
                 [
-                    [m.model_id, m.name, m.latest_version, m.created_by, _when(m, "update_time")]
+                    [m.model_id, m.name, m.latest_version, m.created_by, _when(m.update_time)]
                     for m in models
                 ],
             )
@@ -298,8 +292,8 @@ def _models(client: Client, args: argparse.Namespace) -> int:
         ("name", model.name),
         ("description", model.description or "-"),
         ("latest version", model.latest_version),
-        ("created", f"{_when(model, 'create_time')} by {model.created_by}"),
-        ("updated", _when(model, "update_time")),
+        ("created", f"{_when(model.create_time)} by {model.created_by}"),
+        ("updated", _when(model.update_time)),
     ]:
         print(f"{key + ':':<16}{value}")
     return 0
@@ -322,11 +316,11 @@ def _versions(client: Client, args: argparse.Namespace) -> int:
         [
             [
                 v.version,
-                _status(v.status),
+                v.status,
                 v.size_bytes,
                 v.sha256[:16],
                 v.created_by,
-                _when(v, "create_time"),
+                _when(v.create_time),
             ]
             for v in versions
         ],
@@ -373,17 +367,19 @@ def _approvals(client: Client, args: argparse.Namespace) -> int:
 # --- wiring -----------------------------------------------------------------------------
 def _runner(handler: Handler) -> Callable[[argparse.Namespace, object], int]:
     def run(args: argparse.Namespace, _settings: object = None) -> int:
-        from mlplane_client.client import DEFAULT_URL, Client
+        from mlplane_client.client import Client
 
         if args.progress is None:
             args.progress = sys.stderr.isatty() and not args.json
         try:
-            url = args.url or os.environ.get("MLPLANE_URL") or DEFAULT_URL
-            token = args.token or os.environ.get("MLPLANE_TOKEN") or None
-            with Client(url, token=token, timeout=args.timeout) as client:
+            # --url / --token win over MLPLANE_URL / MLPLANE_TOKEN; from_env adds MLPLANE_CA_FILE.
+            given = {"url": args.url, "token": args.token}
+            with Client.from_env(
+                timeout=args.timeout, **{k: v for k, v in given.items() if v}
+            ) as client:
                 return handler(client, args)
         except MlplaneError as error:
-            print(f"mlplane: {error}", file=sys.stderr)
+            _print_error(error)
             return EXIT_SERVER_ERROR
         except (UsageError, ValueError, OSError) as error:
             print(f"mlplane: {' '.join(str(error).split())}", file=sys.stderr)
@@ -395,13 +391,24 @@ def _runner(handler: Handler) -> Callable[[argparse.Namespace, object], int]:
     return run
 
 
+def _print_error(error: MlplaneError) -> None:
+    """`mlplane: CODE REASON: message` on stderr, then the hint worded for a shell
+    (`--token`, `--url`) when there is one."""
+    print(f"mlplane: {error.headline}", file=sys.stderr)
+    hint = error.hint_for(CLI)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
     group.add_argument(
         "--url", help="gateway: host:port or http(s)://host:port (env MLPLANE_URL; localhost:8080)"
     )
-    group.add_argument("--token", help="bearer JWT (env MLPLANE_TOKEN)")
+    group.add_argument(
+        "--token", help="bearer JWT (env MLPLANE_TOKEN; a dev stack: mlplane token --role ROLE)"
+    )
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
     group.add_argument("--json", action="store_true", help="proto3 JSON on stdout, for scripts")
     group.add_argument(

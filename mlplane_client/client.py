@@ -8,8 +8,16 @@ approvals, over gRPC through the Envoy gateway (or straight to a service).
 (100800, '5b0c…')
 >>> mv = c.upload_model("model.onnx", "pump-risk", "GBM, 7 days", metrics={"auc": 0.91},
 ...                     training_exports=[ex])  # doctest: +SKIP
+>>> mv  # doctest: +SKIP
+ModelVersion(name='pump-risk', version=1, status=PENDING_APPROVAL, model_id='0c6f…', …)
 >>> c.submit_for_approval(mv.model_id, mv.version, comment="AUC 0.91").state  # doctest: +SKIP
-1
+ApprovalState.OPEN
+>>> c.get_version(mv.model_id, 1).status == "IN_REVIEW"  # doctest: +SKIP
+True
+
+Results are typed (`mlplane_client.resources`): statuses are `StrEnum` words,
+times timezone-aware UTC `datetime`s, `.to_dict()` gives JSON values and `.raw`
+the protobuf message as received.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from mlplane_client._transport import (
     Closing,
     RetryPolicy,
     Transport,
+    clean_token,
     open_channel,
     parse_target,
 )
+from mlplane_client.enums import ApprovalState
 from mlplane_client.errors import IntegrityError
 from mlplane_client.exports import (
     ArrowExport,
@@ -46,6 +56,7 @@ from mlplane_client.exports import (
     to_duration,
     to_timestamp,
 )
+from mlplane_client.resources import Approval, Asset, FailureEvent, Model, ModelVersion
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -78,7 +89,9 @@ class Client(Closing):
     Args:
         url: `host:port`, `http://host:port` or `https://host:port` of the
             gateway (or of one service, which then serves only its own calls).
-        token: the bearer JWT (`mlplane token …` on a dev stack).
+        token: the bearer JWT (`mlplane token …` on a dev stack). Blanks and
+            newlines around it and a leading `Bearer ` (any case), as pasted
+            from a header, are dropped.
         tls: use TLS for a bare `host:port` (a URL's scheme decides otherwise).
         timeout: deadline in seconds of each unary call (lists, gets, submits,
             decisions). `None` = no deadline.
@@ -116,10 +129,11 @@ class Client(Closing):
         )
         self._t = Transport(
             self._channel,
-            token=token,
+            token=clean_token(token),
             timeout=timeout,
             stream_timeout=stream_timeout,
             retry=retry or RetryPolicy(),
+            url=self.target.url,
         )
         self._query = qpb_grpc.QueryServiceStub(self._channel)
         self._models = mpb_grpc.ModelRegistryStub(self._channel)
@@ -128,6 +142,7 @@ class Client(Closing):
     @classmethod
     def from_env(cls, **kwargs: Any) -> Client:
         """A client from `MLPLANE_URL` (default `localhost:8080`), `MLPLANE_TOKEN`
+        (the JWT; a pasted `Bearer ` prefix and trailing newline are dropped)
         and, for TLS with a private CA, `MLPLANE_CA_FILE`; keyword arguments
         override them.
 
@@ -144,8 +159,7 @@ class Client(Closing):
         self._channel.close()
 
     def __repr__(self) -> str:
-        scheme = "https" if self.target.tls else "http"
-        return f"Client('{scheme}://{self.target.address}')"
+        return f"Client({self.target.url!r})"
 
     # --- paging -------------------------------------------------------------------
     def _all_pages(
@@ -163,11 +177,13 @@ class Client(Closing):
                 return out
 
     # --- history ------------------------------------------------------------------
-    def list_assets(self) -> list[qpb.Asset]:
+    def list_assets(self) -> list[Asset]:
         """Every asset the token may read, with its tags and time range.
 
-        >>> [(a.asset_id, [t.name for t in a.tags]) for a in c.list_assets()]  # doctest: +SKIP
-        [('pump-001', ['bearing_temp', 'discharge_pressure', 'flow', ...]), ...]
+        >>> [(a.asset_id, a.tag_names) for a in c.list_assets()]  # doctest: +SKIP
+        [('pump-001', ('bearing_temp', 'discharge_pressure', 'flow', ...)), ...]
+        >>> c.list_assets()[0].last_time  # doctest: +SKIP
+        datetime.datetime(2026, 11, 27, 9, 59, 59, tzinfo=datetime.timezone.utc)
         """
         return self._all_pages(
             lambda token: self._t.unary(
@@ -175,7 +191,7 @@ class Client(Closing):
                 qpb.ListAssetsRequest(page_size=self._page_size, page_token=token),
                 idempotent=True,
             ),
-            lambda page: page.assets,
+            lambda page: map(Asset.from_proto, page.assets),
         )
 
     def export_history_arrow(
@@ -192,7 +208,7 @@ class Client(Closing):
         Same arguments as `export_history`. The received bytes are checked
         against the manifest's SHA-256 (`IntegrityError` if they differ).
         """
-        request = qpb.ExportHistoryRequest(format=qpb.EXPORT_FORMAT_ARROW)
+        request = qpb.ExportHistoryRequest(format=qpb.Export.ARROW)
         _fill_export_request(request, asset, start, end, tags, resolution)
         with self._t.server_stream(self._query.ExportHistory, request, idempotent=True) as stream:
             first = next(stream, None)
@@ -314,19 +330,10 @@ class Client(Closing):
                 request.end_time.CopyFrom(to_timestamp(end))
             return self._t.unary(self._query.ListFailureEvents, request, idempotent=True)
 
-        events = self._all_pages(page, lambda p: p.failure_events)
+        events = self._all_pages(page, lambda p: map(FailureEvent.from_proto, p.failure_events))
         columns = ["asset_id", "start_time", "end_time", "failure_mode", "description"]
         frame = pd.DataFrame(
-            [
-                (
-                    e.asset_id,
-                    e.start_time.ToDatetime() if e.HasField("start_time") else None,
-                    e.end_time.ToDatetime() if e.HasField("end_time") else None,
-                    e.failure_mode,
-                    e.description,
-                )
-                for e in events
-            ],
+            [(e.asset_id, e.start_time, e.end_time, e.failure_mode, e.description) for e in events],
             columns=columns,
         )
         for column in ("start_time", "end_time"):
@@ -344,7 +351,7 @@ class Client(Closing):
         labels: Mapping[str, str] | None = None,
         sha256: str | None = None,
         progress: bool = True,
-    ) -> mpb.ModelVersion:
+    ) -> ModelVersion:
         """Upload an ONNX file as the next version of model `name`.
 
         The file is hashed first (unless `sha256` is given) and the digest sent
@@ -385,11 +392,13 @@ class Client(Closing):
             file.open("rb") as handle,
             Progress(progress, desc=f"upload {file.name}", total=size, rows=False) as bar,
         ):
-            return self._t.client_stream(
-                self._models.UploadModel, _upload_requests(metadata, handle, bar)
+            return ModelVersion.from_proto(
+                self._t.client_stream(
+                    self._models.UploadModel, _upload_requests(metadata, handle, bar)
+                )
             )
 
-    def list_models(self, filter: str | None = None) -> list[mpb.Model]:
+    def list_models(self, filter: str | None = None) -> list[Model]:
         """Every model of the tenant, by name. `filter`: `name = "pump-risk"`,
         `status = APPROVED` (of the newest version), joined with `AND`.
 
@@ -403,16 +412,18 @@ class Client(Closing):
                 ),
                 idempotent=True,
             ),
-            lambda page: page.models,
+            lambda page: map(Model.from_proto, page.models),
         )
 
-    def get_model(self, model_id: str) -> mpb.Model:
+    def get_model(self, model_id: str) -> Model:
         """One model. `NotFound` (`MODEL_NOT_FOUND`) for an unknown id."""
-        return self._t.unary(
-            self._models.GetModel, mpb.GetModelRequest(model_id=model_id), idempotent=True
+        return Model.from_proto(
+            self._t.unary(
+                self._models.GetModel, mpb.GetModelRequest(model_id=model_id), idempotent=True
+            )
         )
 
-    def list_versions(self, model_id: str) -> list[mpb.ModelVersion]:
+    def list_versions(self, model_id: str) -> list[ModelVersion]:
         """Every version of a model, newest first."""
         return self._all_pages(
             lambda token: self._t.unary(
@@ -422,15 +433,22 @@ class Client(Closing):
                 ),
                 idempotent=True,
             ),
-            lambda page: page.model_versions,
+            lambda page: map(ModelVersion.from_proto, page.model_versions),
         )
 
-    def get_version(self, model_id: str, version: int) -> mpb.ModelVersion:
-        """One version, with its ONNX signature, metrics, lineage and status history."""
-        return self._t.unary(
-            self._models.GetModelVersion,
-            mpb.GetModelVersionRequest(model_id=model_id, version=version),
-            idempotent=True,
+    def get_version(self, model_id: str, version: int) -> ModelVersion:
+        """One version, with its ONNX signature, metrics, lineage and status history.
+
+        >>> v = c.get_version(model_id, 1)  # doctest: +SKIP
+        >>> v.status, [str(t) for t in v.signature.inputs]  # doctest: +SKIP
+        (VersionStatus.PENDING_APPROVAL, ['float_input: FLOAT[?, 16]'])
+        """
+        return ModelVersion.from_proto(
+            self._t.unary(
+                self._models.GetModelVersion,
+                mpb.GetModelVersionRequest(model_id=model_id, version=version),
+                idempotent=True,
+            )
         )
 
     def download_model(
@@ -480,68 +498,90 @@ class Client(Closing):
     # --- approvals ------------------------------------------------------------------
     def submit_for_approval(
         self, model_id: str, version: int | None = None, comment: str = ""
-    ) -> mpb.Approval:
+    ) -> Approval:
         """Send a `PENDING_APPROVAL` version (the newest when `version` is None)
         for review: it moves to `IN_REVIEW` and an approval request opens.
         `Conflict` if it was already submitted. Never retried.
 
         >>> ap = c.submit_for_approval(mv.model_id, comment="AUC 0.91")  # doctest: +SKIP
+        >>> ap.state, ap.model_version.status  # doctest: +SKIP
+        (ApprovalState.OPEN, VersionStatus.IN_REVIEW)
         """
-        return self._t.unary(
-            self._models.SubmitForApproval,
-            mpb.SubmitForApprovalRequest(model_id=model_id, version=version or 0, comment=comment),
-            idempotent=False,
+        return Approval.from_proto(
+            self._t.unary(
+                self._models.SubmitForApproval,
+                mpb.SubmitForApprovalRequest(
+                    model_id=model_id, version=version or 0, comment=comment
+                ),
+                idempotent=False,
+            )
         )
 
-    def list_approvals(self, state: str | None = "OPEN") -> list[mpb.Approval]:
-        """The review queue (approver role): requests in `state` (`OPEN`,
-        `APPROVED`, `REJECTED`, `CANCELLED`; any when None), oldest first."""
+    def list_approvals(self, state: ApprovalState | str | None = "OPEN") -> list[Approval]:
+        """The review queue (approver role): requests in `state` (an
+        `ApprovalState` or its name in any case: `"open"`, `APPROVED`,
+        `REJECTED`, `CANCELLED`; any state when None), oldest first.
+
+        >>> [(a.model_name, a.version) for a in approver.list_approvals("open")]  # doctest: +SKIP
+        [('pump-risk', 1)]
+        """
+        wanted = ApprovalState.parse(state) if state else ApprovalState.STATE_UNSPECIFIED
         return self._all_pages(
             lambda token: self._t.unary(
                 self._models.ListApprovals,
                 mpb.ListApprovalsRequest(
-                    state=state or "", page_size=self._page_size, page_token=token
+                    state=mpb.Approval.State.Value(wanted.value),
+                    page_size=self._page_size,
+                    page_token=token,
                 ),
                 idempotent=True,
             ),
-            lambda page: page.approvals,
+            lambda page: map(Approval.from_proto, page.approvals),
         )
 
-    def get_approval(self, approval_id: str) -> mpb.Approval:
+    def get_approval(self, approval_id: str) -> Approval:
         """One approval request, with the version under review."""
-        return self._t.unary(
-            self._models.GetApproval,
-            mpb.GetApprovalRequest(approval_id=approval_id),
-            idempotent=True,
+        return Approval.from_proto(
+            self._t.unary(
+                self._models.GetApproval,
+                mpb.GetApprovalRequest(approval_id=approval_id),
+                idempotent=True,
+            )
         )
 
-    def approve(self, approval_id: str, comment: str = "") -> mpb.Approval:
+    def approve(self, approval_id: str, comment: str = "") -> Approval:
         """Approve (approver role; never the version's uploader or submitter:
         `PermissionDenied`). Never retried.
 
         >>> approver.approve(ap.approval_id, comment="ok").state  # doctest: +SKIP
-        2
+        ApprovalState.APPROVED
         """
-        return self._t.unary(
-            self._models.ApproveModelVersion,
-            mpb.ApproveModelVersionRequest(approval_id=approval_id, comment=comment),
-            idempotent=False,
+        return Approval.from_proto(
+            self._t.unary(
+                self._models.ApproveModelVersion,
+                mpb.ApproveModelVersionRequest(approval_id=approval_id, comment=comment),
+                idempotent=False,
+            )
         )
 
-    def reject(self, approval_id: str, comment: str) -> mpb.Approval:
+    def reject(self, approval_id: str, comment: str) -> Approval:
         """Reject, saying why (a comment is required). Never retried."""
-        return self._t.unary(
-            self._models.RejectModelVersion,
-            mpb.RejectModelVersionRequest(approval_id=approval_id, comment=comment),
-            idempotent=False,
+        return Approval.from_proto(
+            self._t.unary(
+                self._models.RejectModelVersion,
+                mpb.RejectModelVersionRequest(approval_id=approval_id, comment=comment),
+                idempotent=False,
+            )
         )
 
-    def archive(self, model_id: str, version: int, comment: str = "") -> mpb.ModelVersion:
+    def archive(self, model_id: str, version: int, comment: str = "") -> ModelVersion:
         """Retire a version (approver role); an open review of it is cancelled."""
-        return self._t.unary(
-            self._models.ArchiveModelVersion,
-            mpb.ArchiveModelVersionRequest(model_id=model_id, version=version, comment=comment),
-            idempotent=False,
+        return ModelVersion.from_proto(
+            self._t.unary(
+                self._models.ArchiveModelVersion,
+                mpb.ArchiveModelVersionRequest(model_id=model_id, version=version, comment=comment),
+                idempotent=False,
+            )
         )
 
 

@@ -1,38 +1,78 @@
 """Typed errors: every failed call becomes an `MlplaneError` subclass.
 
-The server puts a `google.rpc.Status` with an `ErrorInfo` into the
-`grpc-status-details-bin` trailer; its `reason` (a stable, upper-case code such
-as `MODEL_NOT_FOUND`) and `metadata` are on the exception, so callers branch on
-`e.reason` instead of parsing messages.
+The server puts a `google.rpc.Status` into the `grpc-status-details-bin`
+trailer: its `ErrorInfo` `reason` (a stable, upper-case code such as
+`MODEL_NOT_FOUND`) and `metadata` are on the exception, so callers branch on
+`e.reason` instead of parsing messages; a `BadRequest` becomes
+`e.field_violations`. For the usual ways to get stuck (no token, an expired
+one, the wrong role, nothing listening at the URL) `e.hint` says what to do
+next, and `str(e)` ends with it:
 
 >>> try:  # doctest: +SKIP
-...     c.get_model("no-such-model")
-... except NotFound as e:
-...     print(e.reason)
-MODEL_NOT_FOUND
-"""
+...     Client("localhost:8080").list_assets()
+... except Unauthenticated as e:
+...     print(e)
+UNAUTHENTICATED: Jwt is missing
+hint: pass token= or set MLPLANE_TOKEN (a dev stack mints one with `mlplane token --role data_scientist`)
+"""  # noqa: E501 (a hint is one line)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+from google.rpc import error_details_pb2, status_pb2
+
+from mlplane_client._hints import SDK, Diagnosis, Wording, diagnose, render
 
 _REQUEST_ID_KEY = "x-request-id"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The detail types of google/rpc/error_details.proto, by full name.
+_DETAIL_TYPES: dict[str, type[Message]] = {
+    cls.DESCRIPTOR.full_name: cls
+    for cls in (
+        error_details_pb2.ErrorInfo,
+        error_details_pb2.BadRequest,
+        error_details_pb2.RetryInfo,
+        error_details_pb2.DebugInfo,
+        error_details_pb2.QuotaFailure,
+        error_details_pb2.PreconditionFailure,
+        error_details_pb2.RequestInfo,
+        error_details_pb2.ResourceInfo,
+        error_details_pb2.Help,
+        error_details_pb2.LocalizedMessage,
+    )
+}
+
+
+class FieldViolation(NamedTuple):
+    """One bad field of a request: `field` as a REST caller spells it
+    (`metadata.name`, `trainingExportIds[0]`), `description` what is wrong."""
+
+    field: str
+    description: str
 
 
 class MlplaneError(Exception):
-    """A call failed. `str(e)` is one line: `CODE REASON: message`.
+    """A call failed. `str(e)` is `CODE REASON: message`, plus a second line
+    `hint: …` when there is an obvious next step.
 
     Attributes:
         code: the gRPC status code.
-        reason: `ErrorInfo.reason` sent by the service (empty when the failure
-            came from the network or the gateway, e.g. a missing token).
+        reason: `ErrorInfo.reason` (empty when the failure came from the
+            network, or from a gateway that sends none).
+        domain: `ErrorInfo.domain`: `mlplane` (a service) or `gateway.mlplane`.
         metadata: `ErrorInfo.metadata`, e.g. `{"field": "name"}`.
         message: the human-readable status message.
         request_id: the `x-request-id` of the call; quote it when reporting.
+        field_violations: the `BadRequest` detail's `(field, description)`
+            pairs, every bad field of an INVALID_ARGUMENT.
+        details: every detail of the status, unpacked (`ErrorInfo`,
+            `BadRequest`, `Help`, …; unknown types stay `Any`).
+        hint: one line on what to do next, or "".
     """
 
     def __init__(
@@ -41,20 +81,42 @@ class MlplaneError(Exception):
         message: str,
         *,
         reason: str = "",
+        domain: str = "",
         metadata: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        field_violations: Iterable[tuple[str, str]] = (),
+        details: Iterable[Message] = (),
+        diagnosis: Diagnosis | None = None,
     ) -> None:
         self.code = code
         self.message = message
         self.reason = reason
+        self.domain = domain
         self.metadata: dict[str, str] = dict(metadata or {})
         self.request_id = request_id
+        self.field_violations: list[FieldViolation] = [FieldViolation(*v) for v in field_violations]
+        self.details: tuple[Message, ...] = tuple(details)
+        self.diagnosis = diagnosis
         super().__init__(str(self))
 
-    def __str__(self) -> str:
+    @property
+    def hint(self) -> str:
+        return self.hint_for(SDK)
+
+    def hint_for(self, wording: Wording) -> str:
+        """The hint worded for a reader (the CLI says `--token`, not `token=`)."""
+        return render(self.diagnosis, wording) if self.diagnosis is not None else ""
+
+    @property
+    def headline(self) -> str:
+        """The first line of `str(e)`: `CODE REASON: message`."""
         head = f"{self.code.name} {self.reason}" if self.reason else self.code.name
         text = " ".join(self.message.split()) or "(no message)"
         return f"{head}: {text}"
+
+    def __str__(self) -> str:
+        hint = self.hint
+        return f"{self.headline}\nhint: {hint}" if hint else self.headline
 
 
 class NotFound(MlplaneError):
@@ -70,7 +132,8 @@ class Unauthenticated(MlplaneError):
 
 
 class InvalidArgument(MlplaneError):
-    """INVALID_ARGUMENT / OUT_OF_RANGE: bad input (not ONNX, bad time range, ...)."""
+    """INVALID_ARGUMENT / OUT_OF_RANGE: bad input (not ONNX, bad time range, ...);
+    `field_violations` names every bad field."""
 
 
 class Conflict(MlplaneError):
@@ -121,32 +184,73 @@ def error_class(code: grpc.StatusCode) -> type[MlplaneError]:
     return _BY_CODE.get(code, MlplaneError)
 
 
-def from_rpc_error(error: grpc.RpcError, *, request_id: str | None = None) -> MlplaneError:
+def from_rpc_error(
+    error: grpc.RpcError,
+    *,
+    request_id: str | None = None,
+    url: str = "",
+    token_sent: bool | None = None,
+) -> MlplaneError:
     """Translate a `grpc.RpcError` into the matching `MlplaneError` subclass.
 
     `request_id` is the id the client sent; the one the server echoes wins.
+    `url` (where the call went) and `token_sent` (whether it carried a token)
+    let the hint name the cause when the server's status does not.
     """
     code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     message = (error.details() if callable(getattr(error, "details", None)) else None) or ""
-    reason, metadata = "", dict[str, str]()
+    details: list[Message] = []
     if isinstance(error, grpc.Call):
-        info = _error_info(error)
-        if info is not None:
-            reason, metadata = info.reason, dict(info.metadata)
+        details = _status_details(error, code)
         request_id = _echoed_request_id(error) or request_id
-    return error_class(code)(code, message, reason=reason, metadata=metadata, request_id=request_id)
+    info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
+    reason = info.reason if info is not None else ""
+    metadata = dict(info.metadata) if info is not None else {}
+    violations = [
+        (v.field, v.description)
+        for d in details
+        if isinstance(d, error_details_pb2.BadRequest)
+        for v in d.field_violations
+    ]
+    return error_class(code)(
+        code,
+        message,
+        reason=reason,
+        domain=info.domain if info is not None else "",
+        metadata=metadata,
+        request_id=request_id,
+        field_violations=violations,
+        details=details,
+        diagnosis=diagnose(code, reason, message, metadata, url=url, token_sent=token_sent),
+    )
 
 
-def _error_info(call: grpc.Call) -> error_details_pb2.ErrorInfo | None:
-    try:
-        status = rpc_status.from_call(call)
-    except ValueError:  # code or message differ from the trailer's; trust neither
-        return None
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
-    return None
+def _status_details(call: grpc.Call, code: grpc.StatusCode) -> list[Message]:
+    """Every detail of the `google.rpc.Status` in the trailers, unpacked.
+
+    A status whose code differs from the call's is not this call's (a proxy
+    rewrote the code): trust none of it. Its message may differ (a gateway words
+    its refusals its own way): the call's message is the one shown.
+    """
+    for key, value in call.trailing_metadata() or ():
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return []
+        if status.code != code.value[0]:
+            return []
+        return [_unpack(detail) for detail in status.details]
+    return []
+
+
+def _unpack(detail: any_pb2.Any) -> Message:
+    cls = _DETAIL_TYPES.get(detail.TypeName())
+    if cls is None:
+        return detail
+    message = cls()
+    return message if detail.Unpack(message) else detail
 
 
 def _echoed_request_id(call: grpc.Call) -> str | None:

@@ -7,13 +7,15 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import query_service_pb2 as qpb
 
 from mlplane_client._progress import Progress
+from mlplane_client._record import Record, utc
+from mlplane_client.enums import ExportFormat, ExportStatus
 from mlplane_client.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -54,18 +56,24 @@ def to_duration(value: ResolutionLike) -> Duration:
     return duration
 
 
-def _time(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class ExportManifest:
+@dataclass(frozen=True, slots=True, repr=False)
+class ExportManifest(Record):
     """What the server recorded about one export: cite `export_id` as lineage.
 
     `sha256` is the hex SHA-256 of exactly the bytes received (the Arrow IPC
     stream for `export_history`, the CSV document for `export_history_csv`);
     `rows` the number of data rows (samples, or buckets with a resolution).
-    """
+    `format` and `status` are words (`ExportFormat`, `ExportStatus`); `raw` is
+    the `Export` message as received.
+
+    >>> m = ExportManifest.from_proto(qpb.Export(
+    ...     export_id="5b0c", asset_id="pump-001", row_count=3600, format=qpb.Export.CSV,
+    ...     status=qpb.Export.COMPLETED, sha256="9f2c"))
+    >>> m
+    ExportManifest(export_id='5b0c', asset_id='pump-001', rows=3600, format=CSV, status=COMPLETED, sha256='9f2c')
+    >>> m.status == "COMPLETED", m.to_dict()["format"]
+    (True, 'CSV')
+    """  # noqa: E501 (a repr is one line)
 
     export_id: str
     rows: int
@@ -75,43 +83,56 @@ class ExportManifest:
     end_time: datetime | None = None
     tags: tuple[str, ...] = ()
     resolution: timedelta | None = None
-    encoding: str = ""
-    status: str = ""
+    format: ExportFormat = ExportFormat.FORMAT_UNSPECIFIED
+    status: ExportStatus = ExportStatus.STATUS_UNSPECIFIED
     created_by: str = ""
     create_time: datetime | None = None
+    raw: qpb.Export = field(default_factory=qpb.Export, kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = (
+        "export_id",
+        "asset_id",
+        "rows",
+        "format",
+        "status",
+        "start_time",
+        "end_time",
+        "tags",
+        "resolution",
+        "sha256",
+    )
 
     @classmethod
     def from_proto(cls, message: qpb.Export) -> ExportManifest:
         return cls(
             export_id=message.export_id,
-            rows=message.row_count,
+            rows=int(message.row_count),
             sha256=message.sha256,
             asset_id=message.asset_id,
-            start_time=_time(message.start_time) if message.HasField("start_time") else None,
-            end_time=_time(message.end_time) if message.HasField("end_time") else None,
+            start_time=utc(message.start_time) if message.HasField("start_time") else None,
+            end_time=utc(message.end_time) if message.HasField("end_time") else None,
             tags=tuple(message.tags),
             resolution=message.resolution.ToTimedelta() if message.HasField("resolution") else None,
-            encoding=message.encoding,
-            status=message.status,
+            format=ExportFormat.from_proto(message.format),
+            status=ExportStatus.from_proto(message.status),
             created_by=message.created_by,
-            create_time=_time(message.create_time) if message.HasField("create_time") else None,
+            create_time=utc(message.create_time) if message.HasField("create_time") else None,
+            raw=message,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: times as RFC 3339 strings, the resolution in seconds."""
-        out: dict[str, Any] = {}
-        for name, value in self.__dict__.items():
-            if isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
-            elif isinstance(value, timedelta):
-                value = value.total_seconds()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[name] = value
-        return out
+    @property
+    def row_count(self) -> int:
+        """`rows`, by the protobuf field's name."""
+        return self.rows
+
+    @property
+    def encoding(self) -> str:
+        """The format in lower case (`"arrow"`, `"csv"`): the field's name and
+        spelling before the contract named it `format`."""
+        return self.format.value.lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ArrowExport:
     """An export as a `pyarrow.Table`, with its manifest.
 
@@ -128,8 +149,11 @@ class ArrowExport:
     def export_id(self) -> str:
         return self.manifest.export_id
 
+    def __repr__(self) -> str:
+        return _export_repr(self, self.table.column_names)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class HistoryExport:
     """An export as a long pandas DataFrame (one row per sample or bucket), with
     its manifest.
@@ -152,6 +176,9 @@ class HistoryExport:
     def aggregated(self) -> bool:
         return "bucket_time" in self.frame.columns
 
+    def __repr__(self) -> str:
+        return _export_repr(self, [str(c) for c in self.frame.columns])
+
     def wide(self, values: str | None = None) -> pd.DataFrame:
         """One row per time, one column per tag (in the export's tag order).
 
@@ -168,6 +195,15 @@ class HistoryExport:
         wide.index.name = "time"
         wide.columns.name = "tag"
         return wide
+
+
+def _export_repr(export: ArrowExport | HistoryExport, columns: list[str]) -> str:
+    # The data itself stays out: `.frame` / `.table` show it.
+    m = export.manifest
+    return (
+        f"{type(export).__name__}(export_id={m.export_id!r}, asset_id={m.asset_id!r}, "
+        f"rows={m.rows}, columns={columns!r})"
+    )
 
 
 class _ArrowBytes(io.RawIOBase):

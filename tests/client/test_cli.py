@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -76,9 +78,16 @@ def test_export_csv_and_parquet(
     )  # fmt: skip
     body = csv_file.read_bytes()
     assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
-    assert manifest["rows"] == len(body.splitlines()) - 1 > 0
-    assert manifest["encoding"] == "csv"
+    assert int(manifest["rowCount"]) == len(body.splitlines()) - 1 > 0  # int64: a string
+    assert (manifest["format"], manifest["status"]) == ("CSV", "COMPLETED")
     assert manifest["file"] == str(csv_file)
+    # --json is what a REST caller gets for the export, plus the file written
+    rest = httpx.get(
+        f"{stack.gateway_url}/api/v1/query/exports/{manifest['exportId']}",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert rest.status_code == 200, rest.text
+    assert {**rest.json(), "file": str(csv_file)} == manifest
 
     parquet_file = tmp_path / "p1.parquet"
     code, out, err = cli.run(
@@ -88,10 +97,10 @@ def test_export_csv_and_parquet(
     assert code == 0, err
     table = pq.read_table(parquet_file)
     assert table.column_names == ["bucket_time", "tag", "avg", "min", "max", "count"]
-    lines = dict(line.split(":", 1) for line in out.splitlines())
+    lines = {k: v.strip() for k, v in (line.split(":", 1) for line in out.splitlines())}
     assert int(lines["rows"]) == table.num_rows > 0
-    assert lines["encoding"].strip() == "arrow"
-    assert lines["resolution"].strip() == "900s"
+    assert (lines["format"], lines["status"]) == ("ARROW", "COMPLETED")
+    assert lines["resolution"] == "900s"
     assert not list(tmp_path.glob(".*part"))
 
 
@@ -102,7 +111,7 @@ def test_export_upload_submit_approve_download_and_audit(
     export_id = cli.json(
         "export", "pump-002", "--start", _iso(window[0]), "--end", _iso(window[1]),
         "--tags", "flow", "-o", str(tmp_path / "train.parquet"), token=alice,
-    )["export_id"]  # fmt: skip
+    )["exportId"]  # fmt: skip
     model = tmp_path / "m.onnx"
     model.write_bytes(linear_model(12, seed=3))
     name = unique_name("cli")
@@ -112,7 +121,7 @@ def test_export_upload_submit_approve_download_and_audit(
         "--label", "team=reliability", token=alice,
     )  # fmt: skip
     assert version["version"] == "1"  # proto3 JSON: int64 is a string
-    assert version["status"] == "MODEL_VERSION_STATUS_PENDING_APPROVAL"
+    assert version["status"] == "PENDING_APPROVAL"
     assert version["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert version["metrics"] == {"auc": 0.9, "f1": 0.5}
     assert version["trainingExportIds"] == [export_id]
@@ -125,6 +134,14 @@ def test_export_upload_submit_approve_download_and_audit(
     code, out, _ = cli.run("versions", "show", model_id, "1", token=alice)
     assert code == 0
     assert "status:           PENDING_APPROVAL" in out
+    assert "inputs:           X: FLOAT[batch, 12]" in out
+    # --json is exactly what REST returns for the same version
+    rest = httpx.get(
+        f"{stack.gateway_url}/api/v1/models/{model_id}/versions/1",
+        headers={"authorization": f"Bearer {alice}"},
+    )
+    assert rest.status_code == 200, rest.text
+    assert cli.json("versions", "show", model_id, "1", token=alice) == rest.json()
 
     back = tmp_path / "back.onnx"
     download = cli.json("download", model_id, "1", "-o", str(back), token=alice)
@@ -132,22 +149,24 @@ def test_export_upload_submit_approve_download_and_audit(
     assert download["sha256"] == version["sha256"]
 
     approval = cli.json("submit", model_id, "--comment", "ready", token=alice)
-    assert approval["state"] == "APPROVAL_STATE_OPEN"
+    assert approval["state"] == "OPEN"
     queue = cli.json("approvals", "list", token=bob)
     assert approval["approvalId"] in [a["approvalId"] for a in queue]
     code, out, _ = cli.run("approvals", "list", "--state", "open", token=bob)
     assert code == 0
-    assert approval["approvalId"] in out
+    row = next(line for line in out.splitlines() if line.startswith(approval["approvalId"]))
+    assert row.split()[1:4] == [name, "1", "OPEN"]
     decided = cli.json("approvals", "approve", approval["approvalId"], "--comment", "ok", token=bob)
-    assert decided["state"] == "APPROVAL_STATE_APPROVED"
+    assert decided["state"] == "APPROVED"
     assert decided["decidedBy"] == "bob"
 
-    # archiving is the approver's: the data scientist is refused, one line, exit 1
+    # archiving is the approver's: the data scientist is refused, exit 1, with a hint
     code, out, err = cli.run("archive", model_id, "1", token=alice)
     assert (code, out) == (1, "")
     assert err.startswith("mlplane: PERMISSION_DENIED"), err
+    assert err.splitlines()[1].startswith("hint: "), err
     archived = cli.json("archive", model_id, "1", "--comment", "superseded", token=bob)
-    assert archived["status"] == "MODEL_VERSION_STATUS_ARCHIVED"
+    assert archived["status"] == "ARCHIVED"
 
     # the existing `mlplane audit` verb (admin DSN from the state folder) sees it all
     audit = run_cli(stack.state_dir, "audit", "--model", model_id, "--json")
@@ -169,11 +188,11 @@ def test_reject_needs_a_comment_and_records_it(
     assert code == 2
     assert "--comment" in err
     rejected = cli.json("approvals", "reject", approval_id, "--comment", "too slow", token=bob)
-    assert rejected["state"] == "APPROVAL_STATE_REJECTED"
+    assert rejected["state"] == "REJECTED"
     assert rejected["decisionComment"] == "too slow"
 
 
-def test_server_errors_exit_1_with_one_line(
+def test_server_errors_exit_1_with_one_line_and_a_hint(
     cli: Cli, stack: RunningStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLPLANE_TOKEN", raising=False)
@@ -182,15 +201,76 @@ def test_server_errors_exit_1_with_one_line(
     assert (code, out) == (1, "")
     assert err == f"mlplane: NOT_FOUND MODEL_NOT_FOUND: model {missing} does not exist\n"
 
+    # The wrong role: the gateway's message (today Envoy's "RBAC: access denied", or the
+    # service's wording "ListApprovals requires role model_approver"), then the hint.
     code, _, err = cli.run("approvals", "list", token=alice_token(stack))
     assert code == 1
-    assert err.startswith("mlplane: PERMISSION_DENIED")  # Envoy RBAC: no ErrorInfo
-    assert err.count("\n") == 1
+    head, hint = err.splitlines()
+    assert head.startswith("mlplane: PERMISSION_DENIED")
+    if "ROLE_REQUIRED" in head:
+        assert "requires role model_approver" in head
+        assert hint == (
+            "hint: this needs a token with role model_approver "
+            "(a dev stack mints one with `mlplane token --role model_approver`)"
+        )
+    else:
+        assert hint.startswith("hint: your token lacks the role this call needs"), hint
+        assert "model_approver: review queue" in hint
 
     code, _, err = cli.run("assets")  # no token anywhere
     assert code == 1
-    assert err.startswith("mlplane: UNAUTHENTICATED")
-    assert err.count("\n") == 1
+    head, hint = err.splitlines()
+    assert head.startswith("mlplane: UNAUTHENTICATED")
+    assert hint == (
+        "hint: pass --token or set MLPLANE_TOKEN "
+        "(a dev stack mints one with `mlplane token --role data_scientist`)"
+    )
+
+
+def test_an_expired_token_says_to_mint_a_new_one(cli: Cli, stack: RunningStack) -> None:
+    code, _, err = cli.run("assets", token=stack.tokens.expired())
+    assert code == 1
+    head, hint = err.splitlines()
+    assert head.startswith("mlplane: UNAUTHENTICATED")
+    assert "expired" in head
+    assert hint == (
+        "hint: mint a new one (a dev stack: `mlplane token --role data_scientist`) "
+        "and pass it as --token or MLPLANE_TOKEN"
+    )
+
+
+def test_a_token_pasted_with_its_scheme_works(
+    cli: Cli,
+    stack: RunningStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`MLPLANE_TOKEN="Bearer …"` and a trailing newline (a token read from a file)."""
+    monkeypatch.setenv("MLPLANE_URL", stack.gateway_target)
+    monkeypatch.setenv("MLPLANE_TOKEN", f"Bearer {alice_token(stack)}\n")
+    capsys.readouterr()
+    assert main(["assets", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["assetId"] == "pump-001"
+    code, _, err = cli.run("assets", token=f"  bearer {alice_token(stack)}  ")
+    assert code == 0, err
+
+
+def test_nothing_listening_names_the_url_and_make_up(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # released: nothing listens there
+    monkeypatch.setenv("MLPLANE_URL", f"127.0.0.1:{port}")
+    monkeypatch.setenv("MLPLANE_TOKEN", "x.y.z")
+    capsys.readouterr()
+    assert main(["models", "list"]) == 1
+    head, hint = capsys.readouterr().err.splitlines()
+    assert head.startswith("mlplane: UNAVAILABLE: failed to connect")
+    assert hint == (
+        f"hint: nothing answers at http://127.0.0.1:{port}: start the stack (`make up`) "
+        "or point --url / MLPLANE_URL at the gateway"
+    )
 
 
 def test_usage_errors_exit_2(cli: Cli, stack: RunningStack, tmp_path: Path) -> None:

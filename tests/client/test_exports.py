@@ -17,10 +17,13 @@ from mlplane.v1 import query_service_pb2 as qpb
 
 from mlplane_client import (
     Client,
+    ExportFormat,
+    ExportStatus,
     IntegrityError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Tag,
     Unauthenticated,
 )
 from mlplane_client.exports import read_arrow_export
@@ -45,7 +48,13 @@ def test_list_assets_is_the_granted_pumps(alice: Client, query_direct: Client) -
     for client in (alice, query_direct):
         assets = client.list_assets()
         assert [a.asset_id for a in assets] == [f"pump-{i:03d}" for i in range(1, 9)]
-        assert {t.name for t in assets[0].tags} >= {"bearing_temp", "flow"}
+        assert set(assets[0].tag_names) >= {"bearing_temp", "flow"}
+        assert isinstance(assets[0].tags[0], Tag)
+        first, last = assets[0].first_time, assets[0].last_time
+        assert first is not None
+        assert last is not None
+        assert first.utcoffset() == last.utcoffset() == timedelta(0)
+        assert first < last
 
 
 def test_export_frame_equals_the_csv_export_and_the_manifest(
@@ -63,7 +72,8 @@ def test_export_frame_equals_the_csv_export_and_the_manifest(
     csv_manifest = alice.export_history_csv("pump-001", start, end, csv_path, progress=False)
     assert csv_manifest.sha256 == hashlib.sha256(csv_path.read_bytes()).hexdigest()
     assert csv_manifest.rows == len(frame)
-    assert csv_manifest.encoding == "csv"
+    assert csv_manifest.format == ExportFormat.CSV == "CSV"
+    assert csv_manifest.encoding == "csv"  # the field's name before it became `format`
     expected = pd.read_csv(csv_path)
     expected["time"] = pd.to_datetime(expected["time"], utc=True, format="ISO8601")
     actual = frame.assign(tag=frame["tag"].astype(str), time=frame["time"].dt.as_unit("ns"))
@@ -79,12 +89,18 @@ def test_export_frame_equals_the_csv_export_and_the_manifest(
     assert (stored.rows, stored.sha256, stored.status) == (
         ex.manifest.rows,
         ex.manifest.sha256,
-        "completed",
+        ExportStatus.COMPLETED,
     )
-    assert stored.encoding == "arrow"
+    assert stored == ex.manifest  # the same fields; `raw` is left out of ==
+    assert stored.raw.row_count == stored.row_count == stored.rows
+    assert stored.format == "ARROW"
     assert stored.asset_id == "pump-001"
     assert stored.start_time == start
     assert stored.end_time == end
+    assert stored.create_time is not None
+    assert stored.create_time.utcoffset() == timedelta(0)
+    assert stored.to_dict()["status"] == "COMPLETED"
+    assert repr(ex).startswith(f"HistoryExport(export_id='{ex.export_id}', asset_id='pump-001',")
 
     wide = ex.wide()
     assert wide.index.name == "time"
@@ -181,7 +197,9 @@ def test_typed_errors_carry_the_server_reason(
         assert denied.value.reason == "ASSET_NOT_GRANTED"
         assert denied.value.metadata["assetId"] == "turbine-001"
         assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert denied.value.domain == "mlplane"
         assert denied.value.request_id
+        assert denied.value.hint == ""  # the message names the asset: nothing to add
 
         with pytest.raises(NotFound) as missing:
             client.export_history("pump-999", start, end, progress=False)

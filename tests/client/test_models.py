@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -13,13 +13,18 @@ import pytest
 from mlplane.v1 import model_registry_pb2 as mpb
 
 from mlplane_client import (
+    Approval,
+    ApprovalState,
     Client,
     Conflict,
     IntegrityError,
     InvalidArgument,
+    Model,
+    ModelVersion,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    VersionStatus,
 )
 from tests.client.conftest import admin_fetch, alice_token, unique_name
 from tests.models.onnx_models import broken_model, linear_model
@@ -55,14 +60,23 @@ def test_upload_with_lineage_then_read_and_download(
         labels={"team": "reliability"},
         progress=route == "gateway",
     )
+    assert isinstance(first, ModelVersion)
     assert first.version == 1
-    assert first.status == mpb.MODEL_VERSION_STATUS_PENDING_APPROVAL
+    assert first.status == "PENDING_APPROVAL" == VersionStatus.PENDING_APPROVAL
+    assert first.raw.status == mpb.ModelVersion.PENDING_APPROVAL
     assert first.sha256 == _sha(model_file)
     assert first.size_bytes == model_file.stat().st_size
-    assert list(first.training_export_ids) == [ex.export_id, ax.export_id]
-    assert dict(first.metrics) == {"auc": 0.91, "f1": 1.0}
-    assert dict(first.labels) == {"team": "reliability"}
+    assert first.training_export_ids == (ex.export_id, ax.export_id)
+    assert first.metrics == {"auc": 0.91, "f1": 1.0}
+    assert first.labels == {"team": "reliability"}
     assert first.created_by == "alice"
+    assert first.create_time is not None
+    assert first.create_time.tzinfo is not None
+    assert first.create_time.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - first.create_time) < timedelta(minutes=5)
+    assert [(c.from_status, c.to_status, c.actor) for c in first.status_history] == [
+        (VersionStatus.STATUS_UNSPECIFIED, VersionStatus.PENDING_APPROVAL, "alice")
+    ]
     stored = admin_fetch(
         stack,
         "SELECT sha256, training_export_ids FROM model_versions WHERE model_id = $1",
@@ -76,9 +90,20 @@ def test_upload_with_lineage_then_read_and_download(
     second = client.upload_model(other, name, "bigger", progress=False)
     assert (second.model_id, second.version) == (first.model_id, 2)
 
-    assert client.get_model(first.model_id).latest_version == 2
+    model = client.get_model(first.model_id)
+    assert isinstance(model, Model)
+    assert (model.name, model.latest_version, model.created_by) == (name, 2, "alice")
     assert [v.version for v in client.list_versions(first.model_id)] == [2, 1]
-    assert client.get_version(first.model_id, 1).sha256 == first.sha256
+    again = client.get_version(first.model_id, 1)
+    assert again == first  # the same fields (`raw` is left out of ==)
+    sig = again.signature  # tests/models/onnx_models.linear_model(16): Y = X @ W
+    assert [(t.name, t.element_type, t.shape) for t in sig.inputs] == [
+        ("X", "FLOAT", ("batch", 16))
+    ]
+    assert [str(t) for t in sig.outputs] == ["Y: FLOAT[batch, 1]"]
+    assert [(o.domain, o.version) for o in sig.opset_imports] == [("", 17)]
+    assert (sig.producer_name, sig.producer_version) == ("mlplane-tests", "1.0")
+    assert again.to_dict()["status"] == "PENDING_APPROVAL"
     assert [m.model_id for m in client.list_models(f'name = "{name}"')] == [first.model_id]
 
     dest = client.download_model(first.model_id, 1, tmp_path / "out" / "back.onnx", progress=True)
@@ -122,7 +147,10 @@ def test_refused_uploads_are_typed(
     assert bad_digest.value.code == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(InvalidArgument) as bad_name:
         client.upload_model(good, "Not A Valid Name!", "", progress=False)
-    assert bad_name.value.reason == "INVALID_MODEL_NAME"
+    # Named as a REST caller spells it (the JSON name under the first message's `metadata`).
+    assert [f for f, _ in bad_name.value.field_violations] == ["metadata.name"]
+    assert "lower-case" in bad_name.value.field_violations[0].description
+    assert bad_name.value.hint == ""
 
     # The server ends the client stream as soon as the limit is crossed; the
     # sync client must see RESOURCE_EXHAUSTED, not INTERNAL (grpc/grpc#36066).
@@ -154,9 +182,14 @@ def test_submit_approve_and_reject_with_two_people(
     alice.upload_model(model_file, name, "second", progress=False)
 
     ap1 = alice.submit_for_approval(v1.model_id, 1, comment="auc 0.91")
-    assert ap1.state == mpb.APPROVAL_STATE_OPEN
+    assert isinstance(ap1, Approval)
+    assert ap1.state == ApprovalState.OPEN == "OPEN"
+    assert str(ap1.state) == "OPEN"
     assert ap1.submitted_by == "alice"
-    assert alice.get_version(v1.model_id, 1).status == mpb.MODEL_VERSION_STATUS_IN_REVIEW
+    assert ap1.submit_time is not None
+    assert ap1.submit_time.utcoffset() == timedelta(0)
+    assert ap1.decide_time is None
+    assert alice.get_version(v1.model_id, 1).status == "IN_REVIEW"
     with pytest.raises(Conflict):
         alice.submit_for_approval(v1.model_id, 1)
     ap2 = alice.submit_for_approval(v1.model_id)  # the newest: version 2
@@ -172,24 +205,40 @@ def test_submit_approve_and_reject_with_two_people(
     with pytest.raises(PermissionDenied):
         alice.list_approvals()
 
-    queue = [a.approval_id for a in bob.list_approvals("OPEN")]
-    assert ap1.approval_id in queue
-    assert ap2.approval_id in queue
+    queue = bob.list_approvals("open")  # any case, or the enum
+    assert [a.approval_id for a in queue] == [
+        a.approval_id for a in bob.list_approvals(ApprovalState.OPEN)
+    ]
+    assert {ap1.approval_id, ap2.approval_id} <= {a.approval_id for a in queue}
+    queued = next(a for a in queue if a.approval_id == ap1.approval_id)
+    assert queued.model_version is not None
+    assert queued.model_version.status == VersionStatus.IN_REVIEW
+    assert queued.model_version.sha256 == v1.sha256
+    with pytest.raises(ValueError, match="OPEN, APPROVED, REJECTED, CANCELLED"):
+        bob.list_approvals("pending")
     approved = bob.approve(ap1.approval_id, comment="ok")
-    assert approved.state == mpb.APPROVAL_STATE_APPROVED
+    assert approved.state == "APPROVED"
     assert approved.decided_by == "bob"
+    assert approved.decide_time is not None
     assert bob.get_approval(ap1.approval_id).decision_comment == "ok"
     with pytest.raises(Conflict):
         bob.approve(ap1.approval_id)
     with pytest.raises(InvalidArgument) as no_comment:
         bob.reject(ap2.approval_id, "")
-    assert no_comment.value.reason == "COMMENT_REQUIRED"
+    assert [f for f, _ in no_comment.value.field_violations] == ["comment"]
     rejected = bob.reject(ap2.approval_id, "drift on pump-008")
-    assert rejected.state == mpb.APPROVAL_STATE_REJECTED
-    assert alice.get_version(v1.model_id, 1).status == mpb.MODEL_VERSION_STATUS_APPROVED
-    assert alice.get_version(v1.model_id, 2).status == mpb.MODEL_VERSION_STATUS_REJECTED
+    assert rejected.state == ApprovalState.REJECTED
+    assert alice.get_version(v1.model_id, 1).status == VersionStatus.APPROVED
+    assert alice.get_version(v1.model_id, 2).status == VersionStatus.REJECTED
     archived = bob.archive(v1.model_id, 2, comment="superseded")
-    assert archived.status == mpb.MODEL_VERSION_STATUS_ARCHIVED
+    assert archived.status == VersionStatus.ARCHIVED
+    assert [(c.to_status, c.actor) for c in archived.status_history] == [
+        (VersionStatus.PENDING_APPROVAL, "alice"),
+        (VersionStatus.IN_REVIEW, "alice"),
+        (VersionStatus.REJECTED, "bob"),
+        (VersionStatus.ARCHIVED, "bob"),
+    ]
+    assert archived.status_history[-1].comment == "superseded"
     assert ap1.approval_id not in [a.approval_id for a in bob.list_approvals()]
     assert ap1.approval_id in [a.approval_id for a in bob.list_approvals(None)]
 

@@ -21,10 +21,14 @@ from mlplane_client import (
     RetryPolicy,
     Target,
     Unavailable,
+    _hints,
+    _record,
     _transport,
     cli,
+    enums,
     errors,
     exports,
+    resources,
 )
 from mlplane_client import client as client_module
 from mlplane_client._transport import parse_target
@@ -74,7 +78,18 @@ def dead_port() -> int:
 
 @pytest.mark.parametrize(
     "module",
-    [mlplane_client, _transport, exports, errors, cli, client_module],
+    [
+        mlplane_client,
+        _transport,
+        _hints,
+        _record,
+        enums,
+        resources,
+        exports,
+        errors,
+        cli,
+        client_module,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: ModuleType) -> None:
@@ -84,7 +99,8 @@ def test_docstring_examples(module: ModuleType) -> None:
 
 
 def test_doctests_exist_where_they_run() -> None:
-    counts = {m.__name__: doctest.testmod(m).attempted for m in (_transport, exports, cli)}
+    modules = (_transport, _hints, enums, resources, exports, cli)
+    counts = {m.__name__: doctest.testmod(m).attempted for m in modules}
     assert all(n > 0 for n in counts.values()), counts
 
 
@@ -143,6 +159,7 @@ def test_only_idempotent_calls_are_retried(dead_port: int, tmp_path: Path) -> No
                 read()
             assert caught.value.code == grpc.StatusCode.UNAVAILABLE
             assert caught.value.request_id
+            assert f"nothing answers at http://127.0.0.1:{dead_port}" in caught.value.hint
         for write in (
             lambda: client.upload_model(model, "m", "", progress=False),
             lambda: client.submit_for_approval("m"),
@@ -207,8 +224,12 @@ def test_tls_to_a_plaintext_port_is_unavailable(stack: RunningStack, tmp_path: P
     with Client(
         stack.gateway_target, tls=True, retry=RetryPolicy(max_attempts=1), timeout=10
     ) as client:
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable) as caught:
             client.list_assets()
+    assert caught.value.hint == (
+        f"TLS handshake with https://{stack.gateway_target} failed: a plaintext gateway takes "
+        "http://host:port; for a private CA set root_certificates= or MLPLANE_CA_FILE"
+    )
 
 
 def _self_signed(tmp_path: Path) -> tuple[bytes, bytes, Path]:
