@@ -16,6 +16,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 MULTILINE_TEXT_FIELD_NUMBER: _builtins.int
 SINGLE_LINE_TEXT_FIELD_NUMBER: _builtins.int
+ASSET_ID_FIELD_NUMBER: _builtins.int
+TAG_NAME_FIELD_NUMBER: _builtins.int
 NOT_BLANK_FIELD_NUMBER: _builtins.int
 multiline_text: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """Text that may span lines (descriptions, comments): tab, line feed and
@@ -23,5 +25,13 @@ carriage return are the only control characters allowed.
 """
 single_line_text: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """One line of text (label values, filters): no control characters at all."""
+asset_id: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
+"""An asset id: 1-128 letters, digits, `.`, `_`, `:` or `-`, starting with a
+letter or digit.
+"""
+tag_name: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
+"""A tag name: 1-128 letters, digits, `.`, `_`, `:`, `/` or `-`, starting
+with a letter or digit.
+"""
 not_blank: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """Holds something other than white space."""

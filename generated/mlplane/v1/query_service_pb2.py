@@ -28,9 +28,10 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mlplane.v1 import field_rules_pb2 as mlplane_dot_v1_dot_field__rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emlplane/v1/query_service.proto\x12\nmlplane.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\x05\x41sset\x12\x16\n\x08\x61sset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x04tags\x18\x03 \x03(\x0b\x32\x0f.mlplane.v1.TagB\x04\xe2\x41\x01\x03\x12\x34\n\nfirst_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tlast_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"H\n\x03Tag\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04unit\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"U\n\x11ListAssetsRequest\x12\x1e\n\tpage_size\x18\x01 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\"P\n\x12ListAssetsResponse\x12!\n\x06\x61ssets\x18\x01 \x03(\x0b\x32\x11.mlplane.v1.Asset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf8\x03\n\x14\x45xportHistoryRequest\x12@\n\x08\x61sset_id\x18\x01 \x01(\tB.\xe2\x41\x01\x02\xbaH\'r\"\x18\x80\x01\x32\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$\xc8\x01\x01\x12:\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x38\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x42\n\x04tags\x18\x04 \x03(\tB4\xe2\x41\x01\x01\xbaH-\x92\x01*\x10\x80\x02\"%r#\x18\x80\x01\x32\x1e^[A-Za-z0-9][A-Za-z0-9._:/-]*$\x12=\n\nresolution\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xe2\x41\x01\x01\xbaH\x07\xaa\x01\x04\x32\x02\x08\x01\x12\xa4\x01\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x19.mlplane.v1.Export.FormatBy\xe2\x41\x01\x01\xbaHr\x82\x01\x02\x10\x01\xba\x01j\n\rexport_format\x12Nmust be ROWS or ARROW; CSV is ExportHistoryCsv (GET /api/v1/query/history:csv)\x1a\tthis != 3\"\xd4\x02\n\x17\x45xportHistoryCsvRequest\x12@\n\x08\x61sset_id\x18\x01 \x01(\tB.\xe2\x41\x01\x02\xbaH\'r\"\x18\x80\x01\x32\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$\xc8\x01\x01\x12:\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x38\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x42\n\x04tags\x18\x04 \x03(\tB4\xe2\x41\x01\x01\xbaH-\x92\x01*\x10\x80\x02\"%r#\x18\x80\x01\x32\x1e^[A-Za-z0-9][A-Za-z0-9._:/-]*$\x12=\n\nresolution\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xe2\x41\x01\x01\xbaH\x07\xaa\x01\x04\x32\x02\x08\x01\"\xfa\x01\n\x15\x45xportHistoryResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.mlplane.v1.ExportHeaderH\x00\x12*\n\x07samples\x18\x02 \x01(\x0b\x32\x17.mlplane.v1.SampleBatchH\x00\x12\x30\n\naggregates\x18\x03 \x01(\x0b\x32\x1a.mlplane.v1.AggregateBatchH\x00\x12\'\n\x05\x61rrow\x18\x04 \x01(\x0b\x32\x16.mlplane.v1.ArrowBatchH\x00\x12&\n\x08manifest\x18\x05 \x01(\x0b\x32\x12.mlplane.v1.ExportH\x00\x42\x06\n\x04part\"}\n\x0c\x45xportHeader\x12\x11\n\texport_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x1d\n\x04tags\x18\x03 \x03(\x0b\x32\x0f.mlplane.v1.Tag\x12)\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x19.mlplane.v1.Export.Format\"_\n\x06Sample\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0f\n\x07quality\x18\x04 \x01(\x05\"2\n\x0bSampleBatch\x12#\n\x07samples\x18\x01 \x03(\x0b\x32\x12.mlplane.v1.Sample\"\x7f\n\tAggregate\x12/\n\x0b\x62ucket_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03\x61vg\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\";\n\x0e\x41ggregateBatch\x12)\n\naggregates\x18\x01 \x03(\x0b\x32\x15.mlplane.v1.Aggregate\"\x1a\n\nArrowBatch\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xfd\x04\n\x06\x45xport\x12\x17\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61sset_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04tags\x18\x05 \x03(\tB\x04\xe2\x41\x01\x03\x12\x33\n\nresolution\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12/\n\x06\x66ormat\x18\r \x01(\x0e\x32\x19.mlplane.v1.Export.FormatB\x04\xe2\x41\x01\x03\x12\x17\n\trow_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06sha256\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncreated_by\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12/\n\x06status\x18\x0e \x01(\x0e\x32\x19.mlplane.v1.Export.StatusB\x04\xe2\x41\x01\x03\">\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04ROWS\x10\x01\x12\t\n\x05\x41RROW\x10\x02\x12\x07\n\x03\x43SV\x10\x03\"W\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tCANCELLED\x10\x04J\x04\x08\x07\x10\x08J\x04\x08\x0c\x10\rR\x08\x65ncoding\"3\n\x10GetExportRequest\x12\x1f\n\texport_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\x88\x02\n\x18ListFailureEventsRequest\x12@\n\x08\x61sset_id\x18\x01 \x01(\tB.\xe2\x41\x01\x02\xbaH\'r\"\x18\x80\x01\x32\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$\xc8\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x1e\n\tpage_size\x18\x04 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x05 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\"\xc7\x01\n\x0c\x46\x61ilureEvent\x12\x16\n\x08\x61sset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x66\x61ilure_mode\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"f\n\x19ListFailureEventsResponse\x12\x30\n\x0e\x66\x61ilure_events\x18\x01 \x03(\x0b\x32\x18.mlplane.v1.FailureEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe8\x04\n\x0cQueryService\x12i\n\nListAssets\x12\x1d.mlplane.v1.ListAssetsRequest\x1a\x1e.mlplane.v1.ListAssetsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/query/assets\x12u\n\rExportHistory\x12 .mlplane.v1.ExportHistoryRequest\x1a!.mlplane.v1.ExportHistoryResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/query/history0\x01\x12r\n\x10\x45xportHistoryCsv\x12#.mlplane.v1.ExportHistoryCsvRequest\x1a\x14.google.api.HttpBody\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/query/history:csv0\x01\x12h\n\tGetExport\x12\x1c.mlplane.v1.GetExportRequest\x1a\x12.mlplane.v1.Export\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/query/exports/{export_id}\x12\x97\x01\n\x11ListFailureEvents\x12$.mlplane.v1.ListFailureEventsRequest\x1a%.mlplane.v1.ListFailureEventsResponse\"5\x82\xd3\xe4\x93\x02/\x12-/api/v1/query/assets/{asset_id}/failureEventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emlplane/v1/query_service.proto\x12\nmlplane.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmlplane/v1/field_rules.proto\"\xcb\x01\n\x05\x41sset\x12\x16\n\x08\x61sset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12#\n\x04tags\x18\x03 \x03(\x0b\x32\x0f.mlplane.v1.TagB\x04\xe2\x41\x01\x03\x12\x34\n\nfirst_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x33\n\tlast_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"H\n\x03Tag\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04unit\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"U\n\x11ListAssetsRequest\x12\x1e\n\tpage_size\x18\x01 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\"P\n\x12ListAssetsResponse\x12!\n\x06\x61ssets\x18\x01 \x03(\x0b\x32\x11.mlplane.v1.Asset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc3\x03\n\x14\x45xportHistoryRequest\x12&\n\x08\x61sset_id\x18\x01 \x01(\tB\x14\xe2\x41\x01\x02\xbaH\rr\x08\x18\x80\x01\xa0\xe7\xa8\x03\x01\xc8\x01\x01\x12:\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x38\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\'\n\x04tags\x18\x04 \x03(\tB\x19\xe2\x41\x01\x01\xbaH\x12\x92\x01\x0f\x10\x80\x02\"\nr\x08\x18\x80\x01\xa8\xe7\xa8\x03\x01\x12=\n\nresolution\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xe2\x41\x01\x01\xbaH\x07\xaa\x01\x04\x32\x02\x08\x01\x12\xa4\x01\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x19.mlplane.v1.Export.FormatBy\xe2\x41\x01\x01\xbaHr\x82\x01\x02\x10\x01\xba\x01j\n\rexport_format\x12Nmust be ROWS or ARROW; CSV is ExportHistoryCsv (GET /api/v1/query/history:csv)\x1a\tthis != 3\"\x9f\x02\n\x17\x45xportHistoryCsvRequest\x12&\n\x08\x61sset_id\x18\x01 \x01(\tB\x14\xe2\x41\x01\x02\xbaH\rr\x08\x18\x80\x01\xa0\xe7\xa8\x03\x01\xc8\x01\x01\x12:\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x38\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\'\n\x04tags\x18\x04 \x03(\tB\x19\xe2\x41\x01\x01\xbaH\x12\x92\x01\x0f\x10\x80\x02\"\nr\x08\x18\x80\x01\xa8\xe7\xa8\x03\x01\x12=\n\nresolution\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0e\xe2\x41\x01\x01\xbaH\x07\xaa\x01\x04\x32\x02\x08\x01\"\xfa\x01\n\x15\x45xportHistoryResponse\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.mlplane.v1.ExportHeaderH\x00\x12*\n\x07samples\x18\x02 \x01(\x0b\x32\x17.mlplane.v1.SampleBatchH\x00\x12\x30\n\naggregates\x18\x03 \x01(\x0b\x32\x1a.mlplane.v1.AggregateBatchH\x00\x12\'\n\x05\x61rrow\x18\x04 \x01(\x0b\x32\x16.mlplane.v1.ArrowBatchH\x00\x12&\n\x08manifest\x18\x05 \x01(\x0b\x32\x12.mlplane.v1.ExportH\x00\x42\x06\n\x04part\"}\n\x0c\x45xportHeader\x12\x11\n\texport_id\x18\x01 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x02 \x01(\t\x12\x1d\n\x04tags\x18\x03 \x03(\x0b\x32\x0f.mlplane.v1.Tag\x12)\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x19.mlplane.v1.Export.Format\"_\n\x06Sample\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0f\n\x07quality\x18\x04 \x01(\x05\"2\n\x0bSampleBatch\x12#\n\x07samples\x18\x01 \x03(\x0b\x32\x12.mlplane.v1.Sample\"\x7f\n\tAggregate\x12/\n\x0b\x62ucket_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0b\n\x03\x61vg\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\";\n\x0e\x41ggregateBatch\x12)\n\naggregates\x18\x01 \x03(\x0b\x32\x15.mlplane.v1.Aggregate\"\x1a\n\nArrowBatch\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xfd\x04\n\x06\x45xport\x12\x17\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61sset_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04tags\x18\x05 \x03(\tB\x04\xe2\x41\x01\x03\x12\x33\n\nresolution\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12/\n\x06\x66ormat\x18\r \x01(\x0e\x32\x19.mlplane.v1.Export.FormatB\x04\xe2\x41\x01\x03\x12\x17\n\trow_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06sha256\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncreated_by\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12/\n\x06status\x18\x0e \x01(\x0e\x32\x19.mlplane.v1.Export.StatusB\x04\xe2\x41\x01\x03\">\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x08\n\x04ROWS\x10\x01\x12\t\n\x05\x41RROW\x10\x02\x12\x07\n\x03\x43SV\x10\x03\"W\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tCANCELLED\x10\x04J\x04\x08\x07\x10\x08J\x04\x08\x0c\x10\rR\x08\x65ncoding\"3\n\x10GetExportRequest\x12\x1f\n\texport_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\xee\x01\n\x18ListFailureEventsRequest\x12&\n\x08\x61sset_id\x18\x01 \x01(\tB\x14\xe2\x41\x01\x02\xbaH\rr\x08\x18\x80\x01\xa0\xe7\xa8\x03\x01\xc8\x01\x01\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x1e\n\tpage_size\x18\x04 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x05 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\"\xc7\x01\n\x0c\x46\x61ilureEvent\x12\x16\n\x08\x61sset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x66\x61ilure_mode\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"f\n\x19ListFailureEventsResponse\x12\x30\n\x0e\x66\x61ilure_events\x18\x01 \x03(\x0b\x32\x18.mlplane.v1.FailureEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe8\x04\n\x0cQueryService\x12i\n\nListAssets\x12\x1d.mlplane.v1.ListAssetsRequest\x1a\x1e.mlplane.v1.ListAssetsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/query/assets\x12u\n\rExportHistory\x12 .mlplane.v1.ExportHistoryRequest\x1a!.mlplane.v1.ExportHistoryResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/query/history0\x01\x12r\n\x10\x45xportHistoryCsv\x12#.mlplane.v1.ExportHistoryCsvRequest\x1a\x14.google.api.HttpBody\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/query/history:csv0\x01\x12h\n\tGetExport\x12\x1c.mlplane.v1.GetExportRequest\x1a\x12.mlplane.v1.Export\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/query/exports/{export_id}\x12\x97\x01\n\x11ListFailureEvents\x12$.mlplane.v1.ListFailureEventsRequest\x1a%.mlplane.v1.ListFailureEventsResponse\"5\x82\xd3\xe4\x93\x02/\x12-/api/v1/query/assets/{asset_id}/failureEventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,25 +59,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTASSETSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTASSETSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\200\010'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['asset_id']._loaded_options = None
-  _globals['_EXPORTHISTORYREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\'r\"\030\200\0012\035^[A-Za-z0-9][A-Za-z0-9._:-]*$\310\001\001'
+  _globals['_EXPORTHISTORYREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\rr\010\030\200\001\240\347\250\003\001\310\001\001'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['start_time']._loaded_options = None
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['end_time']._loaded_options = None
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['tags']._loaded_options = None
-  _globals['_EXPORTHISTORYREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001\272H-\222\001*\020\200\002\"%r#\030\200\0012\036^[A-Za-z0-9][A-Za-z0-9._:/-]*$'
+  _globals['_EXPORTHISTORYREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001\272H\022\222\001\017\020\200\002\"\nr\010\030\200\001\250\347\250\003\001'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['resolution']._loaded_options = None
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['resolution']._serialized_options = b'\342A\001\001\272H\007\252\001\0042\002\010\001'
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['format']._loaded_options = None
   _globals['_EXPORTHISTORYREQUEST'].fields_by_name['format']._serialized_options = b'\342A\001\001\272Hr\202\001\002\020\001\272\001j\n\rexport_format\022Nmust be ROWS or ARROW; CSV is ExportHistoryCsv (GET /api/v1/query/history:csv)\032\tthis != 3'
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['asset_id']._loaded_options = None
-  _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\'r\"\030\200\0012\035^[A-Za-z0-9][A-Za-z0-9._:-]*$\310\001\001'
+  _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\rr\010\030\200\001\240\347\250\003\001\310\001\001'
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['start_time']._loaded_options = None
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['end_time']._loaded_options = None
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['tags']._loaded_options = None
-  _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001\272H-\222\001*\020\200\002\"%r#\030\200\0012\036^[A-Za-z0-9][A-Za-z0-9._:/-]*$'
+  _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001\272H\022\222\001\017\020\200\002\"\nr\010\030\200\001\250\347\250\003\001'
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['resolution']._loaded_options = None
   _globals['_EXPORTHISTORYCSVREQUEST'].fields_by_name['resolution']._serialized_options = b'\342A\001\001\272H\007\252\001\0042\002\010\001'
   _globals['_EXPORT'].fields_by_name['export_id']._loaded_options = None
@@ -106,7 +107,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXPORTREQUEST'].fields_by_name['export_id']._loaded_options = None
   _globals['_GETEXPORTREQUEST'].fields_by_name['export_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['asset_id']._loaded_options = None
-  _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\'r\"\030\200\0012\035^[A-Za-z0-9][A-Za-z0-9._:-]*$\310\001\001'
+  _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['asset_id']._serialized_options = b'\342A\001\002\272H\rr\010\030\200\001\240\347\250\003\001\310\001\001'
   _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['start_time']._loaded_options = None
   _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
   _globals['_LISTFAILUREEVENTSREQUEST'].fields_by_name['end_time']._loaded_options = None
@@ -135,46 +136,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYSERVICE'].methods_by_name['GetExport']._serialized_options = b'\202\323\344\223\002#\022!/api/v1/query/exports/{export_id}'
   _globals['_QUERYSERVICE'].methods_by_name['ListFailureEvents']._loaded_options = None
   _globals['_QUERYSERVICE'].methods_by_name['ListFailureEvents']._serialized_options = b'\202\323\344\223\002/\022-/api/v1/query/assets/{asset_id}/failureEvents'
-  _globals['_ASSET']._serialized_start=231
-  _globals['_ASSET']._serialized_end=434
-  _globals['_TAG']._serialized_start=436
-  _globals['_TAG']._serialized_end=508
-  _globals['_LISTASSETSREQUEST']._serialized_start=510
-  _globals['_LISTASSETSREQUEST']._serialized_end=595
-  _globals['_LISTASSETSRESPONSE']._serialized_start=597
-  _globals['_LISTASSETSRESPONSE']._serialized_end=677
-  _globals['_EXPORTHISTORYREQUEST']._serialized_start=680
-  _globals['_EXPORTHISTORYREQUEST']._serialized_end=1184
-  _globals['_EXPORTHISTORYCSVREQUEST']._serialized_start=1187
-  _globals['_EXPORTHISTORYCSVREQUEST']._serialized_end=1527
-  _globals['_EXPORTHISTORYRESPONSE']._serialized_start=1530
-  _globals['_EXPORTHISTORYRESPONSE']._serialized_end=1780
-  _globals['_EXPORTHEADER']._serialized_start=1782
-  _globals['_EXPORTHEADER']._serialized_end=1907
-  _globals['_SAMPLE']._serialized_start=1909
-  _globals['_SAMPLE']._serialized_end=2004
-  _globals['_SAMPLEBATCH']._serialized_start=2006
-  _globals['_SAMPLEBATCH']._serialized_end=2056
-  _globals['_AGGREGATE']._serialized_start=2058
-  _globals['_AGGREGATE']._serialized_end=2185
-  _globals['_AGGREGATEBATCH']._serialized_start=2187
-  _globals['_AGGREGATEBATCH']._serialized_end=2246
-  _globals['_ARROWBATCH']._serialized_start=2248
-  _globals['_ARROWBATCH']._serialized_end=2274
-  _globals['_EXPORT']._serialized_start=2277
-  _globals['_EXPORT']._serialized_end=2914
-  _globals['_EXPORT_FORMAT']._serialized_start=2741
-  _globals['_EXPORT_FORMAT']._serialized_end=2803
-  _globals['_EXPORT_STATUS']._serialized_start=2805
-  _globals['_EXPORT_STATUS']._serialized_end=2892
-  _globals['_GETEXPORTREQUEST']._serialized_start=2916
-  _globals['_GETEXPORTREQUEST']._serialized_end=2967
-  _globals['_LISTFAILUREEVENTSREQUEST']._serialized_start=2970
-  _globals['_LISTFAILUREEVENTSREQUEST']._serialized_end=3234
-  _globals['_FAILUREEVENT']._serialized_start=3237
-  _globals['_FAILUREEVENT']._serialized_end=3436
-  _globals['_LISTFAILUREEVENTSRESPONSE']._serialized_start=3438
-  _globals['_LISTFAILUREEVENTSRESPONSE']._serialized_end=3540
-  _globals['_QUERYSERVICE']._serialized_start=3543
-  _globals['_QUERYSERVICE']._serialized_end=4159
+  _globals['_ASSET']._serialized_start=261
+  _globals['_ASSET']._serialized_end=464
+  _globals['_TAG']._serialized_start=466
+  _globals['_TAG']._serialized_end=538
+  _globals['_LISTASSETSREQUEST']._serialized_start=540
+  _globals['_LISTASSETSREQUEST']._serialized_end=625
+  _globals['_LISTASSETSRESPONSE']._serialized_start=627
+  _globals['_LISTASSETSRESPONSE']._serialized_end=707
+  _globals['_EXPORTHISTORYREQUEST']._serialized_start=710
+  _globals['_EXPORTHISTORYREQUEST']._serialized_end=1161
+  _globals['_EXPORTHISTORYCSVREQUEST']._serialized_start=1164
+  _globals['_EXPORTHISTORYCSVREQUEST']._serialized_end=1451
+  _globals['_EXPORTHISTORYRESPONSE']._serialized_start=1454
+  _globals['_EXPORTHISTORYRESPONSE']._serialized_end=1704
+  _globals['_EXPORTHEADER']._serialized_start=1706
+  _globals['_EXPORTHEADER']._serialized_end=1831
+  _globals['_SAMPLE']._serialized_start=1833
+  _globals['_SAMPLE']._serialized_end=1928
+  _globals['_SAMPLEBATCH']._serialized_start=1930
+  _globals['_SAMPLEBATCH']._serialized_end=1980
+  _globals['_AGGREGATE']._serialized_start=1982
+  _globals['_AGGREGATE']._serialized_end=2109
+  _globals['_AGGREGATEBATCH']._serialized_start=2111
+  _globals['_AGGREGATEBATCH']._serialized_end=2170
+  _globals['_ARROWBATCH']._serialized_start=2172
+  _globals['_ARROWBATCH']._serialized_end=2198
+  _globals['_EXPORT']._serialized_start=2201
+  _globals['_EXPORT']._serialized_end=2838
+  _globals['_EXPORT_FORMAT']._serialized_start=2665
+  _globals['_EXPORT_FORMAT']._serialized_end=2727
+  _globals['_EXPORT_STATUS']._serialized_start=2729
+  _globals['_EXPORT_STATUS']._serialized_end=2816
+  _globals['_GETEXPORTREQUEST']._serialized_start=2840
+  _globals['_GETEXPORTREQUEST']._serialized_end=2891
+  _globals['_LISTFAILUREEVENTSREQUEST']._serialized_start=2894
+  _globals['_LISTFAILUREEVENTSREQUEST']._serialized_end=3132
+  _globals['_FAILUREEVENT']._serialized_start=3135
+  _globals['_FAILUREEVENT']._serialized_end=3334
+  _globals['_LISTFAILUREEVENTSRESPONSE']._serialized_start=3336
+  _globals['_LISTFAILUREEVENTSRESPONSE']._serialized_end=3438
+  _globals['_QUERYSERVICE']._serialized_start=3441
+  _globals['_QUERYSERVICE']._serialized_end=4057
 # @@protoc_insertion_point(module_scope)
