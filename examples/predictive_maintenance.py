@@ -12,8 +12,9 @@
 #
 # Settings come from the environment: `MLPLANE_URL` (default `localhost:8080`),
 # `MLPLANE_TOKEN` (a `data_scientist`), `MLPLANE_APPROVER_TOKEN` (a `model_approver`),
-# `MLPLANE_EXAMPLE_DAYS` (default 30). Without tokens, dev tokens are minted with
-# `mlplane token`, which works against a local `make up` stack.
+# `MLPLANE_EXAMPLE_DAYS` (default 30) and `MLPLANE_DEMO_PLANT_DAYS` (default 90, as for the
+# stack). Without tokens, dev tokens are minted with `mlplane token`, which finds a local
+# `make up` stack from any folder.
 #
 # `examples/predictive_maintenance.ipynb` is generated from `examples/predictive_maintenance.py`
 # by `examples/make_notebook.py`: edit the script, then regenerate the notebook.
@@ -24,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -39,32 +40,47 @@ from mlplane_client import Client
 
 
 def dev_token(role: str, subject: str) -> str:
-    """A token from the dev issuer of a local `make up` stack (its state is in .mlplane/)."""
-    here = Path.cwd()
-    root = next((p for p in (here, *here.parents) if (p / ".mlplane").is_dir()), here)
+    """A token from the dev issuer of the local `make up` stack."""
     mlplane = shutil.which("mlplane", path=str(Path(sys.executable).parent)) or "mlplane"
     command = [mlplane, "token", "--role", role, "--subject", subject, "--tenant", "demo"]
-    return subprocess.run(
-        command, cwd=root, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
 URL = os.environ.get("MLPLANE_URL", "localhost:8080")
 TOKEN = os.environ.get("MLPLANE_TOKEN") or dev_token("data_scientist", "alice")
 APPROVER_TOKEN = os.environ.get("MLPLANE_APPROVER_TOKEN") or dev_token("model_approver", "bob")
 DAYS = float(os.environ.get("MLPLANE_EXAMPLE_DAYS", "30"))
+PLANT_DAYS = float(os.environ.get("MLPLANE_DEMO_PLANT_DAYS", "90"))
 MODEL_NAME = os.environ.get("MLPLANE_EXAMPLE_MODEL_NAME", "pump-failure-48h")
 HORIZON = timedelta(hours=48)  # the label: "fails within the next 48 hours"
 TAGS = ["vibration_rms", "bearing_temp", "discharge_pressure", "flow", "motor_current"]
 
+# %% [markdown]
+# ## The window: the days before the plant's anchor
+#
+# The demo plant is anchored on a Monday 00:00 UTC, the one starting the week it was first
+# loaded, and holds the same data relative to that anchor on every machine, whenever it was
+# loaded; `make up` then keeps it live, a sample a minute. A window ending "now" would catch
+# different failures on every run. The days before the anchor hold the same rows everywhere,
+# so this notebook prints the figures the README shows. The anchor is found from the assets:
+# the stored history starts `MLPLANE_DEMO_PLANT_DAYS` days before it.
+
+# %%
 client = Client(URL, token=TOKEN, timeout=30.0)
 pumps = [a for a in client.list_assets() if a.asset_id.startswith("pump-")]
-# The window ends with the newest sample every pump has.
-end = min(a.last_time.ToDatetime(tzinfo=UTC) for a in pumps).replace(
-    second=0, microsecond=0
-) + timedelta(minutes=1)
+first = {a.first_time for a in pumps}
+newest = min(a.last_time for a in pumps)
+anchor = first.pop() + timedelta(days=PLANT_DAYS)
+midnight = anchor.replace(hour=0, minute=0, second=0, microsecond=0)
+if first or anchor != midnight or anchor.weekday() != 0:
+    raise SystemExit(
+        "the pumps' history does not start MLPLANE_DEMO_PLANT_DAYS before a Monday 00:00 UTC: "
+        "set MLPLANE_DEMO_PLANT_DAYS to the value the stack was started with"
+    )
+end = anchor
 start = end - timedelta(days=DAYS)
-print(f"{len(pumps)} pumps, history {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
+assert newest >= end, "the plant has no history up to its anchor"
+print(f"{len(pumps)} pumps; the {DAYS:g} days before the plant's anchor, {anchor:%Y-%m-%d} UTC")
 
 # %% [markdown]
 # ## 1. Export the history and the failure events
@@ -251,11 +267,8 @@ print(f"{version.name} v{version.version} ({version.sha256[:12]}...) in review")
 approver = Client(URL, token=APPROVER_TOKEN, timeout=30.0)
 approver.approve(approval.approval_id, comment="beats the baseline on a held-out pump")
 final = client.get_version(version.model_id, version.version)
-status = (
-    type(final).DESCRIPTOR.fields_by_name["status"].enum_type.values_by_number[final.status].name
-)
-print(f"{final.name} v{final.version}: {status}")
-assert status == "MODEL_VERSION_STATUS_APPROVED"
+print(f"{final.name} v{final.version}: {final.status}")
+assert final.status == "APPROVED"
 assert sorted(final.training_export_ids) == sorted(e.export_id for e in exports.values())
 client.close()
 approver.close()

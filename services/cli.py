@@ -46,15 +46,34 @@ def _up(_args: argparse.Namespace, settings: Settings) -> int:
     return run_up(settings)
 
 
+def _located(settings: Settings, command: str) -> Settings | None:
+    """Settings whose state folder is the one this admin command should use (see
+    services/stack/registry.py); None, after saying what to do, when there is none."""
+    from services.stack.registry import StateDirNotFound, locate_state_dir
+
+    try:
+        state_dir = locate_state_dir(settings)
+    except StateDirNotFound as exc:
+        print(f"mlplane {command}: {exc}", file=sys.stderr)
+        return None
+    return settings.model_copy(update={"state_dir": state_dir})
+
+
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from services.common.devkeys import RealIssuerConfigured, mint_token
 
+    # With a real issuer there is no key to find: mint_token refuses, whatever the folder.
+    located = _located(settings, "token") if settings.dev_issuer_enabled else settings
+    if located is None:
+        return 2
+    tenant = None if "tenant" in args.omit_claim else args.tenant
+    roles = args.role or []
     try:
         token = mint_token(
-            settings,
+            located,
             subject=args.subject,
-            tenant=None if "tenant" in args.omit_claim else args.tenant,
-            roles=args.role or [],
+            tenant=tenant,
+            roles=roles,
             ttl_seconds=args.ttl,
             audience=args.audience,
             issuer=args.issuer,
@@ -64,7 +83,32 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         print(f"mlplane token: {exc}", file=sys.stderr)
         return 2
     print(token)
+    # Told to a person only: `$(mlplane token)` in a script keeps a quiet stderr. Never the
+    # token itself: stderr ends up in logs more often than stdout does.
+    if sys.stderr.isatty():
+        print(token_note(args.subject, roles, tenant, args.ttl), file=sys.stderr)
     return 0
+
+
+def token_note(subject: str, roles: list[str], tenant: str | None, ttl: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl)
+    who = f"{subject} ({', '.join(roles) or 'no roles'}; tenant {tenant or '-'})"
+    if ttl <= 0:
+        return f"mlplane token: for {who}, already expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
+    return (
+        f"mlplane token: for {who}, valid until {expires:%Y-%m-%d %H:%M:%S} UTC "
+        f"({_duration(ttl)}; --ttl SECONDS changes it)"
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _db_setup(_args: argparse.Namespace, settings: Settings) -> int:
@@ -90,9 +134,18 @@ def _db_setup(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _admin_settings(settings: Settings, command: str) -> Settings | None:
+    # An external database needs no state folder; the embedded one lives in it.
+    return settings if settings.database_url else _located(settings, command)
+
+
 def _grant(args: argparse.Namespace, settings: Settings) -> int:
     from services.db import grants
 
+    located = _admin_settings(settings, "grant")
+    if located is None:
+        return 2
+    settings = located
     try:
         dsn = grants.admin_dsn(settings)
     except RuntimeError as exc:
@@ -136,34 +189,55 @@ def _demo_load(args: argparse.Namespace, settings: Settings) -> int:
     from services.db.grants import admin_dsn
     from services.demo.load import load_assets, load_demo_plant
 
+    located = _admin_settings(settings, "demo load")
+    if located is None:
+        return 2
     try:
-        dsn = admin_dsn(settings)
+        dsn = admin_dsn(located)
     except RuntimeError as exc:
         print(f"mlplane demo load: {exc}", file=sys.stderr)
         return 2
-    if args.assets is None:
-        report = asyncio.run(
-            load_demo_plant(dsn, tenant=args.tenant, days=args.days or 90, only_if_empty=False)
-        )
-    else:
-        asset_ids = [f"{args.prefix}-{i:03d}" for i in range(1, args.assets + 1)]
-        report = asyncio.run(
-            load_assets(
-                dsn,
-                tenant=args.tenant,
-                asset_ids=asset_ids,
-                kind=args.kind,
-                days=args.days or 1,
-                hz=args.hz,
-                n_tags=args.tags,
+    try:
+        if args.assets is None:
+            report = asyncio.run(
+                load_demo_plant(
+                    dsn,
+                    tenant=args.tenant,
+                    days=args.days or settings.demo_plant_days,
+                    seed=settings.demo_plant_seed,
+                    only_if_empty=False,
+                    loaded_by=args.by,
+                )
             )
-        )
-    if report is not None:
-        print(
-            f"loaded {report.rows:,} rows ({report.assets} assets, {report.tags} tags, "
-            f"{report.failures} failure events) in {report.seconds:.1f}s"
-        )
+        else:
+            asset_ids = [f"{args.prefix}-{i:03d}" for i in range(1, args.assets + 1)]
+            report = asyncio.run(
+                load_assets(
+                    dsn,
+                    tenant=args.tenant,
+                    asset_ids=asset_ids,
+                    kind=args.kind,
+                    days=args.days or 1,
+                    hz=args.hz,
+                    n_tags=args.tags,
+                )
+            )
+    except ValueError as exc:
+        print(f"mlplane demo load: {exc}", file=sys.stderr)
+        return 2
+    if report is None:
+        return 0
+    from services.demo.report import describe_load
+
+    for line in asyncio.run(describe_load(dsn, report, prog=_prog())):
+        print(line)
     return 0
+
+
+def _prog() -> str:
+    # Commands to copy are printed the way this one was run (`.venv/bin/mlplane` in the README).
+    argv0 = Path(sys.argv[0])
+    return str(argv0) if argv0.name == "mlplane" else "mlplane"
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -173,8 +247,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from services.db.audit import read_audit
     from services.db.grants import admin_dsn
 
+    located = _admin_settings(settings, "audit")
+    if located is None:
+        return 2
     try:
-        dsn = admin_dsn(settings)
+        dsn = admin_dsn(located)
         since = datetime.fromisoformat(args.since) if args.since else None
         until = datetime.fromisoformat(args.until) if args.until else None
     except (RuntimeError, ValueError) as exc:
@@ -198,7 +275,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for row in rows:
         print(
-            f"{row.time:%Y-%m-%d %H:%M:%S}  {row.tenant:<10} {row.subject:<12} {row.action:<18} "
+            f"{row.time:%Y-%m-%d %H:%M:%S}  {row.tenant:<10} {row.subject:<12} {row.action:<22} "
             f"{row.outcome:<22} {row.resource}"
         )
     return 0
@@ -219,7 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser(
-        "token", help="print a JWT signed by the embedded dev issuer (dev stacks only)"
+        "token",
+        help="print a JWT signed by the embedded dev issuer (dev stacks only)",
+        description="Print a JWT signed by the running dev stack's key on stdout. The state "
+        "folder is MLPLANE_STATE_DIR, else ./.mlplane, else the running stack's. Tokens last "
+        "an hour unless --ttl says otherwise; on a terminal, stderr says whom a token is for "
+        "and until when it is valid.",
     )
     token.add_argument("--subject", default="alice", help="sub claim (default alice)")
     token.add_argument("--tenant", default="demo", help="tenant claim (default demo)")
@@ -227,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", action="append", help="a role; repeat for several; any string is accepted"
     )
     token.add_argument(
-        "--ttl", type=int, default=3600, help="seconds until expiry; negative = already expired"
+        "--ttl",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime in seconds (default 3600 = 1 hour); negative = already expired",
     )
     token.add_argument("--audience", help="aud claim (default: the configured audience)")
     token.add_argument("--issuer", help="iss claim (default: the configured issuer)")
@@ -263,14 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
     load = demo_commands.add_parser(
         "load",
         help="load the demo plant, or with --assets a bigger synthetic set for benchmarks",
+        description="Without --assets: the demo plant again (MLPLANE_DEMO_PLANT_SEED, "
+        "MLPLANE_DEMO_PLANT_DAYS), anchored on this week's Monday and loaded up to now; a "
+        "running `mlplane up` keeps tenant demo's up to now. With --assets N: assets "
+        "PREFIX-001..PREFIX-N, --days of history up to now, readable by nobody until a grant "
+        "says so (the command prints the one to run).",
     )
     load.add_argument("--tenant", default="demo")
     load.add_argument("--assets", type=int, help="number of synthetic assets (PREFIX-001…)")
-    load.add_argument("--days", type=float, help="days of history (default 90, or 1 with --assets)")
+    load.add_argument(
+        "--days",
+        type=float,
+        help="days of history (default MLPLANE_DEMO_PLANT_DAYS, or 1 with --assets)",
+    )
     load.add_argument("--hz", type=float, default=1.0, help="samples per second per tag")
     load.add_argument("--tags", type=int, default=10, help="tags per asset")
     load.add_argument("--prefix", default="bench", help="asset id prefix")
     load.add_argument("--kind", default="pump", choices=["pump", "turbine"])
+    load.add_argument(
+        "--by", default="cli", help="who loads the demo plant (recorded in the audit log)"
+    )
     load.set_defaults(func=_demo_load)
 
     audit = commands.add_parser("audit", help="print the audit log, newest first")

@@ -22,10 +22,17 @@ from tests.tokens import Tokens
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def xdg_state_home(state_dir: Path) -> Path:
+    """Where a test stack records itself (services/stack/registry.py): beside its state, so
+    test stacks never show up to `mlplane token` in the developer's own shell."""
+    return state_dir.resolve().parent / "xdg-state"
+
+
 def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLPLANE_")}
     env.update(
         {
+            "XDG_STATE_HOME": str(xdg_state_home(state_dir)),
             "MLPLANE_STATE_DIR": str(state_dir),
             "MLPLANE_QUERY_LISTEN": "127.0.0.1:0",
             "MLPLANE_MODELS_LISTEN": "127.0.0.1:0",
@@ -76,6 +83,10 @@ class RunningStack:
 
     def log(self) -> str:
         return (self.state_dir / "up.log").read_text(errors="replace")
+
+    @property
+    def xdg_state_home(self) -> Path:
+        return xdg_state_home(self.state_dir)
 
 
 def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

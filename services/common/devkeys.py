@@ -63,7 +63,8 @@ def mint_token(
         )
     if not settings.dev_private_key_file.exists():
         raise FileNotFoundError(
-            f"no dev signing key in {settings.state_dir}; run `mlplane up` (or `make up`) first"
+            f"no dev signing key in {settings.state_dir}: start the stack with `make up` in the "
+            "project folder, or set MLPLANE_STATE_DIR to a running stack's state folder"
         )
     key = settings.dev_private_key_file.read_bytes()
     kid = json.loads(settings.jwks_file.read_text())["keys"][0]["kid"]

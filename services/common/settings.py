@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         default=True, description="Load the demo plant into an empty database at `mlplane up`."
     )
     demo_plant_days: float = Field(default=90.0, description="Days of demo history to load.")
+    # Fixed by default so every machine gets the same plant (and the example the README's
+    # figures); the load moment only shifts it in time (see services/demo/plant.py).
+    demo_plant_seed: int = Field(
+        default=7, ge=0, description="Seed of the demo plant (`mlplane up`, `mlplane demo load`)."
+    )
 
     # History export.
     query_max_window_days: float = Field(

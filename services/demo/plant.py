@@ -1,9 +1,22 @@
 """Synthetic sensor history for a small plant: centrifugal pumps that wear out, and turbines.
 
-Everything is a vectorised function of the sample index, so any time slice of an asset can be
-rendered on its own and matches the same slice of the whole series bit for bit. That is what
-lets the loader stream months of 1 Hz data in bounded memory. Randomness comes from three places,
-all fixed by (seed, asset id, end time):
+A plant is pinned to an *anchor*, a Monday 00:00 UTC (`plant_anchor`: the one that starts the
+week of the first load). Every asset has one fixed *domain* of samples around it,
+``[anchor - DOMAIN_DAYS_BEFORE, anchor + DOMAIN_DAYS_AFTER)``, and everything is a vectorised
+function of a sample's index in that domain. Two consequences:
+
+* any slice of an asset renders on its own and matches the same slice of the whole domain bit
+  for bit. That lets the loader stream months of 1 Hz data in bounded memory, and a running
+  stack append the minutes that have just passed with exactly the rows a fresh load would hold;
+* two plants of the same seed with different anchors hold the same data shifted by the
+  difference of their anchors. How much history is loaded, and when, decides which slice is
+  stored, never what it holds, so a notebook trained on "the 30 days before the anchor" gets
+  the same figures on every machine. The anchor is a week boundary, not just a day boundary,
+  because demand drops at weekends: a Monday anchor keeps both the daily and the weekly cycle
+  at the same place relative to it.
+
+Randomness comes from three places, all fixed by (seed, asset id) and indexed from the
+domain's start:
 
 * a per-asset *plan*: physical parameters, failure times and modes, sensor glitches, and slow
   "wander" processes sampled on hourly knots and interpolated;
@@ -59,6 +72,17 @@ NOISE_BLOCK = 8192
 _N_WANDER = 8
 _WANDER_TAU_HOURS = 12.0
 _GLITCHES_PER_TAG_DAY = 0.05
+_WEEK_US = 7 * _DAY_US
+# 1970-01-01 was a Thursday: unix day d is a Monday when (d + 3) % 7 == 0.
+_MONDAY_SHIFT_DAYS = 3
+
+# The generator's domain around the anchor. Before it: at least the longest export window
+# (366 days), so any history a load asks for exists. After it: how long a stack may keep the
+# plant live before the next `mlplane up` re-anchors it.
+DOMAIN_DAYS_BEFORE = 366
+DOMAIN_DAYS_AFTER = 365
+# Failures: at most this long between two trips of one pump, so every 30-day window holds one.
+_MAX_TRIP_GAP_DAYS = 28.0
 
 # Seed-sequence streams, so the plan, noise and glitches never share random numbers.
 _STREAM_PLAN = 0
@@ -76,7 +100,7 @@ class TagSpec:
 @dataclass(frozen=True)
 class FailureEvent:
     start: datetime
-    end: datetime
+    end: datetime | None  # None while the pump is still down (as failure_events stores it)
     failure_mode: str
     description: str
 
@@ -102,21 +126,32 @@ def demo_assets() -> list[tuple[str, str]]:
     return pumps + turbines
 
 
+def plant_anchor(moment: datetime) -> datetime:
+    """The Monday 00:00 UTC on or before ``moment``: the anchor of a plant first loaded then."""
+    day = to_unix_us(moment) // _DAY_US
+    monday = day - (day + _MONDAY_SHIFT_DAYS) % 7
+    return from_unix_us(monday * _DAY_US)
+
+
 def generate_asset(
     asset_id: str,
     kind: str,
     *,
-    end: datetime,
+    anchor: datetime,
     days: float,
     step_seconds: float,
     seed: int,
+    until: datetime | None = None,
     n_tags: int | None = None,
 ) -> AssetSeries:
-    """The whole series of one asset, sampled every ``step_seconds`` over ``[end - days, end)``."""
+    """One asset's samples from ``days`` before the anchor up to ``until`` (default: the anchor),
+    with the failures a load up to ``until`` would record."""
     generator = AssetGenerator(
-        asset_id, kind, end=end, days=days, step_seconds=step_seconds, seed=seed, n_tags=n_tags
+        asset_id, kind, anchor=anchor, step_seconds=step_seconds, seed=seed, n_tags=n_tags
     )
-    return generator.series()
+    i0 = generator.history_start(days)
+    i1 = generator.index(anchor if until is None else until)
+    return generator.series(i0, i1)
 
 
 def to_unix_us(moment: datetime) -> int:
@@ -142,7 +177,6 @@ class _Failure:
     severity: float
     shape: float  # exponent of the build-up curve: >1 means slow at first, fast at the end
     temp_excess: float  # bearing temperature above ambient at the trip, for the cool-down
-    description: str
 
 
 @dataclass(frozen=True)
@@ -469,37 +503,41 @@ _FAILURE_TEXT = {
 
 
 class AssetGenerator:
-    """One asset's plan; renders any index range ``[i0, i1)`` of its series on demand."""
+    """One asset's plan over its domain; renders any index range ``[i0, i1)`` on demand.
+
+    Sample ``i`` is at ``domain_start + i * step``. Indices, not times, address the samples:
+    a step need not divide a day (``--hz 3``), and the grid stays the same for every slice.
+    """
 
     def __init__(
         self,
         asset_id: str,
         kind: str,
         *,
-        end: datetime,
-        days: float,
+        anchor: datetime,
         step_seconds: float,
         seed: int,
         n_tags: int | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown asset kind {kind!r}; expected one of {KINDS}")
-        if days <= 0 or step_seconds <= 0:
-            raise ValueError("days and step_seconds must be positive")
+        if step_seconds <= 0:
+            raise ValueError("step_seconds must be positive")
         if seed < 0:
             raise ValueError("seed must be non-negative")
         if n_tags is not None and n_tags < 1:
             raise ValueError("n_tags must be at least 1")
+        self.anchor_us = to_unix_us(anchor)
+        if to_unix_us(plant_anchor(anchor)) != self.anchor_us:
+            raise ValueError(f"the anchor {anchor.isoformat()} is not a Monday 00:00 UTC")
         self.asset_id = asset_id
         self.kind = kind
         self.step_us = round(step_seconds * _US)
         if self.step_us < 1:
             raise ValueError("step_seconds must be at least one microsecond")
-        self.end_us = to_unix_us(end)
-        self.n_times = int(round(days * _DAY_US) // self.step_us)
-        if self.n_times < 1:
-            raise ValueError("the span holds no sample; raise days or lower step_seconds")
-        self.start_us = self.end_us - self.n_times * self.step_us
+        self.domain_start_us = self.anchor_us - DOMAIN_DAYS_BEFORE * _DAY_US
+        self.domain_end_us = self.anchor_us + DOMAIN_DAYS_AFTER * _DAY_US
+        self.n_times = -(-(self.domain_end_us - self.domain_start_us) // self.step_us)
         self.n_tags = _NATURAL_TAGS if n_tags is None else n_tags
         label = "Centrifugal pump" if kind == PUMP else "Gas turbine"
         self.display_name = f"{label} {asset_id.rsplit('-', 1)[-1]}"
@@ -521,41 +559,88 @@ class AssetGenerator:
             v0=float(rng.uniform(2.2, 3.0)),
             phase_h=float(rng.uniform(-1.0, 1.0)),
         )
-        n_knots = math.ceil((self.end_us - self.start_us) / _HOUR_US) + 2
+        n_knots = math.ceil((self.domain_end_us - self.domain_start_us) / _HOUR_US) + 2
         self._knots = np.arange(n_knots, dtype=np.float64)
         self._wander = _smooth_noise(rng, _N_WANDER, n_knots, _WANDER_TAU_HOURS)
-        self._failures = self._plan_failures(rng, days) if kind == PUMP else []
+        self._failures = self._plan_failures(rng) if kind == PUMP else []
         # Each repair re-seats the bearings a little differently.
         self._repair_ends = np.array([f.end_us for f in self._failures], dtype=np.int64)
         self._vib_factors = np.concatenate(
             [[1.0], rng.uniform(0.9, 1.1, len(self._failures))]
         ).astype(np.float64)
         self._glitch_tag, self._glitch_start, self._glitch_stop, self._glitch_factor = (
-            self._plan_glitches(days)
+            self._plan_glitches()
         )
         self.tags = self._tag_specs()
 
     # --- public ---------------------------------------------------------------------------
 
     @property
-    def failures(self) -> list[FailureEvent]:
-        return [
-            FailureEvent(
-                start=from_unix_us(f.start_us),
-                end=from_unix_us(f.end_us),
-                failure_mode=f.mode,
-                description=f.description,
+    def anchor(self) -> datetime:
+        return from_unix_us(self.anchor_us)
+
+    @property
+    def domain_end(self) -> datetime:
+        return from_unix_us(self.domain_end_us)
+
+    def index(self, moment: datetime) -> int:
+        """How many samples of the domain lie before ``moment`` (clamped to the domain)."""
+        offset = to_unix_us(moment) - self.domain_start_us
+        return min(max(0, -(-offset // self.step_us)), self.n_times)
+
+    def index_through(self, moment: datetime) -> int:
+        """How many samples lie at or before ``moment``: the end of a load made at that moment."""
+        return self.index(moment + timedelta(microseconds=1))
+
+    def history_start(self, days: float) -> int:
+        """Index of the first sample of ``days`` of history before the anchor."""
+        n = int(round(days * _DAY_US) // self.step_us)
+        if n < 1:
+            raise ValueError("the history holds no sample; raise days or lower step_seconds")
+        first = self.index(self.anchor) - n
+        if first < 0:
+            raise ValueError(f"at most {DOMAIN_DAYS_BEFORE} days of history precede the anchor")
+        return first
+
+    def time_of(self, i: int) -> datetime:
+        return from_unix_us(self.domain_start_us + i * self.step_us)
+
+    def failure_events(self, i0: int, i1: int) -> list[FailureEvent]:
+        """The failures a store holding samples ``[i0, i1)`` knows of.
+
+        A failure is recorded once its trip is in the past (before the first missing sample),
+        and its end once the pump runs again; until then ``end`` is None and the description
+        says the repair is under way. The answer depends on ``i1`` only, never on how the
+        samples got there, so one load and a load followed by appends record the same.
+        """
+        start_us = self.domain_start_us + i0 * self.step_us
+        until_us = self.domain_start_us + i1 * self.step_us
+        events = []
+        for f in self._failures:
+            if f.start_us >= until_us or f.end_us <= start_us:
+                continue
+            ended = f.end_us < until_us
+            hours = (f.end_us - f.start_us) / _HOUR_US
+            what, repair = _FAILURE_TEXT[f.mode]
+            events.append(
+                FailureEvent(
+                    start=from_unix_us(f.start_us),
+                    end=from_unix_us(f.end_us) if ended else None,
+                    failure_mode=f.mode,
+                    description=f"{what}; {repair} ({hours:.1f} h down)"
+                    if ended
+                    else f"{what}; repair under way",
+                )
             )
-            for f in self._failures
-        ]
+        return events
 
     def times(self, i0: int, i1: int) -> I64:
-        return self.start_us + np.arange(i0, i1, dtype=np.int64) * self.step_us
+        return self.domain_start_us + np.arange(i0, i1, dtype=np.int64) * self.step_us
 
     def render(self, i0: int, i1: int) -> tuple[I64, F64, I16]:
         """Times, values (n_tags, m) and quality (n_tags, m) of samples ``i0 .. i1 - 1``."""
         if not 0 <= i0 <= i1 <= self.n_times:
-            raise IndexError(f"slice [{i0}, {i1}) outside [0, {self.n_times})")
+            raise IndexError(f"slice [{i0}, {i1}) outside the domain [0, {self.n_times})")
         st = self._state(i0, i1)
         m = i1 - i0
         values = np.empty((self.n_tags, m), dtype=np.float64)
@@ -580,8 +665,8 @@ class AssetGenerator:
         self._apply_glitches(i0, i1, values, quality)
         return st.times, values, quality
 
-    def series(self) -> AssetSeries:
-        times, values, quality = self.render(0, self.n_times)
+    def series(self, i0: int, i1: int) -> AssetSeries:
+        times, values, quality = self.render(i0, i1)
         return AssetSeries(
             asset_id=self.asset_id,
             display_name=self.display_name,
@@ -590,7 +675,7 @@ class AssetGenerator:
             times=times,
             values=values,
             quality=quality,
-            failures=self.failures,
+            failures=self.failure_events(i0, i1),
         )
 
     # --- planning -------------------------------------------------------------------------
@@ -601,38 +686,39 @@ class AssetGenerator:
         specs += [_aux_spec(k) for k in range(1, self.n_tags - len(table) + 1)]
         return specs
 
-    def _plan_failures(self, rng: np.random.Generator, days: float) -> list[_Failure]:
-        # 3-5 failures per 90 days, spread out: the gaps between trips vary by +-25% around an
-        # even spacing and the first/last gaps are half-size, so every 30-day window of a 90-day
-        # series nearly always holds a trip and the last 30 days always do.
+    def _plan_failures(self, rng: np.random.Generator) -> list[_Failure]:
+        # A renewal process over the whole domain: 3-5 trips per 90 days on average, the gaps
+        # between trips varying by +-25% around that and never over four weeks, so every
+        # 30-day window holds a trip (the notebook trains on one and evaluates on a pump
+        # that failed in it). Arrays are drawn for the most trips the domain can hold, so the
+        # draws never depend on where the domain is cut.
         per_90_days = int(rng.choice([3, 4, 5], p=[0.3, 0.45, 0.25]))
-        expected = per_90_days * days / 90.0
-        count = int(expected) + int(rng.random() < expected - int(expected))
-        weights = np.ones(count + 1)
-        weights[0] = weights[-1] = 0.5
-        weights *= rng.uniform(0.75, 1.25, count + 1)
-        fractions = np.cumsum(weights)[:-1] / weights.sum()
-        modes = rng.choice(len(FAILURE_MODES), size=count, p=[0.5, 0.3, 0.2])
-        severities = rng.uniform(0.7, 1.3, count)
-        shapes = rng.uniform(1.5, 2.5, count)
-        leads_us = rng.uniform(2.0, 7.0, count) * _DAY_US
-        downtimes_us = rng.uniform(4.0, 16.0, count) * _HOUR_US
+        mean_gap = 90.0 / per_90_days * _DAY_US
+        span = self.domain_end_us - self.domain_start_us
+        most = int(span / (0.75 * mean_gap)) + 2
+        gaps = np.minimum(rng.uniform(0.75, 1.25, most) * mean_gap, _MAX_TRIP_GAP_DAYS * _DAY_US)
+        gaps[0] *= rng.uniform(0.2, 1.0)  # the domain starts somewhere in a gap
+        modes = rng.choice(len(FAILURE_MODES), size=most, p=[0.5, 0.3, 0.2])
+        severities = rng.uniform(0.7, 1.3, most)
+        shapes = rng.uniform(1.5, 2.5, most)
+        leads_us = rng.uniform(2.0, 7.0, most) * _DAY_US
+        downtimes_us = rng.uniform(4.0, 16.0, most) * _HOUR_US
 
-        span = self.end_us - self.start_us
+        starts = self.domain_start_us + np.cumsum(gaps).astype(np.int64)
         failures: list[_Failure] = []
-        previous_end = self.start_us
-        for i in range(count):
-            start = self.start_us + int(fractions[i] * span) // _MINUTE_US * _MINUTE_US
+        previous_end = self.domain_start_us
+        for i in range(most):
+            start = int(starts[i]) // _MINUTE_US * _MINUTE_US
+            if start >= self.domain_end_us:
+                break
             # Never let a build-up reach back into the previous repair.
             lead = min(int(leads_us[i]), int(0.6 * (start - previous_end)))
-            end = min(start + int(downtimes_us[i]) // _MINUTE_US * _MINUTE_US, self.end_us)
+            end = start + int(downtimes_us[i]) // _MINUTE_US * _MINUTE_US
             mode = FAILURE_MODES[int(modes[i])]
             severity = float(severities[i])
             excess = self._pump.t0 + (
                 16.0 * severity if mode == BEARING else 4.0 * severity if mode == SEAL else 0.0
             )
-            what, repair = _FAILURE_TEXT[mode]
-            hours = (end - start) / _HOUR_US
             failures.append(
                 _Failure(
                     onset_us=start - lead,
@@ -642,15 +728,15 @@ class AssetGenerator:
                     severity=severity,
                     shape=float(shapes[i]),
                     temp_excess=excess,
-                    description=f"{what}; {repair} ({hours:.1f} h down)",
                 )
             )
             previous_end = end
         return failures
 
-    def _plan_glitches(self, days: float) -> tuple[I64, I64, I64, F64]:
+    def _plan_glitches(self) -> tuple[I64, I64, I64, F64]:
         # Rare dropouts (value 0) and spikes, flagged bad; lengths are in time, not samples.
         # Each tag has its own stream, so adding tags leaves the others' glitches alone.
+        days = (self.domain_end_us - self.domain_start_us) / _DAY_US
         tags, starts, stops, factors = [], [], [], []
         for tag in range(self.n_tags):
             rng = self._rng(_STREAM_GLITCH, tag)
@@ -691,11 +777,12 @@ class AssetGenerator:
     def _state(self, i0: int, i1: int) -> _State:
         times = self.times(i0, i1)
         m = times.size
-        since_start = (times - self.start_us).astype(np.float64)
+        since_start = (times - self.domain_start_us).astype(np.float64)
+        # The anchor is a Monday midnight, so the wall clock and the weekday are functions of
+        # the time since the anchor too.
         local = times + _LOCAL_OFFSET_US
         hour = (local % _DAY_US).astype(np.float64) / _HOUR_US
-        # 1970-01-01 was a Thursday; +3 makes Monday 0 and Saturday 5.
-        weekday = (local // _DAY_US + 3) % 7
+        weekday = (local // _DAY_US + _MONDAY_SHIFT_DAYS) % 7  # Monday 0, Saturday 5
         knot_pos = since_start / _HOUR_US
         wander: list[F64] = [np.interp(knot_pos, self._knots, row) for row in self._wander]
         ambient = 14.0 + 5.0 * _cos_h(hour, 15.0) + 2.5 * wander[1]
@@ -705,6 +792,8 @@ class AssetGenerator:
         off_elapsed_h = np.zeros(m, dtype=np.float64)
         off_excess = np.zeros(m, dtype=np.float64)
         for f in self._failures:
+            if m == 0 or f.end_us <= times[0] or f.onset_us > times[-1]:
+                continue
             a, b, c = np.searchsorted(times, [f.onset_us, f.start_us, f.end_us])
             if a < b:
                 u = (times[a:b] - f.onset_us) / (f.start_us - f.onset_us)

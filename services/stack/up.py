@@ -1,9 +1,11 @@
 """`mlplane up`: the whole stack in the foreground, from one command.
 
 Order: state folder → dev keys → PostgreSQL (embedded unless a DSN is given)
-→ migrations and roles → QueryService and ModelRegistry → Envoy. Ctrl-C or
-SIGTERM stops them in reverse order; each child also carries PDEATHSIG so even
-a killed `mlplane up` leaves nothing behind.
+→ migrations and roles → demo plant (loaded, or brought up to now) → QueryService
+and ModelRegistry → Envoy → the record of the running stack (so `mlplane token`
+finds it from any folder) → the demo plant keeper (appends each new minute).
+Ctrl-C or SIGTERM stops them in reverse order; each child also carries
+PDEATHSIG so even a killed `mlplane up` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from services.common.devkeys import ensure_dev_keys
 from services.common.pagination import ensure_page_token_key
 from services.common.settings import Settings, split_hostport
 from services.db.setup import QUERY_ROLE, REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
-from services.demo.load import load_demo_plant
+from services.demo.live import PlantKeeper, Prepared, prepare_demo_plant
 from services.stack.postgres import EmbeddedPostgres
 from services.stack.processes import spawn, stop_process, tail, wait_for_file
+from services.stack.registry import forget_stack, record_stack
 
 log = logging.getLogger("mlplane.up")
 
@@ -47,6 +50,7 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     envoy: EnvoyProcess | None = None
+    keeper: PlantKeeper | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,13 +72,11 @@ class Stack:
         creds = RoleCredentials.load_or_create(s.state_dir / "db-roles.json")
         asyncio.run(setup_database(admin_dsn, creds))
         if s.demo_plant:
-            report = asyncio.run(load_demo_plant(admin_dsn, days=s.demo_plant_days))
-            if report is not None:
-                print(
-                    f"loaded the demo plant: {report.rows:,} rows for {report.assets} assets "
-                    f"in {report.seconds:.1f}s",
-                    flush=True,
-                )
+            prepared = asyncio.run(
+                prepare_demo_plant(admin_dsn, days=s.demo_plant_days, seed=s.demo_plant_seed)
+            )
+            for line in describe_prepared(prepared, s):
+                print(line, flush=True)
         ensure_page_token_key(s)
         s.object_store_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -96,6 +98,13 @@ class Stack:
         )
         ports = {name: self._start_service(name, env) for name in ("query", "models")}
         self._start_gateway(ports)
+        try:
+            record_stack(s.state_dir, self.info)
+        except OSError as exc:  # only convenience is lost: commands run here still work
+            _warn(f"could not record the stack for commands run elsewhere ({exc})")
+        if s.demo_plant:
+            self.keeper = PlantKeeper(admin_dsn, report=_warn)
+            self.keeper.start()
 
     def _start_database(self) -> str:
         if self.settings.database_url:
@@ -172,7 +181,11 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        # Reverse order: stop taking requests, drain services, then the database.
+        # Reverse order: forget the record, stop appending, stop taking requests, drain
+        # services, then the database.
+        forget_stack(self.settings.state_dir)
+        if self.keeper is not None:
+            self.keeper.stop()
         if self.envoy is not None:
             self.envoy.stop()
         for proc in self.services.values():
@@ -182,6 +195,40 @@ class Stack:
         if self.postgres is not None:
             self.postgres.stop()
         self.settings.stack_file.unlink(missing_ok=True)
+
+
+def _warn(message: str) -> None:
+    print(f"mlplane up: {message}", file=sys.stderr, flush=True)
+
+
+def describe_prepared(prepared: Prepared, settings: Settings) -> list[str]:
+    """What `mlplane up` did to the demo plant, for its terminal."""
+    loaded, extended = prepared.loaded, prepared.extended
+    if loaded is not None and loaded.anchor is not None:
+        why = {
+            "empty": "loaded the demo plant",
+            "no record": "the demo plant had no anchor on record (an older mlplane loaded it); "
+            "loaded it again",
+            "domain ended": "the demo plant's anchor was over a year old; loaded it again",
+        }[prepared.reason]
+        return [
+            f"{why}: {loaded.rows:,} rows for {loaded.assets} assets in {loaded.seconds:.1f}s "
+            f"(seed {settings.demo_plant_seed}, anchored {loaded.anchor:%Y-%m-%d %H:%M} UTC, "
+            f"from {loaded.start:%Y-%m-%d %H:%M} to now)"
+        ]
+    if extended is None:
+        return []
+    plant = extended.plant
+    lines = [
+        f"demo plant (seed {plant.seed}, anchored {plant.anchor:%Y-%m-%d %H:%M} UTC): "
+        f"appended {extended.rows:,} rows up to now"
+    ]
+    if (plant.seed, plant.days) != (settings.demo_plant_seed, settings.demo_plant_days):
+        lines.append(
+            f"  (loaded with seed {plant.seed} and {plant.days:g} days; MLPLANE_DEMO_PLANT_SEED "
+            "and MLPLANE_DEMO_PLANT_DAYS apply to the next `mlplane demo load`)"
+        )
+    return lines
 
 
 def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -212,6 +259,11 @@ def banner(info: dict[str, Any], settings: Settings) -> str:
             f"metrics :{info['query_metrics_port']} / :{info['models_metrics_port']}  "
             f"envoy admin {info['admin_url']}",
             f"  state:    {settings.state_dir.resolve()}  (logs in logs/)",
+            *(
+                ["  data:     the demo plant, tenant demo, kept up to now (a sample a minute)"]
+                if settings.demo_plant
+                else []
+            ),
             "Ctrl-C stops everything.",
             "",
         ]

@@ -3,64 +3,36 @@
 from __future__ import annotations
 
 import fnmatch
-import shutil
 import struct
-import tempfile
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import numpy as np
 import pytest
 
-from services.db.setup import RoleCredentials, setup_database
-from services.demo.load import encode_rows, load_assets, load_demo_plant
+from services.demo.load import (
+    encode_rows,
+    load_assets,
+    load_demo_plant,
+    read_demo_plant,
+)
 from services.demo.plant import (
     NOISE_BLOCK,
+    AssetGenerator,
     AssetSeries,
     demo_assets,
     from_unix_us,
     generate_asset,
     to_unix_us,
 )
-from services.stack.postgres import EmbeddedPostgres
 
-END = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+NOW = ANCHOR + timedelta(days=2, hours=5, minutes=17, seconds=30)  # "the moment of the load"
 DAYS = 30
 STEP = 600  # ten minutes: a month of the whole plant is 216,000 rows
 N_TIMES = DAYS * 24 * 6
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[tuple[EmbeddedPostgres, Path]]:
-    # Not pytest's tmp_path: pytest resets its base dir to 0700, which locks out the
-    # unprivileged server user.
-    root = Path(tempfile.mkdtemp(prefix="mlplane-demo-test-"))
-    server = EmbeddedPostgres(root / "state")
-    try:
-        server.start()
-        yield server, root
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-async def dsn(postgres: tuple[EmbeddedPostgres, Path]) -> str:
-    server, root = postgres
-    admin = server.dsn()
-    await setup_database(admin, RoleCredentials.load_or_create(root / "db-roles.json"))
-    return admin
-
-
-@pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
+# Samples from the anchor up to NOW: the one at 05:10 is the newest.
+N_LIVE = (2 * 24 + 5) * 6 + 2
 
 
 async def _count_rows(conn: asyncpg.Connection, tenant: str) -> int:
@@ -131,14 +103,19 @@ def test_encode_rows_is_postgres_binary_copy() -> None:
 
 
 async def test_demo_plant_loads_once_and_round_trips(dsn: str, conn: asyncpg.Connection) -> None:
-    report = await load_demo_plant(dsn, days=DAYS, step_seconds=STEP, end=END)
+    report = await load_demo_plant(dsn, days=DAYS, step_seconds=STEP, now=NOW)
     assert report is not None
+    assert (report.anchor, report.start) == (ANCHOR, ANCHOR - timedelta(days=DAYS))
+    assert report.until == ANCHOR + timedelta(days=2, hours=5, minutes=20)
     generated = {
-        asset_id: generate_asset(asset_id, kind, end=END, days=DAYS, step_seconds=STEP, seed=7)
+        asset_id: generate_asset(
+            asset_id, kind, anchor=ANCHOR, days=DAYS, step_seconds=STEP, seed=7, until=NOW
+        )
         for asset_id, kind in demo_assets()
     }
     n_failures = sum(len(s.failures) for s in generated.values())
-    assert (report.assets, report.tags, report.rows) == (10, 50, 10 * 5 * N_TIMES)
+    assert (report.assets, report.tags, report.rows) == (10, 50, 10 * 5 * (N_TIMES + N_LIVE))
+    assert report.asset_ids == [a for a, _ in demo_assets()]
     assert report.failures == n_failures >= 8
     assert report.seconds > 0
 
@@ -155,15 +132,9 @@ async def test_demo_plant_loads_once_and_round_trips(dsn: str, conn: asyncpg.Con
     assert all(r["unit"] for r in tags)
     assert await _count_rows(conn, "demo") == report.rows
 
-    events = await conn.fetch(
-        "SELECT e.start_time, e.end_time, e.failure_mode, e.description "
-        "FROM failure_events e JOIN assets a USING (asset_pk) "
-        "WHERE a.tenant_id = 'demo' AND a.asset_id = $1 ORDER BY e.start_time",
-        "pump-001",
-    )
-    assert [
-        (r["start_time"], r["end_time"], r["failure_mode"], r["description"]) for r in events
-    ] == [(f.start, f.end, f.failure_mode, f.description) for f in generated["pump-001"].failures]
+    assert await _events(conn, "demo", "pump-001") == [
+        (f.start, f.end, f.failure_mode, f.description) for f in generated["pump-001"].failures
+    ]
 
     grants = await conn.fetch(
         "SELECT principal_kind, principal, asset_pattern FROM asset_grants WHERE tenant_id = 'demo'"
@@ -171,11 +142,25 @@ async def test_demo_plant_loads_once_and_round_trips(dsn: str, conn: asyncpg.Con
     assert [tuple(r) for r in grants] == [("role", "data_scientist", "pump-*")]
     assert not fnmatch.fnmatchcase("turbine-001", grants[0]["asset_pattern"])
 
-    # One asset and a time range, the way an export reads it.
+    # What it takes to render any later minute is on record, in the audit log.
+    plant = await read_demo_plant(dsn, "demo")
+    assert plant is not None
+    assert (plant.anchor, plant.seed, plant.days, plant.step_seconds) == (ANCHOR, 7, DAYS, STEP)
+    assert list(plant.assets) == demo_assets()
+    audit = await conn.fetch(
+        "SELECT subject, resource FROM audit_log WHERE tenant_id = 'demo' AND action = 'demo.load'"
+    )
+    assert [tuple(r) for r in audit] == [("mlplane-demo", "demo-plant/demo")]
+
+    # One asset and a time range, the way an export reads it, before and after the anchor.
     series = generated["pump-003"]
-    start, stop = END - timedelta(days=10), END - timedelta(days=9, hours=7)
-    mask = (series.times >= to_unix_us(start)) & (series.times < to_unix_us(stop))
-    _assert_same_history(await _history(conn, "demo", "pump-003", start, stop), series, mask)
+    for start, stop in [
+        (ANCHOR - timedelta(days=10), ANCHOR - timedelta(days=9, hours=7)),
+        (ANCHOR - timedelta(hours=3), NOW),
+    ]:
+        mask = (series.times >= to_unix_us(start)) & (series.times < to_unix_us(stop))
+        rows = await _history(conn, "demo", "pump-003", start, stop)
+        _assert_same_history(rows, series, mask)
 
     # Rows went in in primary-key order: a sequential scan returns them sorted.
     async with conn.transaction():
@@ -191,43 +176,144 @@ async def test_demo_plant_loads_once_and_round_trips(dsn: str, conn: asyncpg.Con
     assert keys == sorted(keys)
 
     # The second start finds the tenant populated and leaves it alone.
-    assert await load_demo_plant(dsn, days=DAYS, step_seconds=STEP, end=END) is None
+    assert await load_demo_plant(dsn, days=DAYS, step_seconds=STEP, now=NOW) is None
     assert await _count_rows(conn, "demo") == report.rows
+
+
+async def _events(
+    conn: asyncpg.Connection, tenant: str, asset_id: str
+) -> list[tuple[datetime, datetime | None, str, str]]:
+    rows = await conn.fetch(
+        "SELECT e.start_time, e.end_time, e.failure_mode, e.description "
+        "FROM failure_events e JOIN assets a USING (asset_pk) "
+        "WHERE a.tenant_id = $1 AND a.asset_id = $2 ORDER BY e.start_time",
+        tenant,
+        asset_id,
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def test_demo_plant_reload_replaces_rows(dsn: str, conn: asyncpg.Connection) -> None:
     tenant = "demo-reload"
-    first = await load_demo_plant(dsn, tenant=tenant, days=2, step_seconds=STEP, end=END)
+    first = await load_demo_plant(dsn, tenant=tenant, days=2, step_seconds=STEP, now=NOW)
     assert first is not None
     pks = await conn.fetch("SELECT asset_id, asset_pk FROM assets WHERE tenant_id = $1", tenant)
-    later = END + timedelta(days=1)
+    later = ANCHOR + timedelta(weeks=1)  # exactly a new anchor, with one sample after it
     second = await load_demo_plant(
-        dsn, tenant=tenant, days=3, step_seconds=STEP, end=later, seed=99, only_if_empty=False
+        dsn, tenant=tenant, days=3, step_seconds=STEP, now=later, seed=99, only_if_empty=False
     )
     assert second is not None
-    assert second.rows == 10 * 5 * 3 * 144
+    assert second.anchor == later
+    assert second.rows == 10 * 5 * (3 * 144 + 1)
     assert await _count_rows(conn, tenant) == second.rows
     # Same assets, updated in place: other tables may refer to them.
     again = await conn.fetch("SELECT asset_id, asset_pk FROM assets WHERE tenant_id = $1", tenant)
     assert sorted(map(tuple, again)) == sorted(map(tuple, pks))
     count = await conn.fetchval("SELECT count(*) FROM asset_grants WHERE tenant_id = $1", tenant)
     assert count == 1
-    series = generate_asset("turbine-002", "turbine", end=later, days=3, step_seconds=STEP, seed=99)
+    # The load made at `later` holds the sample at `later` itself.
+    series = generate_asset(
+        "turbine-002",
+        "turbine",
+        anchor=later,
+        days=3,
+        step_seconds=STEP,
+        seed=99,
+        until=later + timedelta(seconds=STEP),
+    )
     rows = await _history(conn, tenant, "turbine-002")
     _assert_same_history(rows, series, np.ones(series.times.size, dtype=bool))
+    plant = await read_demo_plant(dsn, tenant)
+    assert plant is not None
+    assert (plant.anchor, plant.seed, plant.days) == (later, 99, 3)
 
 
 async def test_demo_plant_ends_now_on_the_step(dsn: str, conn: asyncpg.Connection) -> None:
     before = datetime.now(UTC)
     report = await load_demo_plant(dsn, tenant="demo-now", days=0.5, step_seconds=STEP)
+    after = datetime.now(UTC)
     assert report is not None
-    assert report.rows == 10 * 5 * 72
+    assert report.anchor is not None
+    assert report.anchor.weekday() == 0
+    assert report.anchor <= before < report.anchor + timedelta(days=7)
     last = await conn.fetchval(
         "SELECT max(ts) FROM tag_data JOIN assets USING (asset_pk) WHERE tenant_id = 'demo-now'"
     )
-    end_us = to_unix_us(last) + STEP * 1_000_000
-    assert end_us % (STEP * 1_000_000) == 0
-    assert to_unix_us(before) - STEP * 1_000_000 < end_us <= to_unix_us(datetime.now(UTC))
+    # The newest sample is the last one at or before the moment of the load.
+    assert to_unix_us(last) % (STEP * 1_000_000) == 0
+    assert before - timedelta(seconds=STEP) < last <= after
+    first = await conn.fetchval(
+        "SELECT min(ts) FROM tag_data JOIN assets USING (asset_pk) WHERE tenant_id = 'demo-now'"
+    )
+    assert first == report.anchor - timedelta(days=0.5)
+
+
+async def test_two_loads_at_different_moments_hold_the_same_plant(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    # Loaded in two weeks four months apart, at different times of day: the same values at
+    # the same offsets from each plant's anchor, and the same failures.
+    first_now = ANCHOR + timedelta(days=1, hours=3, minutes=41)
+    second_now = ANCHOR + timedelta(weeks=17, days=5, hours=22, minutes=2)
+    reports = [
+        await load_demo_plant(dsn, tenant=tenant, days=DAYS, step_seconds=STEP, now=now)
+        for tenant, now in (("moment-a", first_now), ("moment-b", second_now))
+    ]
+    assert all(r is not None for r in reports)
+    anchors = [r.anchor for r in reports if r is not None]
+    assert anchors == [ANCHOR, ANCHOR + timedelta(weeks=17)]
+    shift = anchors[1] - anchors[0]
+    for asset_id in ("pump-004", "turbine-002"):
+        a = await _history(
+            conn, "moment-a", asset_id, ANCHOR - timedelta(days=12), ANCHOR + timedelta(days=1)
+        )
+        b = await _history(
+            conn,
+            "moment-b",
+            asset_id,
+            ANCHOR + shift - timedelta(days=12),
+            ANCHOR + shift + timedelta(days=1),
+        )
+        assert len(a) == len(b) == 13 * 144 * 5
+        assert [(r["ts"] + shift, *r[1:]) for r in a] == [tuple(r) for r in b]
+    # Failures of the first 30 days relative to the anchors (the second plant holds more: it
+    # has run longer since its anchor).
+    window = ANCHOR - timedelta(days=DAYS), ANCHOR
+    early_a = [e for e in await _events(conn, "moment-a", "pump-002") if e[0] < window[1]]
+    early_b = [e for e in await _events(conn, "moment-b", "pump-002") if e[0] < window[1] + shift]
+    assert early_a
+    assert [(s + shift, e and e + shift, m, d) for s, e, m, d in early_a] == early_b
+
+
+async def test_the_examples_window_is_inside_the_loaded_data(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    # examples/predictive_maintenance.py: anchor = the pumps' first sample + the plant's
+    # days (MLPLANE_DEMO_PLANT_DAYS), a Monday 00:00 UTC; the window is the 30 days before it.
+    for tenant, days in (("window-90", 90), ("window-30", 30)):
+        report = await load_demo_plant(dsn, tenant=tenant, days=days, step_seconds=STEP, now=NOW)
+        assert report is not None
+        first, last = await conn.fetchrow(
+            "SELECT min(ts), max(ts) FROM tag_data JOIN assets USING (asset_pk) "
+            "WHERE tenant_id = $1 AND asset_id LIKE 'pump-%'",
+            tenant,
+        )
+        anchor = first + timedelta(days=days)
+        assert anchor == report.anchor == ANCHOR
+        assert (anchor.weekday(), anchor.time()) == (0, datetime.min.time())
+        start, end = anchor - timedelta(days=30), anchor
+        assert first <= start
+        assert end <= last
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM failure_events JOIN assets USING (asset_pk) "
+                "WHERE tenant_id = $1 AND start_time >= $2 AND start_time < $3",
+                tenant,
+                start,
+                end,
+            )
+            >= 8
+        )
 
 
 async def test_load_assets_streams_in_slices_and_replaces(
@@ -248,16 +334,19 @@ async def test_load_assets_streams_in_slices_and_replaces(
         days=0.25,
         hz=1,
         n_tags=10,
-        end=END,
+        now=NOW,
     )
     assert (report.assets, report.tags, report.rows) == (2, 20, 2 * 21_600 * 10)
+    assert report.until == NOW.replace(second=31)
     assert await _count_rows(conn, "bench") == report.rows
-    series = generate_asset(
-        "bench-2", "pump", end=END, days=0.25, step_seconds=1, seed=11, n_tags=10
-    )
-    # Windows across the seams between COPY messages (every NOISE_BLOCK samples here).
-    for seam in (NOISE_BLOCK, 2 * NOISE_BLOCK):
-        start, stop = series.times[seam - 50], series.times[seam + 50]
+    gen = AssetGenerator("bench-2", "pump", anchor=ANCHOR, step_seconds=1, seed=11, n_tags=10)
+    end = gen.index_through(NOW)
+    series = gen.series(end - 21_600, end)
+    # Windows across the seams between COPY messages (every NOISE_BLOCK samples of the domain).
+    seams = [i for i in range(end - 21_600, end) if i % NOISE_BLOCK == 0]
+    assert len(seams) >= 2
+    for seam in seams:
+        start, stop = gen.times(seam - 50, seam + 50)[[0, -1]]
         mask = (series.times >= start) & (series.times < stop)
         rows = await _history(
             conn, "bench", "bench-2", from_unix_us(int(start)), from_unix_us(int(stop))
@@ -280,7 +369,7 @@ async def test_load_assets_streams_in_slices_and_replaces(
         days=0.1,
         hz=0.5,
         n_tags=3,
-        end=END,
+        now=NOW,
         seed=5,
     )
     assert replaced.rows == 2 * 4320 * 3
@@ -294,8 +383,21 @@ async def test_load_assets_streams_in_slices_and_replaces(
     assert [r["name"] for r in names] == ["rotor_speed", "exhaust_temp", "vibration_rms"]
     assert await _count_rows(conn, "bench-other") == neighbour.rows
     assert not await conn.fetchval("SELECT count(*) FROM asset_grants WHERE tenant_id = 'bench'")
+    # Benchmark assets are not a demo plant: nothing to keep live.
+    assert await read_demo_plant(dsn, "bench") is None
 
 
-async def test_naive_end_is_rejected(dsn: str) -> None:
+async def test_bad_arguments_are_rejected_before_anything_is_written(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
     with pytest.raises(ValueError, match="naive"):
-        await load_demo_plant(dsn, tenant="naive", days=1, end=datetime(2026, 1, 1))
+        await load_demo_plant(dsn, tenant="naive", days=1, now=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="Monday"):
+        await load_demo_plant(dsn, tenant="naive", days=1, now=NOW, anchor=NOW)
+    with pytest.raises(ValueError, match="at most"):
+        await load_demo_plant(dsn, tenant="naive", days=400, now=NOW)
+    with pytest.raises(ValueError, match="year"):
+        await load_assets(
+            dsn, tenant="naive", asset_ids=["x-1"], kind="pump", days=400, hz=0.01, n_tags=1
+        )
+    assert await _count_rows(conn, "naive") == 0

@@ -1,14 +1,17 @@
-"""The synthetic plant: deterministic, sliceable, and with failures a model can learn."""
+"""The synthetic plant: deterministic, sliceable, the same whatever its anchor, and with
+failures a model can learn."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 
 import numpy as np
 import pytest
 
 from services.demo.plant import (
+    DOMAIN_DAYS_AFTER,
+    DOMAIN_DAYS_BEFORE,
     FAILURE_MODES,
     NOISE_BLOCK,
     QUALITY_BAD,
@@ -18,10 +21,11 @@ from services.demo.plant import (
     AssetSeries,
     demo_assets,
     generate_asset,
+    plant_anchor,
     to_unix_us,
 )
 
-END = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday: the anchor of these plants
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 
@@ -29,7 +33,7 @@ DAY_US = 24 * HOUR_US
 @pytest.fixture(scope="module")
 def plant_90d() -> dict[str, AssetSeries]:
     return {
-        asset_id: generate_asset(asset_id, kind, end=END, days=90, step_seconds=60, seed=7)
+        asset_id: generate_asset(asset_id, kind, anchor=ANCHOR, days=90, step_seconds=60, seed=7)
         for asset_id, kind in demo_assets()
     }
 
@@ -39,7 +43,11 @@ def _pumps(plant: dict[str, AssetSeries]) -> list[AssetSeries]:
 
 
 def _failure_bounds(series: AssetSeries) -> list[tuple[int, int]]:
-    return [(to_unix_us(f.start), to_unix_us(f.end)) for f in series.failures]
+    """(trip, back in service) in unix microseconds; the series' end while still down."""
+    end = int(series.times[-1]) + int(series.times[1] - series.times[0])
+    return [
+        (to_unix_us(f.start), end if f.end is None else to_unix_us(f.end)) for f in series.failures
+    ]
 
 
 def test_demo_assets() -> None:
@@ -51,10 +59,115 @@ def test_demo_assets() -> None:
     assert {k for _, k in assets} == {"pump", "turbine"}
 
 
+def test_plant_anchor_is_the_monday_midnight_starting_the_week() -> None:
+    monday = datetime(2026, 11, 16, tzinfo=UTC)
+    assert monday.weekday() == 0
+    for moment in (
+        monday,
+        monday + timedelta(microseconds=1),
+        monday + timedelta(days=3, hours=15, minutes=27),
+        monday + timedelta(days=7) - timedelta(microseconds=1),
+    ):
+        assert plant_anchor(moment) == monday
+    assert plant_anchor(monday - timedelta(microseconds=1)) == monday - timedelta(days=7)
+    # Any time zone: the anchor is a UTC instant.
+    assert plant_anchor(datetime(2026, 11, 16, 0, 30, tzinfo=timezone(timedelta(hours=2)))) == (
+        monday - timedelta(days=7)
+    )
+
+
+def test_same_data_relative_to_any_anchor() -> None:
+    # Two plants first loaded in different weeks (months apart): the same samples and
+    # failures at the same offsets from their anchors, bit for bit.
+    later = ANCHOR + timedelta(weeks=23)
+    for asset_id, kind in [("pump-005", "pump"), ("turbine-001", "turbine")]:
+        a = generate_asset(asset_id, kind, anchor=ANCHOR, days=20, step_seconds=60, seed=7)
+        b = generate_asset(asset_id, kind, anchor=later, days=20, step_seconds=60, seed=7)
+        assert np.array_equal(
+            b.times - a.times, np.full(a.times.size, to_unix_us(later) - to_unix_us(ANCHOR))
+        )
+        assert np.array_equal(a.values, b.values)
+        assert np.array_equal(a.quality, b.quality)
+        shift = later - ANCHOR
+        assert [(f.start + shift, f.end and f.end + shift, f.failure_mode) for f in a.failures] == [
+            (f.start, f.end, f.failure_mode) for f in b.failures
+        ]
+        assert [f.description for f in a.failures] == [f.description for f in b.failures]
+
+
+def test_history_length_does_not_change_the_data() -> None:
+    # The domain is fixed by the anchor, not by how much of it is loaded: a 30-day plant is
+    # the last 30 days of a 90-day one (the notebook gets the same figures from both).
+    long = generate_asset("pump-002", "pump", anchor=ANCHOR, days=90, step_seconds=60, seed=7)
+    short = generate_asset("pump-002", "pump", anchor=ANCHOR, days=30, step_seconds=60, seed=7)
+    n = short.times.size
+    assert np.array_equal(long.times[-n:], short.times)
+    assert np.array_equal(long.values[:, -n:], short.values)
+    assert np.array_equal(long.quality[:, -n:], short.quality)
+    assert short.failures == [f for f in long.failures if f.start >= ANCHOR - timedelta(days=30)]
+
+
+def test_anchor_must_be_a_monday_midnight() -> None:
+    for bad in (ANCHOR + timedelta(days=1), ANCHOR + timedelta(hours=1)):
+        with pytest.raises(ValueError, match="Monday"):
+            AssetGenerator("pump-001", "pump", anchor=bad, step_seconds=60, seed=7)
+
+
+def test_domain_bounds() -> None:
+    gen = AssetGenerator("pump-001", "pump", anchor=ANCHOR, step_seconds=60, seed=7)
+    assert gen.time_of(0) == ANCHOR - timedelta(days=DOMAIN_DAYS_BEFORE)
+    assert gen.n_times == (DOMAIN_DAYS_BEFORE + DOMAIN_DAYS_AFTER) * 24 * 60
+    assert gen.domain_end == ANCHOR + timedelta(days=DOMAIN_DAYS_AFTER)
+    assert gen.index(ANCHOR) == DOMAIN_DAYS_BEFORE * 24 * 60
+    assert gen.index_through(ANCHOR) == gen.index(ANCHOR) + 1
+    assert gen.index(ANCHOR + timedelta(seconds=30)) == gen.index(ANCHOR) + 1
+    assert gen.index(ANCHOR + timedelta(days=10 * 365)) == gen.n_times  # clamped
+    assert gen.history_start(DOMAIN_DAYS_BEFORE) == 0
+    with pytest.raises(ValueError, match="at most"):
+        gen.history_start(DOMAIN_DAYS_BEFORE + 1)
+    with pytest.raises(IndexError):
+        gen.render(gen.n_times - 1, gen.n_times + 1)
+    # A step that does not divide a day keeps one grid over the whole domain.
+    odd = AssetGenerator("x-001", "pump", anchor=ANCHOR, step_seconds=1 / 3, seed=7, n_tags=2)
+    i = odd.index(ANCHOR)
+    times = odd.times(i - 2, i + 2)
+    assert np.all(np.diff(times) == 333_333)
+    assert times[1] < to_unix_us(ANCHOR) <= times[2]
+
+
+def test_failures_are_known_once_they_start_and_end_once_they_end() -> None:
+    gen = AssetGenerator("pump-003", "pump", anchor=ANCHOR, step_seconds=60, seed=7)
+    i0 = gen.history_start(90)
+    whole = gen.failure_events(i0, gen.index(ANCHOR + timedelta(days=60)))
+    trip = next(f for f in whole if f.start > ANCHOR)
+    assert trip.end is not None
+    at = gen.index(trip.start)  # the trip's own sample is the first one missing
+    assert trip.start not in {f.start for f in gen.failure_events(i0, at)}
+    (during,) = [f for f in gen.failure_events(i0, at + 1) if f.start == trip.start]
+    assert during.end is None
+    assert "under way" in during.description
+    (still,) = [f for f in gen.failure_events(i0, gen.index(trip.end)) if f.start == trip.start]
+    assert still.end is None
+    (done,) = [f for f in gen.failure_events(i0, gen.index(trip.end) + 1) if f.start == trip.start]
+    assert done == trip
+    assert "h down" in done.description
+
+
+def test_every_30_days_hold_a_trip_of_every_pump() -> None:
+    # The notebook trains on the 30 days before the anchor and holds out a pump that failed
+    # in them; whatever the seed, every pump has a trip in any 30 days of its domain.
+    for seed in (7, 1, 2, 3):
+        for asset_id, kind in demo_assets()[:8]:
+            gen = AssetGenerator(asset_id, kind, anchor=ANCHOR, step_seconds=600, seed=seed)
+            trips = [to_unix_us(f.start) for f in gen.failure_events(0, gen.n_times)]
+            edges = [to_unix_us(gen.time_of(0)), *trips, to_unix_us(gen.domain_end)]
+            assert max(np.diff(edges)) <= 28 * DAY_US, (seed, asset_id)
+
+
 def test_same_seed_same_data_other_seed_other_data() -> None:
-    a = generate_asset("pump-001", "pump", end=END, days=3, step_seconds=60, seed=7)
-    b = generate_asset("pump-001", "pump", end=END, days=3, step_seconds=60, seed=7)
-    c = generate_asset("pump-001", "pump", end=END, days=3, step_seconds=60, seed=8)
+    a = generate_asset("pump-001", "pump", anchor=ANCHOR, days=3, step_seconds=60, seed=7)
+    b = generate_asset("pump-001", "pump", anchor=ANCHOR, days=3, step_seconds=60, seed=7)
+    c = generate_asset("pump-001", "pump", anchor=ANCHOR, days=3, step_seconds=60, seed=8)
     assert np.array_equal(a.times, b.times)
     assert np.array_equal(a.values, b.values)
     assert np.array_equal(a.quality, b.quality)
@@ -62,16 +175,19 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
     assert a.tags == b.tags
     assert not np.array_equal(a.values, c.values)
     # Assets differ from one another under the same seed.
-    d = generate_asset("pump-002", "pump", end=END, days=3, step_seconds=60, seed=7)
+    d = generate_asset("pump-002", "pump", anchor=ANCHOR, days=3, step_seconds=60, seed=7)
     assert not np.array_equal(a.values, d.values)
 
 
 def test_slices_render_exactly_the_whole_series() -> None:
-    gen = AssetGenerator("pump-004", "pump", end=END, days=20, step_seconds=60, seed=3)
-    whole_t, whole_v, whole_q = gen.render(0, gen.n_times)
-    # Odd cut points, including ones inside and exactly on noise blocks.
-    cuts = [0, 1, 5000, NOISE_BLOCK, NOISE_BLOCK + 1, 20_000, 3 * NOISE_BLOCK - 7, gen.n_times]
-    parts = [gen.render(a, b) for a, b in pairwise(cuts)]
+    gen = AssetGenerator("pump-004", "pump", anchor=ANCHOR, step_seconds=60, seed=3)
+    first, last = gen.history_start(20), gen.index(ANCHOR + timedelta(days=2))
+    whole_t, whole_v, whole_q = gen.render(first, last)
+    # Odd cut points, including ones inside and exactly on noise blocks, and the anchor.
+    block = (first // NOISE_BLOCK + 1) * NOISE_BLOCK
+    cuts = [first, first + 1, first + 5000, block, block + 1, first + 20_000]
+    cuts += [block + 3 * NOISE_BLOCK - 7, gen.index(ANCHOR), last]
+    parts = [gen.render(a, b) for a, b in pairwise(sorted(cuts))]
     assert np.array_equal(np.concatenate([p[0] for p in parts]), whole_t)
     assert np.array_equal(np.concatenate([p[1] for p in parts], axis=1), whole_v)
     assert np.array_equal(np.concatenate([p[2] for p in parts], axis=1), whole_q)
@@ -79,7 +195,7 @@ def test_slices_render_exactly_the_whole_series() -> None:
 
 @pytest.mark.parametrize(("asset_id", "kind"), demo_assets())
 def test_shapes_units_and_time_grid(asset_id: str, kind: str) -> None:
-    s = generate_asset(asset_id, kind, end=END, days=3, step_seconds=60, seed=7)
+    s = generate_asset(asset_id, kind, anchor=ANCHOR, days=3, step_seconds=60, seed=7)
     n = 3 * 24 * 60
     assert s.asset_id == asset_id
     assert s.kind == kind
@@ -95,15 +211,17 @@ def test_shapes_units_and_time_grid(asset_id: str, kind: str) -> None:
     assert s.quality.shape == (5, n)
     assert np.all(np.diff(s.times) == 60_000_000)
     # [end - days, end): the last sample is one step before end.
-    assert s.times[-1] == to_unix_us(END) - 60_000_000
-    assert s.times[0] == to_unix_us(END - timedelta(days=3))
+    assert s.times[-1] == to_unix_us(ANCHOR) - 60_000_000
+    assert s.times[0] == to_unix_us(ANCHOR - timedelta(days=3))
     assert np.isfinite(s.values).all()
     assert set(np.unique(s.quality)) <= {QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD}
 
 
 def test_natural_tags() -> None:
-    pump = generate_asset("pump-001", "pump", end=END, days=1, step_seconds=600, seed=7)
-    turbine = generate_asset("turbine-001", "turbine", end=END, days=1, step_seconds=600, seed=7)
+    pump = generate_asset("pump-001", "pump", anchor=ANCHOR, days=1, step_seconds=600, seed=7)
+    turbine = generate_asset(
+        "turbine-001", "turbine", anchor=ANCHOR, days=1, step_seconds=600, seed=7
+    )
     assert [(t.name, t.unit) for t in pump.tags] == [
         ("vibration_rms", "mm/s"),
         ("bearing_temp", "degC"),
@@ -123,12 +241,14 @@ def test_natural_tags() -> None:
 @pytest.mark.parametrize("kind", ["pump", "turbine"])
 @pytest.mark.parametrize("n_tags", [1, 3, 10, 20])
 def test_n_tags(kind: str, n_tags: int) -> None:
-    s = generate_asset("x-001", kind, end=END, days=0.5, step_seconds=1, seed=7, n_tags=n_tags)
+    s = generate_asset(
+        "x-001", kind, anchor=ANCHOR, days=0.5, step_seconds=1, seed=7, n_tags=n_tags
+    )
     assert len(s.tags) == n_tags
     assert len({t.name for t in s.tags}) == n_tags
     assert s.values.shape == (n_tags, 43_200)
     assert np.isfinite(s.values).all()
-    natural = generate_asset("x-001", kind, end=END, days=0.5, step_seconds=1, seed=7)
+    natural = generate_asset("x-001", kind, anchor=ANCHOR, days=0.5, step_seconds=1, seed=7)
     shared = min(n_tags, 5)
     assert s.tags[:shared] == natural.tags[:shared]
     # Extra tags do not change the natural ones.
@@ -138,23 +258,26 @@ def test_n_tags(kind: str, n_tags: int) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="naive"):
         generate_asset(
-            "pump-001", "pump", end=datetime(2026, 1, 1), days=1, step_seconds=60, seed=1
+            "pump-001", "pump", anchor=datetime(2026, 3, 2), days=1, step_seconds=60, seed=1
         )
     with pytest.raises(ValueError, match="kind"):
-        generate_asset("pump-001", "boiler", end=END, days=1, step_seconds=60, seed=1)
+        generate_asset("pump-001", "boiler", anchor=ANCHOR, days=1, step_seconds=60, seed=1)
+    with pytest.raises(ValueError, match="no sample"):
+        generate_asset("pump-001", "pump", anchor=ANCHOR, days=0, step_seconds=60, seed=1)
     with pytest.raises(ValueError, match="positive"):
-        generate_asset("pump-001", "pump", end=END, days=0, step_seconds=60, seed=1)
+        generate_asset("pump-001", "pump", anchor=ANCHOR, days=1, step_seconds=0, seed=1)
 
 
 def test_failures_per_pump_and_spread(plant_90d: dict[str, AssetSeries]) -> None:
-    end_us = to_unix_us(END)
+    end_us = to_unix_us(ANCHOR)
     start_us = end_us - 90 * DAY_US
     for s in _pumps(plant_90d):
         assert 3 <= len(s.failures) <= 5, (s.asset_id, s.failures)
         bounds = _failure_bounds(s)
         for (a, b), (c, _) in pairwise(bounds):
             assert a < b < c, "failures overlap or are out of order"
-        assert all(start_us < a and b <= end_us for a, b in bounds)
+        # Overlapping the window; a repair under way at its end has no end yet.
+        assert all(a < end_us and b > start_us for a, b in bounds)
         assert all(f.failure_mode in FAILURE_MODES for f in s.failures)
         assert all(f.description for f in s.failures)
         # The notebook exports the last 30 days: every pump has a trip in them, with
@@ -226,6 +349,8 @@ def test_bearing_temperature_rises_before_bearing_failures(
             if f.failure_mode != "bearing_failure":
                 continue
             a = to_unix_us(f.start)
+            if a - 9 * DAY_US < s.times[0]:
+                continue  # its build-up began before the series
             week_before = good & (s.times >= a - 9 * DAY_US) & (s.times < a - 7 * DAY_US)
             last_day = good & (s.times >= a - 24 * HOUR_US) & (s.times < a)
             rises.append(float(temp[last_day].mean() - temp[week_before].mean()))

@@ -1,18 +1,26 @@
 """The predictive-maintenance example: the committed notebook is the generated one, and
 it runs headless (nbclient, a real ipykernel) through the SDK against a month of demo
-plant, ending with an approved model version whose lineage and audit trail are checked
-here without the SDK."""
+plant, printing exactly the output the README shows and ending with an approved model
+version whose window, lineage and audit trail are checked here without the SDK.
+
+The README's figures come from the default 90-day plant; this stack holds 30 days. The plant
+is the same data relative to its anchor however much of it is loaded, and whenever, so the
+30 days before the anchor, the example's window, give the same figures on both."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
+import asyncpg
 import httpx
 import nbclient
 import nbformat
@@ -34,6 +42,10 @@ def _make_notebook() -> ModuleType:
     return module
 
 
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_committed_notebook_is_generated_from_the_script() -> None:
     make = _make_notebook()
     expected = make.render((EXAMPLES / "predictive_maintenance.py").read_text())
@@ -51,6 +63,42 @@ def test_markdown_cells_must_be_comments() -> None:
         ("markdown", "Title\n\ntext"),
         ("code", "x = 1"),
     ]
+
+
+def _readme_output() -> list[str]:
+    """The example's printed output as the README shows it: the plain ``` block with the
+    metrics table."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    kinds: list[str] = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = []
+                kinds.append(line[3:].strip())
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current.append(line)
+    shown = [
+        b for b, kind in zip(blocks, kinds, strict=False) if not kind and "ROC AUC" in "".join(b)
+    ]
+    assert len(shown) == 1, "the README shows the example's output in one plain ``` block"
+    return shown[0]
+
+
+async def _pumps_first_and_last(stack: RunningStack) -> tuple[datetime, datetime]:
+    conn = await asyncpg.connect(stack.admin_dsn())
+    try:
+        row = await conn.fetchrow(
+            "SELECT min(ts), max(ts) FROM tag_data JOIN assets USING (asset_pk)"
+            " WHERE tenant_id = 'demo' AND asset_id LIKE 'pump-%'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return row[0], row[1]
 
 
 def _kernel_dir(root: Path) -> Path:
@@ -85,7 +133,8 @@ def test_notebook_runs_headless_to_an_approved_model(
         "MLPLANE_URL": stack.gateway_target,
         "MLPLANE_TOKEN": stack.tokens.valid("data_scientist", subject=scientist),
         "MLPLANE_APPROVER_TOKEN": stack.tokens.valid("model_approver", subject=approver),
-        "MLPLANE_EXAMPLE_DAYS": str(E2E_PLANT_DAYS),
+        "MLPLANE_EXAMPLE_DAYS": "30",
+        "MLPLANE_DEMO_PLANT_DAYS": str(E2E_PLANT_DAYS),
         "MLPLANE_EXAMPLE_MODEL_NAME": name,
         "MLPLANE_EXAMPLE_OUT": str(tmp_path),
     }.items():
@@ -106,8 +155,26 @@ def test_notebook_runs_headless_to_an_approved_model(
         for cell in notebook.cells
         if cell.cell_type == "code"
         for output in cell.get("outputs", [])
+        if output.get("name") == "stdout"
     )
-    assert f"{name} v1: MODEL_VERSION_STATUS_APPROVED" in text, text[-3000:]
+    assert f"{name} v1: APPROVED" in text, text[-3000:]
+
+    # Exactly what the README shows, but for the model's name and the anchor's date (the
+    # Monday of the week this stack first started).
+    printed = [line for line in text.splitlines() if line.strip()]
+    expected = [line.replace("pump-failure-48h", name) for line in _readme_output()]
+    first, last = asyncio.run(_pumps_first_and_last(stack))
+    anchor = first + timedelta(days=E2E_PLANT_DAYS)
+    expected = [
+        re.sub(r"\d{4}-\d\d-\d\d UTC$", f"{anchor:%Y-%m-%d} UTC", line)
+        if line.startswith("8 pumps;")
+        else line
+        for line in expected
+    ]
+    assert printed == expected, (
+        "the README's output block of the example is not what the notebook printed:\n"
+        + "\n".join(printed)
+    )
 
     # Checked without the SDK: the version as the registry stores it, and who did what.
     headers = {"Authorization": f"Bearer {stack.tokens.valid('data_scientist')}"}
@@ -119,9 +186,14 @@ def test_notebook_runs_headless_to_an_approved_model(
             http.get(f"/api/v1/query/exports/{export_id}").json()
             for export_id in version["trainingExportIds"]
         ]
-    assert version["status"] == "MODEL_VERSION_STATUS_APPROVED"
+    assert version["status"] == "APPROVED"
     assert sorted(e["assetId"] for e in exports) == [f"pump-{i:03d}" for i in range(1, 9)]
-    assert {(e["status"], e["createdBy"]) for e in exports} == {("completed", scientist)}
+    assert {(e["status"], e["createdBy"]) for e in exports} == {("COMPLETED", scientist)}
+    # The window: the 30 days before the anchor, all of it stored.
+    windows = {(e["startTime"], e["endTime"]) for e in exports}
+    assert windows == {(_iso(anchor - timedelta(days=30)), _iso(anchor))}
+    assert first <= anchor - timedelta(days=30)
+    assert anchor <= last
     metrics = version["metrics"]
     for metric in ("roc_auc", "average_precision", "f1"):
         assert metrics[metric] > metrics[f"baseline_{metric}"], metrics
