@@ -173,7 +173,10 @@ def _check_arrow(got: _Collected, data: bytes, frame_rows: int, rows: int) -> No
         raise RuntimeError(
             f"Arrow export: {frame_rows} rows, manifest {manifest.row_count}, expected {rows}"
         )
-    if manifest.status != pb.Export.COMPLETED or manifest.sha256 != hashlib.sha256(data).hexdigest():
+    if (
+        manifest.status != pb.Export.COMPLETED
+        or manifest.sha256 != hashlib.sha256(data).hexdigest()
+    ):
         raise RuntimeError(f"Arrow manifest: status {manifest.status}, sha256 mismatch?")
 
 
