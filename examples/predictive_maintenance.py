@@ -272,3 +272,5 @@ assert final.status == "APPROVED"
 assert sorted(final.training_export_ids) == sorted(e.export_id for e in exports.values())
 client.close()
 approver.close()
+# In a notebook the cell shows the version as a table: status, metrics, signature, lineage.
+final

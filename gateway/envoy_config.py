@@ -33,7 +33,7 @@ from gateway.rbac import (
     method_is,
     rbac_filter_config,
 )
-from gateway.refusals import JWT_FAILURE_KEY, local_reply_mappers
+from gateway.refusals import FIELD_NAMES_HEADER, JWT_FAILURE_KEY, local_reply_mappers
 from services.common.access import METHOD_ROLES, OPEN_SERVICE_PREFIXES
 from services.common.settings import Settings
 
@@ -80,6 +80,11 @@ STREAM_IDLE_TIMEOUT = "300s"
 #
 # REST answers also lose the gRPC headers the transcoder leaves on them (grpc-status,
 # grpc-message, grpc-accept-encoding, ...): they mean nothing to a REST caller.
+#
+# The transcoder's own refusals (a value it cannot parse) name fields by their proto names
+# (`start_time: invalid value ...`); a REST caller sent `startTime`. Their local-reply mapper
+# marks them (gateway/refusals.py), and only those small bodies are read and rewritten here:
+# every lower-case snake_case word becomes its JSON name.
 LUA_STATUS_REWRITE = """\
 local SUCCESS_UPGRADES = { ["201"] = true, ["202"] = true }
 local ERROR_REFINEMENTS = { ["413"] = true }
@@ -88,8 +93,21 @@ local GRPC_HEADERS = {
   "grpc-encoding",
 }
 
+local function json_names(text)
+  return (string.gsub(text, "%f[%w_]%l[%l%d]*_[%l%d_]*%f[^%w_]", function(word)
+    return (string.gsub(word, "_(%l)", string.upper))
+  end))
+end
+
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
+  if headers:get("FIELD_NAMES_MARKER") ~= nil then
+    headers:remove("FIELD_NAMES_MARKER")
+    local body = response_handle:body()
+    if body ~= nil then
+      body:setBytes(json_names(body:getBytes(0, body:length())))
+    end
+  end
   local wanted = headers:get("x-http-status")
   if wanted ~= nil then
     headers:remove("x-http-status")
@@ -110,7 +128,7 @@ function envoy_on_response(response_handle)
     headers:replace(":status", wanted)
   end
 end
-"""
+""".replace("FIELD_NAMES_MARKER", FIELD_NAMES_HEADER)
 
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "start_time": "%START_TIME%",

@@ -37,6 +37,9 @@ GATEWAY_ERROR_DOMAIN = "gateway.mlplane"
 # Where jwt_authn writes the status of a token it refused ({code, message}).
 JWT_FAILURE_KEY = "jwt_failure"
 STATUS_DETAILS_HEADER = "grpc-status-details-bin"
+# Marks the transcoder's refusals for the Lua filter, which gives their proto field names
+# (`start_time`) the JSON names a REST caller sent (`startTime`) and drops the mark.
+FIELD_NAMES_HEADER = "x-mlplane-proto-field-names"
 
 # google.rpc.Code values.
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED = 3, 5, 7, 8
@@ -296,6 +299,13 @@ def _other_local_replies() -> list[Json]:
         }
         if message is not None:
             mapper["body"] = {"inline_string": message}
+        if http_status == 400:
+            mapper["headers_to_add"] = [
+                {
+                    "header": {"key": FIELD_NAMES_HEADER, "value": "1"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ]
         mappers.append(mapper)
     return mappers
 

@@ -341,4 +341,4 @@ def test_inverted_range_names_the_field(
             timeout=30,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "end_time" in (caught.value.details() or "")  # type: ignore[attr-defined]
+    assert "endTime" in (caught.value.details() or "")  # type: ignore[attr-defined]
