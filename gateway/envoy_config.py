@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.http_rules import RpcRule, load_rpc_rules, unsupported_response_bodies
+from gateway.http_rules import (
+    RpcRule,
+    load_rpc_rules,
+    template_to_regex,
+    unsupported_response_bodies,
+)
 from gateway.rate_limit import (
     RATE_LIMIT_FILTER_NAME,
     RATE_LIMITED_HEADERS,
@@ -34,7 +39,14 @@ from gateway.rbac import (
     rbac_filter_config,
 )
 from gateway.refusals import FIELD_NAMES_HEADER, JWT_FAILURE_KEY, local_reply_mappers
-from services.common.access import METHOD_ROLES, OPEN_SERVICE_PREFIXES
+from gateway.web_routes import (
+    WebFile,
+    collect_web_files,
+    largest_body,
+    page_routes,
+    web_routes,
+)
+from services.common.access import LINK_METHODS, METHOD_ROLES, OPEN_SERVICE_PREFIXES
 from services.common.settings import Settings
 
 Json = dict[str, Any]
@@ -49,6 +61,7 @@ UNROUTED_CLUSTER = "no-such-endpoint"
 SERVICE_CLUSTERS: dict[str, str] = {QUERY_SERVICE: QUERY_CLUSTER, MODEL_REGISTRY: MODELS_CLUSTER}
 
 LISTENER_NAME = "mlplane_gateway"
+API_PREFIX = "/api/"
 JWT_PROVIDER = "mlplane"
 
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "x-grpc-web", "grpc-timeout")
@@ -134,9 +147,10 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "start_time": "%START_TIME%",
     "request_id": "%REQ(X-REQUEST-ID)%",
     # The transcoder rewrites :method and :path to the gRPC call and keeps the client's
-    # in these two headers.
+    # in these two headers. The query string stays out of the log: a download link's
+    # signature travels in it.
     "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "path": "%PATH(WQ:ORIG)%",
     "protocol": "%PROTOCOL%",
     "status": "%RESPONSE_CODE%",
     "grpc_status": "%GRPC_STATUS(NUMBER)%",
@@ -316,18 +330,40 @@ def _jwt_provider(settings: Settings) -> Json:
     return provider
 
 
-def _jwt_filter_config(settings: Settings) -> Json:
+def _link_matches(rules: list[RpcRule]) -> list[Json]:
+    """Route matches for the link methods' REST bindings and gRPC paths."""
+    matches: list[Json] = []
+    for rule in rules:
+        if rule.grpc_path not in LINK_METHODS:
+            continue
+        matches.append({"path": rule.grpc_path})
+        for binding in rule.bindings:
+            matches.append(
+                {
+                    "safe_regex": {"regex": template_to_regex(binding.template)},
+                    "headers": [method_is(binding.method)["header"]],
+                }
+            )
+    return matches
+
+
+def _jwt_filter_config(settings: Settings, rules: list[RpcRule]) -> Json:
     no_token: list[Json] = [
         {"match": {"path": HEALTHZ_PATH}},
         *({"match": {"prefix": prefix}} for prefix in OPEN_SERVICE_PREFIXES),
         # Preflights carry no credentials by the CORS spec; valid ones are answered
         # by the cors filter before this one, the rest must not turn into 401s.
         {"match": {"prefix": "/", "headers": [method_is("OPTIONS")["header"]]}},
+        # A download link is its own credential (the service checks it).
+        *({"match": match} for match in _link_matches(rules)),
     ]
+    requires = {"requires": {"provider_name": JWT_PROVIDER}}
+    protected = [API_PREFIX, *(f"/{service}/" for service in SERVICE_CLUSTERS)]
     return _typed(
         "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
         providers={JWT_PROVIDER: _jwt_provider(settings)},
-        rules=[*no_token, {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}],
+        # Everything else is the web app (its files and config), which anyone may load.
+        rules=[*no_token, *({"match": {"prefix": prefix}, **requires} for prefix in protected)],
     )
 
 
@@ -362,6 +398,8 @@ def _http_filters(settings: Settings, descriptor_path: Path, rules: list[RpcRule
         METHOD_ROLES,
         open_prefixes=OPEN_SERVICE_PREFIXES,
         service_prefixes=[f"/{service}/" for service in SERVICE_CLUSTERS],
+        link_methods=LINK_METHODS,
+        api_prefixes=[API_PREFIX],
     )
     # The rate limit runs on the identity jwt_authn verified, before RBAC: a client's
     # refused calls count against its budget as well.
@@ -375,7 +413,7 @@ def _http_filters(settings: Settings, descriptor_path: Path, rules: list[RpcRule
             "name": "envoy.filters.http.cors",
             "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
         },
-        {"name": JWT_FILTER_NAME, "typed_config": _jwt_filter_config(settings)},
+        {"name": JWT_FILTER_NAME, "typed_config": _jwt_filter_config(settings, rules)},
         *rate_limit,
         {"name": "envoy.filters.http.rbac", "typed_config": rbac_filter_config(policies)},
         {
@@ -423,7 +461,7 @@ def _not_found_route(name: str, match: Json) -> Json:
     }
 
 
-def _routes() -> list[Json]:
+def _routes(settings: Settings, web_files: list[WebFile]) -> list[Json]:
     routes: list[Json] = [
         {"name": "healthz", "match": {"path": HEALTHZ_PATH}, **_direct(200, "ok\n", "text/plain")},
         # Preflights the cors filter did not answer (origin not allowed) pass jwt_authn
@@ -443,6 +481,11 @@ def _routes() -> list[Json]:
                 },
             }
         )
+    # The REST surface: routed by the transcoder (which re-routes by the gRPC path); what
+    # it does not take ends in a 404 here, never in the web app's pages.
+    routes.append(_not_found_route("api", {"prefix": API_PREFIX}))
+    routes += web_routes(settings, web_files)
+    routes += page_routes(web_files)
     routes.append(_not_found_route("unrouted", {"prefix": "/"}))
     return routes
 
@@ -451,7 +494,13 @@ def _http_connection_manager(
     settings: Settings, descriptor_path: Path, access_log_path: Path | None
 ) -> Json:
     rules = load_rpc_rules(descriptor_path, SERVICE_CLUSTERS)
-    virtual_host: Json = {"name": "mlplane", "domains": ["*"], "routes": _routes()}
+    dist = settings.web_dist_dir
+    web_files = collect_web_files(dist, settings.web_cache_dir) if dist is not None else []
+    virtual_host: Json = {
+        "name": "mlplane",
+        "domains": ["*"],
+        "routes": _routes(settings, web_files),
+    }
     if settings.cors_allowed_origins:
         virtual_host["typed_per_filter_config"] = {
             "envoy.filters.http.cors": _cors_policy(settings.cors_allowed_origins)
@@ -486,6 +535,8 @@ def _http_connection_manager(
             "name": "mlplane",
             "virtual_hosts": [virtual_host],
             "validate_clusters": False,
+            # The web app's files are direct responses (gateway/web_routes.py).
+            "max_direct_response_body_size_bytes": max(4096, largest_body(web_files)),
         },
         http_filters=_http_filters(settings, descriptor_path, rules),
         local_reply_config={

@@ -101,21 +101,36 @@ def open_permissions(open_prefixes: Iterable[str]) -> list[Json]:
     ]
 
 
+def outside(prefixes: Iterable[str]) -> Json:
+    """A path under none of `prefixes`."""
+    return {"not_rule": {"or_rules": {"rules": [_path_prefix(p) for p in prefixes]}}}
+
+
 def build_rbac_policies(
     rules: Iterable[RpcRule],
     method_roles: Mapping[str, frozenset[str]],
     *,
     open_prefixes: Iterable[str],
     service_prefixes: Iterable[str],
+    link_methods: Iterable[str] = (),
+    api_prefixes: Iterable[str] = (),
 ) -> dict[str, Json]:
     """Policy name -> Policy for the RBAC filter's ALLOW rules.
 
     An RPC without roles in `method_roles` gets no policy (denied) but still counts as
-    known, so the unrouted fallback cannot let its REST path through.
+    known, so the unrouted fallback cannot let its REST path through. A link method (its
+    request carries a signed link the service checks) is open, like everything outside the
+    API and the gRPC services: the web app's files and pages.
     """
     rules = list(rules)
+    service_prefixes = list(service_prefixes)
+    links = set(link_methods)
+    permissions = open_permissions(open_prefixes)
+    permissions += [rpc_permission(rule) for rule in rules if rule.grpc_path in links]
+    if api_prefixes:
+        permissions.append(outside([*api_prefixes, *service_prefixes]))
     policies: dict[str, Json] = {
-        OPEN_POLICY: {"permissions": open_permissions(open_prefixes), "principals": [{"any": True}]}
+        OPEN_POLICY: {"permissions": permissions, "principals": [{"any": True}]}
     }
     for rule in rules:
         roles = sorted(method_roles.get(rule.grpc_path, frozenset()))

@@ -82,12 +82,29 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     except (RealIssuerConfigured, FileNotFoundError) as exc:
         print(f"mlplane token: {exc}", file=sys.stderr)
         return 2
-    print(token)
+    if args.url:
+        # The token rides in the URL's fragment: browsers never send a fragment to the
+        # server, and the app removes it from the address bar at once.
+        print(f"{sign_in_base(located)}/#token={token}")
+    else:
+        print(token)
     # Told to a person only: `$(mlplane token)` in a script keeps a quiet stderr. Never the
     # token itself: stderr ends up in logs more often than stdout does.
     if sys.stderr.isatty():
         print(token_note(args.subject, roles, tenant, args.ttl), file=sys.stderr)
     return 0
+
+
+def sign_in_base(settings: Settings) -> str:
+    """The web app's address: the running stack's gateway, else the configured listener."""
+    import json
+
+    try:
+        url = json.loads(settings.stack_file.read_text())["gateway_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        host, _, port = settings.gateway_listen.rpartition(":")
+        url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"  # noqa: S104
+    return str(url).rstrip("/")
 
 
 def token_note(subject: str, roles: list[str], tenant: str | None, ttl: int) -> str:
@@ -314,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600,
         metavar="SECONDS",
         help="lifetime in seconds (default 3600 = 1 hour); negative = already expired",
+    )
+    token.add_argument(
+        "--url",
+        action="store_true",
+        help="print the web app's sign-in URL for this token instead (opened in a browser, "
+        "it signs that browser in; the token is in the URL's fragment, never sent to a server)",
     )
     token.add_argument("--audience", help="aud claim (default: the configured audience)")
     token.add_argument("--issuer", help="iss claim (default: the configured issuer)")

@@ -20,6 +20,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/mlplane.v1.QueryService/ExportHistory": _READERS,
     "/mlplane.v1.QueryService/ExportHistoryCsv": _READERS,
     "/mlplane.v1.QueryService/GetExport": _READERS,
+    "/mlplane.v1.QueryService/ListExports": _READERS,
+    # A download link carries its creator's roles; whoever may export may make one.
+    "/mlplane.v1.QueryService/CreateExportLink": _READERS,
     # Failure labels are for training: scientists only.
     "/mlplane.v1.QueryService/ListFailureEvents": _SCIENTISTS,
     # Scientists bring models in and submit them.
@@ -33,11 +36,19 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/mlplane.v1.ModelRegistry/GetModelVersion": _READERS,
     "/mlplane.v1.ModelRegistry/DownloadModelVersion": _READERS,
     "/mlplane.v1.ModelRegistry/GetApproval": _READERS,
+    "/mlplane.v1.ModelRegistry/ListAuditEntries": _READERS,
     # Decisions belong to approvers.
     "/mlplane.v1.ModelRegistry/ListApprovals": _APPROVERS,
     "/mlplane.v1.ModelRegistry/ApproveModelVersion": _APPROVERS,
     "/mlplane.v1.ModelRegistry/RejectModelVersion": _APPROVERS,
     "/mlplane.v1.ModelRegistry/ArchiveModelVersion": _APPROVERS,
+}
+
+# Methods whose request carries its own credential (a signed download link) instead of a
+# bearer token: a browser's download cannot send one. The servicer verifies the link, and the
+# roles it carries must still allow the export it names.
+LINK_METHODS: dict[str, str] = {
+    "/mlplane.v1.QueryService/DownloadExport": "/mlplane.v1.QueryService/ExportHistoryCsv",
 }
 
 # Infrastructure services anyone may call without a token: load balancers and
@@ -55,3 +66,7 @@ def is_open(method: str) -> bool:
 
 def allowed_roles(method: str) -> frozenset[str]:
     return METHOD_ROLES.get(method, frozenset())
+
+
+def is_link_authenticated(method: str) -> bool:
+    return method in LINK_METHODS

@@ -147,7 +147,30 @@ class Settings(BaseSettings):
     )
     page_token_secret: str | None = Field(
         default=None,
-        description="Key that signs page tokens (default: a key made in STATE_DIR/keys).",
+        description="Key that signs page tokens and download links (default: a key made in "
+        "STATE_DIR/keys); every replica needs the same one.",
+    )
+    # The web app (served by the gateway on its own origin).
+    web_dir: Path | None = Field(
+        default=None,
+        description="The built web app the gateway serves at / (default: web/dist of the "
+        "project, when it exists; unset and absent = API only).",
+    )
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="With a real issuer: the web app's OpenID Connect client id (code + PKCE).",
+    )
+    oidc_authority: str | None = Field(
+        default=None,
+        description="With a real issuer: where the web app finds the OpenID Connect discovery "
+        "document (default MLPLANE_JWT_ISSUER).",
+    )
+    oidc_scope: str = Field(default="openid", description="Scopes the web app asks for.")
+    export_link_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How long a CSV download link from CreateExportLink works (it works once).",
     )
 
     # Model uploads.
@@ -244,3 +267,15 @@ class Settings(BaseSettings):
     @property
     def stack_file(self) -> Path:
         return self.state_dir / "stack.json"
+
+    @property
+    def web_dist_dir(self) -> Path | None:
+        """The built web app to serve, if there is one."""
+        if self.web_dir is not None:
+            return self.web_dir if (self.web_dir / "index.html").is_file() else None
+        default = Path(__file__).resolve().parents[2] / "web" / "dist"
+        return default if (default / "index.html").is_file() else None
+
+    @property
+    def web_cache_dir(self) -> Path:
+        return self.state_dir / "web"

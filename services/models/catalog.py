@@ -8,39 +8,53 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from services.common.auth import Principal
 from services.common.errors import invalid_argument, not_found
-from services.common.pagination import Page, PageTokens, page_of, page_size
+from services.common.pagination import Page, PageTokens, invalid_page_token, page_of, page_size
 from services.models.object_store import ObjectStore
-from services.models.repository import ModelRecord, RegistryRepository, VersionRecord
+from services.models.repository import (
+    AuditRecord,
+    ModelRecord,
+    RegistryRepository,
+    VersionRecord,
+)
 
 STATUSES = ("PENDING_APPROVAL", "IN_REVIEW", "APPROVED", "REJECTED", "ARCHIVED")
-_CLAUSE = re.compile(r'^\s*(name|status)\s*=\s*(?:"([^"\\]*)"|([A-Za-z0-9_.-]+))\s*$')
+_CLAUSE = re.compile(r'^\s*(name|status)\s*(=|:)\s*(?:"([^"\\]*)"|([A-Za-z0-9_.-]+))\s*$')
 
 
-def parse_model_filter(text: str) -> tuple[str | None, str | None]:
-    """`name = "churn"`, `status = APPROVED`, or both joined with AND (AIP-160 subset)."""
-    name = status = None
+@dataclass(frozen=True)
+class ModelFilter:
+    name: str | None = None  # exact
+    contains: str | None = None  # part of the name, any case
+    status: str | None = None  # of the newest version
+
+
+def parse_model_filter(text: str) -> ModelFilter:
+    """`name = "churn"`, `name:"pump"` (contains), `status = APPROVED`, joined with AND
+    (a subset of AIP-160)."""
+    name = contains = status = None
     # Envoy's transcoder does not turn '+' back into a space in query strings, and
     # browsers send spaces as '+'. No valid filter contains a literal '+'.
     text = text.replace("+", " ")
     if not text.strip():
-        return None, None
+        return ModelFilter()
     for clause in re.split(r"\s+AND\s+", text.strip()):
         match = _CLAUSE.match(clause)
-        if match is None:
+        if match is None or (match.group(1) == "status" and match.group(2) == ":"):
             raise invalid_argument(
                 "INVALID_FILTER",
-                'filter supports name = "…" and status = PENDING_APPROVAL|IN_REVIEW|APPROVED|'
-                "REJECTED|ARCHIVED, joined with AND",
+                'filter supports name = "…", name:"…" (contains) and status = '
+                "PENDING_APPROVAL|IN_REVIEW|APPROVED|REJECTED|ARCHIVED, joined with AND",
                 field="filter",
             )
-        key, value = (
-            match.group(1),
-            match.group(2) if match.group(2) is not None else match.group(3),
-        )
-        if key == "name":
+        key, operator = match.group(1), match.group(2)
+        value = match.group(3) if match.group(3) is not None else match.group(4)
+        if key == "name" and operator == ":":
+            contains = value.lower()
+        elif key == "name":
             name = value
         else:
             value = value.upper()
@@ -49,7 +63,7 @@ def parse_model_filter(text: str) -> tuple[str | None, str | None]:
                     "INVALID_FILTER", f"unknown status {value!r} in filter", field="filter"
                 )
             status = value
-    return name, status
+    return ModelFilter(name=name, contains=contains, status=status)
 
 
 def _model_uuid(model_id: str) -> str:
@@ -75,11 +89,16 @@ class Catalog:
         self, principal: Principal, requested_size: int, token: str, filter_text: str
     ) -> Page[ModelRecord]:
         size = page_size(requested_size)
-        name, status = parse_model_filter(filter_text)
+        wanted = parse_model_filter(filter_text)
         scope = {"t": principal.tenant, "m": "ListModels", "f": filter_text, "s": size}
         after = self._pages.decode(token, scope) or ""
         rows = await self._repo.list_models(
-            principal.tenant, after=str(after), limit=size + 1, name=name, status=status
+            principal.tenant,
+            after=str(after),
+            limit=size + 1,
+            name=wanted.name,
+            contains=wanted.contains,
+            status=wanted.status,
         )
         return page_of(rows, size, lambda model: self._pages.encode(model.name, scope))
 
@@ -118,6 +137,26 @@ class Catalog:
                 version=str(version),
             )
         return record
+
+    async def audit_entries(
+        self, principal: Principal, model_id: str, version: int, requested_size: int, token: str
+    ) -> Page[AuditRecord]:
+        """A version's audit trail, newest first; another tenant's version is a 404."""
+        await self.get_version(principal, model_id, version)
+        size = page_size(requested_size)
+        scope = {"t": principal.tenant, "m": "ListAuditEntries", "id": model_id, "v": version}
+        scope["s"] = size
+        before = self._pages.decode(token, scope)
+        if before is not None and not isinstance(before, int):
+            raise invalid_page_token()
+        rows = await self._repo.list_audit_entries(
+            principal.tenant,
+            _model_uuid(model_id),
+            version,
+            before=before if before is not None else 2**62,
+            limit=size + 1,
+        )
+        return page_of(rows, size, lambda row: self._pages.encode(row.audit_pk, scope))
 
     async def content(
         self, principal: Principal, model_id: str, version: int

@@ -37,6 +37,18 @@ class StatusChangeRecord:
 
 
 @dataclass(frozen=True)
+class AuditRecord:
+    audit_pk: int
+    time: datetime
+    actor: str
+    action: str
+    resource: str
+    outcome: str
+    request_id: str
+    detail: str  # the JSON object as stored
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     model_id: str
     name: str
@@ -285,7 +297,14 @@ class RegistryRepository:
         return [e for e in export_ids if e not in found]
 
     async def list_models(
-        self, tenant: str, *, after: str, limit: int, name: str | None, status: str | None
+        self,
+        tenant: str,
+        *,
+        after: str,
+        limit: int,
+        name: str | None,
+        status: str | None,
+        contains: str | None = None,
     ) -> list[ModelRecord]:
         async with self.transaction(read_only=True) as conn:
             rows = await conn.execute(
@@ -296,14 +315,63 @@ class RegistryRepository:
                         ON v.model_id = m.model_id AND v.version = m.latest_version
                      WHERE m.tenant_id = :tenant AND m.name > :after
                        AND (CAST(:name AS text) IS NULL OR m.name = :name)
+                       AND (CAST(:contains AS text) IS NULL OR strpos(m.name, :contains) > 0)
                        AND (CAST(:status AS text) IS NULL OR v.status = :status)
                      ORDER BY m.name
                      LIMIT :limit
                     """
                 ),
-                {"tenant": tenant, "after": after, "limit": limit, "name": name, "status": status},
+                {
+                    "tenant": tenant,
+                    "after": after,
+                    "limit": limit,
+                    "name": name,
+                    "contains": contains,
+                    "status": status,
+                },
             )
             return [_model(r._mapping) for r in rows]
+
+    async def list_audit_entries(
+        self, tenant: str, model_id: str, version: int, *, before: int, limit: int
+    ) -> list[AuditRecord]:
+        """A version's audit entries, newest first, from below `before` (an audit_pk)."""
+        async with self._driver() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT audit_pk, event_time, subject, action, resource, outcome, request_id,
+                       detail::text AS detail
+                  FROM audit_log
+                 WHERE tenant_id = $1 AND audit_pk < $2
+                   AND (resource = $3
+                        OR (detail->>'modelId' = $4 AND detail->>'version' = $5)
+                        -- refusals of a decision name only the approval request
+                        OR resource IN (SELECT 'approval/' || approval_id FROM approval_requests
+                                         WHERE tenant_id = $1 AND model_id = $4::uuid
+                                           AND version = $5::int))
+                 ORDER BY audit_pk DESC
+                 LIMIT $6
+                """,
+                tenant,
+                before,
+                f"model/{model_id}/version/{version}",
+                model_id,
+                str(version),
+                limit,
+            )
+        return [
+            AuditRecord(
+                audit_pk=r["audit_pk"],
+                time=r["event_time"],
+                actor=r["subject"],
+                action=r["action"],
+                resource=r["resource"],
+                outcome=r["outcome"],
+                request_id=r["request_id"] or "",
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
 
     async def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
         # The hottest read (a UI polls it): straight to asyncpg, whose statement

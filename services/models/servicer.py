@@ -20,7 +20,7 @@ from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
 from services.models.metadata import UploadMetadata, from_message
 from services.models.multipart_form import read_multipart
-from services.models.repository import ModelRecord, VersionRecord
+from services.models.repository import AuditRecord, ModelRecord, VersionRecord
 from services.models.upload import Uploader
 
 
@@ -108,6 +108,19 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
             await self._catalog.get_version(current_principal(), request.model_id, request.version)
         )
 
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: Any
+    ) -> pb.ListAuditEntriesResponse:
+        page = await self._catalog.audit_entries(
+            current_principal(),
+            request.model_id,
+            request.version,
+            request.page_size,
+            request.page_token,
+        )
+        entries, token = page.fit(_audit_entry)
+        return pb.ListAuditEntriesResponse(audit_entries=entries, next_page_token=token)
+
     async def DownloadModelVersion(
         self, request: pb.DownloadModelVersionRequest, context: Any
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
@@ -189,6 +202,18 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         return _version(
             await self._catalog.get_version(principal, request.model_id, request.version)
         )
+
+
+def _audit_entry(record: AuditRecord) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        time=_timestamp(record.time),
+        actor=record.actor,
+        action=record.action,
+        resource=record.resource,
+        outcome=record.outcome,
+        request_id=record.request_id,
+        detail=record.detail,
+    )
 
 
 def _approval(record: ApprovalRecord) -> pb.Approval:

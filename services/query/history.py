@@ -128,7 +128,40 @@ class HistoryService:
         *,
         request_id: str | None,
         row_cap: int | None = None,
+        export_id: str | None = None,
     ) -> PreparedExport:
+        """Every check, then the export's "running" manifest. `export_id` is a download
+        link's: an export of that id recorded already means the link was used."""
+        asset, tags = await self.check_export(principal, query, request_id=request_id)
+        tag_pks = [t.tag_pk for t in tags] if query.tags else []
+        if row_cap is not None:
+            count = await self._store.count_rows_up_to(asset.asset_pk, query, tag_pks, row_cap)
+            if count > row_cap:
+                raise invalid_argument(
+                    "TOO_MANY_ROWS_FOR_JSON",
+                    f"this export has more than {row_cap} rows, the limit for a JSON response; "
+                    "use the CSV download (/api/v1/query/history:csv), gRPC, a shorter range, "
+                    "or a resolution",
+                    limit=str(row_cap),
+                )
+        prepared = PreparedExport(
+            export_id=export_id or str(uuid.uuid4()),
+            principal=principal,
+            query=query,
+            asset=asset,
+            tags=tags,
+            request_id=request_id,
+        )
+        await self._store.begin_export(
+            prepared.export_id, principal.tenant, principal.subject, query, request_id
+        )
+        return prepared
+
+    async def check_export(
+        self, principal: Principal, query: ExportQuery, *, request_id: str | None
+    ) -> tuple[AssetRow, list[TagRow]]:
+        """The asset (readable by the caller, or a 404/403 that is audited) and the tags to
+        export in column order (each known to the asset)."""
         asset = await self._readable_asset(
             principal,
             query.asset_id,
@@ -149,29 +182,7 @@ class HistoryService:
             tags = list(asset.tags)
         # Export order is the tag_pk order within a timestamp (the index order).
         tags.sort(key=lambda t: t.tag_pk)
-        tag_pks = [t.tag_pk for t in tags] if query.tags else []
-        if row_cap is not None:
-            count = await self._store.count_rows_up_to(asset.asset_pk, query, tag_pks, row_cap)
-            if count > row_cap:
-                raise invalid_argument(
-                    "TOO_MANY_ROWS_FOR_JSON",
-                    f"this export has more than {row_cap} rows, the limit for a JSON response; "
-                    "use the CSV download (/api/v1/query/history:csv), gRPC, a shorter range, "
-                    "or a resolution",
-                    limit=str(row_cap),
-                )
-        prepared = PreparedExport(
-            export_id=str(uuid.uuid4()),
-            principal=principal,
-            query=query,
-            asset=asset,
-            tags=tags,
-            request_id=request_id,
-        )
-        await self._store.begin_export(
-            prepared.export_id, principal.tenant, principal.subject, query, request_id
-        )
-        return prepared
+        return asset, tags
 
     async def _readable_asset(
         self, principal: Principal, asset_id: str, *, denied: AuditEntry
@@ -289,6 +300,33 @@ class HistoryService:
                 raise ServiceError(grpc.StatusCode.INTERNAL, "MANIFEST_MISSING", "no manifest")
             return record
         return await asyncio.shield(closing)
+
+    async def list_exports(
+        self, principal: Principal, requested_size: int, token: str
+    ) -> tuple[list[ExportRecord], str]:
+        """The caller's own exports, newest first."""
+        size = page_size(requested_size)
+        scope = {"tenant": principal.tenant, "subject": principal.subject, "size": size}
+        position = self._pages.decode(token, scope)
+        try:
+            before = (
+                None
+                if position is None
+                else (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
+            )
+        except (TypeError, ValueError, IndexError) as exc:
+            raise invalid_page_token() from exc
+        rows = await self._store.list_exports(
+            principal.tenant, principal.subject, before=before, limit=size + 1
+        )
+        page, more = rows[:size], len(rows) > size
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._pages.encode(
+                [last.create_time.astimezone(UTC).isoformat(), last.export_id], scope
+            )
+        return page, next_token
 
     async def get_export(self, principal: Principal, export_id: str) -> ExportRecord:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from grpc import aio
 from mlplane.v1 import query_service_pb2, query_service_pb2_grpc
@@ -11,6 +12,7 @@ from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
 from services.query.history import HistoryService
+from services.query.links import ExportLinks
 from services.query.servicer import QueryServicer
 from services.query.store import HistoryStore
 
@@ -27,9 +29,11 @@ def query_spec(settings: Settings) -> ServiceSpec:
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout=settings.query_statement_timeout_seconds,
         )
-        history = HistoryService(store, settings, PageTokens(ensure_page_token_key(settings)))
+        key = ensure_page_token_key(settings)
+        history = HistoryService(store, settings, PageTokens(key))
+        links = ExportLinks(key, timedelta(seconds=settings.export_link_seconds))
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(
-            QueryServicer(history, settings), server
+            QueryServicer(history, settings, links), server
         )
 
         async def cleanup() -> None:

@@ -12,12 +12,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
-from services.common.auth import current_principal
+from services.common import access
+from services.common.auth import current_principal, current_principal_var, require_role
 from services.common.interceptors import set_response_header
-from services.common.logs import request_id_var
+from services.common.logs import request_id_var, subject_var
 from services.common.settings import Settings
 from services.query.history import DataChunk, HistoryService, PreparedExport
-from services.query.request import Encoding, build_export_query, build_failure_events_query
+from services.query.links import ExportLinks
+from services.query.request import (
+    Encoding,
+    ExportQuery,
+    build_export_query,
+    build_failure_events_query,
+)
 from services.query.store import AssetRow, ExportRecord, FailureEventRow
 
 # Envoy's transcoder adds this header to REST requests it turns into gRPC.
@@ -25,9 +32,10 @@ _TRANSCODED_MARKER = "x-envoy-original-path"
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
-    def __init__(self, history: HistoryService, settings: Settings) -> None:
+    def __init__(self, history: HistoryService, settings: Settings, links: ExportLinks) -> None:
         self._history = history
         self._settings = settings
+        self._links = links
 
     async def ListAssets(
         self, request: pb.ListAssetsRequest, context: Any
@@ -58,6 +66,43 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.ExportHistoryCsvRequest, context: Any
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         prepared = await self._prepare(request, "csv", context, rest_json=False)
+        async for body in self._csv_document(prepared, context):
+            yield body
+
+    async def CreateExportLink(
+        self, request: pb.CreateExportLinkRequest, context: Any
+    ) -> pb.ExportLink:
+        principal = current_principal()
+        query = self._query(request, "csv")
+        # Refused now, with the export's own message, rather than at the download.
+        await self._history.check_export(principal, query, request_id=request_id_var.get())
+        link = self._links.issue(principal, query, datetime.now(UTC))
+        return pb.ExportLink(
+            export_id=link.export_id, url=link.url, expire_time=_timestamp(link.expires)
+        )
+
+    async def DownloadExport(
+        self, request: pb.DownloadExportRequest, context: Any
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        grant = self._links.verify(request.link, request.export_id, datetime.now(UTC))
+        # The link stands for the caller who made it: their roles must still allow the
+        # export, and everything after this runs, and is audited, as them.
+        stands_for = access.LINK_METHODS["/mlplane.v1.QueryService/DownloadExport"]
+        require_role(grant.principal, stands_for, access.allowed_roles(stands_for))
+        current_principal_var.set(grant.principal)
+        subject_var.set(grant.principal.subject)
+        prepared = await self._history.prepare_export(
+            grant.principal,
+            grant.query,
+            request_id=request_id_var.get(),
+            export_id=request.export_id,
+        )
+        async for body in self._csv_document(prepared, context):
+            yield body
+
+    async def _csv_document(
+        self, prepared: PreparedExport, context: Any
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         set_response_header("x-mlplane-export-id", prepared.export_id)
         set_response_header(
             "content-disposition",
@@ -86,6 +131,14 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def GetExport(self, request: pb.GetExportRequest, context: Any) -> pb.Export:
         return _export(await self._history.get_export(current_principal(), request.export_id))
 
+    async def ListExports(
+        self, request: pb.ListExportsRequest, context: Any
+    ) -> pb.ListExportsResponse:
+        exports, token = await self._history.list_exports(
+            current_principal(), request.page_size, request.page_token
+        )
+        return pb.ListExportsResponse(exports=[_export(e) for e in exports], next_page_token=token)
+
     async def ListFailureEvents(
         self, request: pb.ListFailureEventsRequest, context: Any
     ) -> pb.ListFailureEventsResponse:
@@ -106,15 +159,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             next_page_token=token,
         )
 
-    async def _prepare(
+    def _query(
         self,
-        request: pb.ExportHistoryRequest | pb.ExportHistoryCsvRequest,
+        request: pb.ExportHistoryRequest | pb.ExportHistoryCsvRequest | pb.CreateExportLinkRequest,
         encoding: Encoding,
-        context: Any,
-        *,
-        rest_json: bool,
-    ) -> PreparedExport:
-        query = build_export_query(
+    ) -> ExportQuery:
+        return build_export_query(
             asset_id=request.asset_id,
             # The contract requires both times (checked before this runs).
             start=_time(request.start_time),
@@ -124,9 +174,18 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             encoding=encoding,
             max_window=timedelta(days=self._settings.query_max_window_days),
         )
+
+    async def _prepare(
+        self,
+        request: pb.ExportHistoryRequest | pb.ExportHistoryCsvRequest,
+        encoding: Encoding,
+        context: Any,
+        *,
+        rest_json: bool,
+    ) -> PreparedExport:
         return await self._history.prepare_export(
             current_principal(),
-            query,
+            self._query(request, encoding),
             request_id=request_id_var.get(),
             row_cap=self._settings.query_rest_row_cap if rest_json else None,
         )

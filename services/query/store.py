@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
+import grpc
 from asyncpg.pool import PoolConnectionProxy
 
 from services.common.errors import ServiceError, unavailable
@@ -212,22 +213,34 @@ class HistoryStore:
                 uuid.UUID(export_id),
             )
         )
-        if row is None:
-            return None
-        return ExportRecord(
-            export_id=str(row["export_id"]),
-            asset_id=row["asset_id"],
-            start_time=row["start_time"],
-            end_time=row["end_time"],
-            tags=list(row["tags"]),
-            resolution_seconds=row["resolution_seconds"],
-            encoding=row["encoding"],
-            status=row["status"],
-            row_count=row["row_count"],
-            sha256=row["sha256"],
-            subject=row["subject"],
-            create_time=row["create_time"],
+        return None if row is None else _export_record(row)
+
+    async def list_exports(
+        self,
+        tenant: str,
+        subject: str,
+        *,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[ExportRecord]:
+        """A subject's exports, newest first, from just before `before` (a page's last)."""
+        rows = await self._run(
+            lambda c: c.fetch(
+                """
+                SELECT * FROM exports
+                 WHERE tenant_id = $1 AND subject = $2
+                   AND ($3::timestamptz IS NULL OR (create_time, export_id) < ($3, $4))
+                 ORDER BY create_time DESC, export_id DESC
+                 LIMIT $5
+                """,
+                tenant,
+                subject,
+                before[0] if before else None,
+                before[1] if before else None,
+                limit,
+            )
         )
+        return [_export_record(r) for r in rows]
 
     async def list_failure_events(
         self,
@@ -340,6 +353,19 @@ class HistoryStore:
     ) -> None:
         # Only a "running" marker: it may skip the WAL flush (one fsync less per
         # export); what must survive a crash is written when the export ends.
+        try:
+            await self._begin_export(export_id, tenant, subject, query, request_id)
+        except asyncpg.UniqueViolationError as exc:
+            # Only a download link names its export id: this one was used already.
+            raise ServiceError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "LINK_INVALID",
+                "this download link was used already; create a new one",
+            ) from exc
+
+    async def _begin_export(
+        self, export_id: str, tenant: str, subject: str, query: ExportQuery, request_id: str | None
+    ) -> None:
         await self._write(
             [
                 (
@@ -472,3 +498,20 @@ def _csv_select(
         " GROUP BY bucket_time, d.tag_pk ORDER BY bucket_time, d.tag_pk"
     )
     return sql, args
+
+
+def _export_record(row: Any) -> ExportRecord:
+    return ExportRecord(
+        export_id=str(row["export_id"]),
+        asset_id=row["asset_id"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        tags=list(row["tags"]),
+        resolution_seconds=row["resolution_seconds"],
+        encoding=row["encoding"],
+        status=row["status"],
+        row_count=row["row_count"],
+        sha256=row["sha256"],
+        subject=row["subject"],
+        create_time=row["create_time"],
+    )

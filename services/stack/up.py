@@ -245,10 +245,22 @@ def banner(info: dict[str, Any], settings: Settings) -> str:
         if settings.dev_issuer_enabled
         else f"get a token from your issuer ({settings.jwt_issuer})"
     )
+    if settings.web_dist_dir is None:
+        web = ["  web app:  not built (`make up` builds web/ when Node is there: `make web`)"]
+    elif settings.dev_issuer_enabled:
+        web = [
+            f"  web app:  {url}/  sign in by opening the URL that prints:",
+            "            .venv/bin/mlplane token --role data_scientist --subject alice --url",
+        ]
+    else:
+        web = [
+            f"  web app:  {url}/  (signs in with {settings.oidc_authority or settings.jwt_issuer})"
+        ]
     return "\n".join(
         [
             "",
             f"mlplane is up: gateway {url}  (REST and gRPC)",
+            *web,
             f"  health:   curl {url}/healthz",
             f"  token:    {token_hint}",
             f'  REST:     curl -H "Authorization: Bearer $TOKEN" {url}/api/v1/query/assets',

@@ -16,8 +16,16 @@ def _contract_methods() -> set[str]:
     return methods
 
 
-def test_every_rpc_has_roles_and_nothing_else_does() -> None:
-    assert set(access.METHOD_ROLES) == _contract_methods()
+def test_every_rpc_has_roles_or_a_link_and_nothing_else_does() -> None:
+    assert set(access.METHOD_ROLES) | set(access.LINK_METHODS) == _contract_methods()
+    assert not set(access.METHOD_ROLES) & set(access.LINK_METHODS)
+
+
+def test_a_link_method_is_as_strict_as_the_method_it_stands_for() -> None:
+    for method, stands_for in access.LINK_METHODS.items():
+        assert access.is_link_authenticated(method)
+        assert access.allowed_roles(stands_for), method
+        assert access.allowed_roles(method) == frozenset()  # never by bearer token
 
 
 def test_roles_are_known_and_non_empty() -> None:

@@ -40,7 +40,8 @@ from gateway.envoy_config import (
 from gateway.envoy_process import EnvoyProcess, default_envoy_binary
 from gateway.http_rules import load_rpc_rules, template_to_regex, unsupported_response_bodies
 from gateway.rbac import OPEN_POLICY, UNROUTED_POLICY
-from services.common.access import METHOD_ROLES
+from gateway.web_routes import web_config
+from services.common.access import LINK_METHODS, METHOD_ROLES
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,7 +215,7 @@ def test_template_to_regex_rejects_malformed_templates(template: str) -> None:
 
 def test_rest_bindings_are_read_from_the_descriptor_set(descriptor: Path) -> None:
     rules = {rule.grpc_path: rule for rule in load_rpc_rules(descriptor, SERVICES)}
-    assert set(rules) == set(METHOD_ROLES)
+    assert set(rules) == set(METHOD_ROLES) | set(LINK_METHODS)
     archive = rules["/mlplane.v1.ModelRegistry/ArchiveModelVersion"].bindings
     assert [(b.method, b.template) for b in archive] == [
         ("POST", "/api/v1/models/{model_id}/versions/{version}:archive")
@@ -876,3 +877,78 @@ def test_envoy_process_reports_a_bad_config(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited"):
         envoy.start(ready_timeout=30)
     assert envoy.pid is None
+
+
+# ------------------------------------------------------------- the web app on the same origin
+
+
+@pytest.fixture
+def web_gateway(
+    tmp_path: Path, signing_key: rsa.RSAPrivateKey, descriptor: Path, backend: int
+) -> Iterator[Gateway]:
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><title>mlplane</title>" + "x" * 2000)
+    (dist / "assets" / "index-3f2a.js").write_text("console.log('app');" * 500)
+    (dist / "favicon.svg").write_text("<svg/>")
+    settings = _settings(tmp_path / "state", web_dir=dist, max_model_bytes=12345)
+    _write_jwks(settings.jwks_file, signing_key)
+    envoy, access_log = _start_gateway(tmp_path, settings, descriptor, backend)
+    try:
+        gw = Gateway(envoy, access_log, signing_key)
+        yield gw
+        gw.http.close()
+    finally:
+        envoy.stop()
+
+
+def test_the_web_app_is_served_without_a_token(web_gateway: Gateway) -> None:
+    http = web_gateway.http
+    config = http.get("/config.json")
+    assert config.status_code == 200
+    assert config.json() == {"devSignIn": True, "oidc": None, "maxModelBytes": 12345}
+    plain = http.get("/assets/index-3f2a.js", headers={"accept-encoding": "identity"})
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("text/javascript") or plain.headers[
+        "content-type"
+    ].startswith("application/javascript")
+    assert "immutable" in plain.headers["cache-control"]
+    assert plain.text == "console.log('app');" * 500
+    zipped = http.get("/assets/index-3f2a.js", headers={"accept-encoding": "gzip, br"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.text == plain.text  # httpx decodes it
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 10
+    # Any other page of the app is index.html, revalidated on every load.
+    for page in ("/", "/models/123", "/approvals"):
+        response = http.get(page)
+        assert response.status_code == 200, page
+        assert response.text.startswith("<!doctype html>")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_api_stays_the_api_beside_the_web_app(web_gateway: Gateway) -> None:
+    http = web_gateway.http
+    assert http.get("/api/v1/models").status_code == 401  # still needs a token
+    unknown = http.get("/api/v1/nothing", headers=web_gateway.auth([DS]))
+    assert unknown.status_code == 404
+    assert unknown.json()["details"][0]["reason"] == "UNKNOWN_PATH"
+    assert http.post("/", content=b"x").status_code == 404  # pages are GET only
+
+
+def test_with_a_real_issuer_the_app_is_told_how_to_sign_in(
+    tmp_path: Path, descriptor: Path
+) -> None:
+    settings = _settings(
+        tmp_path,
+        jwt_jwks_url="https://idp.example/jwks",
+        oidc_client_id="mlplane-web",
+        oidc_authority="https://idp.example/",
+    )
+    config = web_config(settings)
+    assert config["devSignIn"] is False
+    assert config["oidc"] == {
+        "authority": "https://idp.example/",
+        "clientId": "mlplane-web",
+        "scope": "openid",
+    }

@@ -4,6 +4,7 @@ separation of duties, its events and its audit trail checked in the database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -224,3 +225,76 @@ def test_submissions_that_break_a_field_rule_store_nothing(
         )
     )
     assert events == []
+
+
+def test_a_versions_audit_trail_is_listed_newest_first(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    version = _upload(stack, http)
+    model_id = version["modelId"]
+    submitted = http.post(
+        f"/api/v1/models/{model_id}/approvals", json={"comment": "ok?"}, headers=_alice(stack)
+    ).json()
+    own = http.post(
+        f"/api/v1/approvals/{submitted['approvalId']}:approve", json={}, headers=_alice(stack)
+    )
+    assert own.status_code == 403  # refused, and audited
+    approved = http.post(
+        f"/api/v1/approvals/{submitted['approvalId']}:approve", json={}, headers=_bob(stack)
+    )
+    assert approved.status_code == 200
+    trail = http.get(
+        f"/api/v1/models/{model_id}/versions/1/auditEntries", headers=_bob(stack)
+    ).json()
+    seen = [(e["action"], e["actor"], e["outcome"]) for e in trail["auditEntries"]]
+    assert seen == [
+        ("approval.approve", "bob", "approved"),
+        ("approval.approve", "alice", "SEPARATION_OF_DUTIES"),
+        ("approval.submit", "alice", "ok"),
+        ("model.upload", "alice", "ok"),
+    ]
+    first = trail["auditEntries"][-1]
+    assert json.loads(first["detail"])["sha256"] == version["sha256"]
+    paged = http.get(
+        f"/api/v1/models/{model_id}/versions/1/auditEntries",
+        params={"pageSize": 3},
+        headers=_bob(stack),
+    ).json()
+    assert len(paged["auditEntries"]) == 3
+    rest = http.get(
+        f"/api/v1/models/{model_id}/versions/1/auditEntries",
+        params={"pageSize": 3, "pageToken": paged["nextPageToken"]},
+        headers=_bob(stack),
+    ).json()
+    assert [e["action"] for e in rest["auditEntries"]] == ["model.upload"]
+    other = _auth(stack, "model_approver", subject="eve", tenant="other-plant")
+    hidden = http.get(f"/api/v1/models/{model_id}/versions/1/auditEntries", headers=other)
+    assert hidden.status_code == 404
+
+
+def test_models_can_be_searched_by_part_of_their_name(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    names = [f"search-{tag}-pump-risk", f"search-{tag}-turbine", f"other-{tag}-pump"]
+    for name in names:
+        response = http.post(
+            "/api/v1/models",
+            data={"name": name},
+            files={"file": ("m.onnx", linear_model(4))},
+            headers=_alice(stack),
+        )
+        assert response.status_code == 201, response.text
+    found = http.get(
+        "/api/v1/models", params={"filter": f'name:"{tag}-PUMP"'}, headers=_alice(stack)
+    ).json()
+    assert sorted(m["name"] for m in found["models"]) == [names[2], names[0]]
+    both = http.get(
+        "/api/v1/models",
+        params={"filter": f'name:"search-{tag}" AND status = PENDING_APPROVAL'},
+        headers=_alice(stack),
+    ).json()
+    assert sorted(m["name"] for m in both["models"]) == sorted(names[:2])
+    wild = http.get("/api/v1/models", params={"filter": 'name:"%_"'}, headers=_alice(stack))
+    assert wild.status_code == 200
+    assert wild.json()["models"] == []  # no LIKE wildcards: '%' and '_' are just characters

@@ -145,6 +145,38 @@ def _list_failure_events(t: Targets, v: Values) -> Sample:
     )
 
 
+def _list_exports(t: Targets, v: Values) -> Sample:
+    token, size = v.get("page_token", ""), int(v.get("page_size", "0"))
+    return Sample(
+        [qs.ListExportsRequest(page_token=token, page_size=size)],
+        Rest("GET", "/api/v1/query/exports", _page_params(token, size)),
+    )
+
+
+def _create_export_link(t: Targets, v: Values) -> Sample:
+    asset, tags = _export_fields(t, v)
+    request = qs.CreateExportLinkRequest(
+        asset_id=asset, start_time=_stamp(_WINDOW_START), end_time=_stamp(_WINDOW_END), tags=tags
+    )
+    body = {
+        "assetId": asset,
+        "startTime": _rfc3339(_WINDOW_START),
+        "endTime": _rfc3339(_WINDOW_END),
+        "tags": tags,
+    }
+    return Sample([request], Rest("POST", "/api/v1/query/history:link", json=body))
+
+
+def _download_export(t: Targets, v: Values) -> Sample:
+    # A link nobody signed: whoever calls, with whatever token, it is refused.
+    export_id = v.get("export_id", str(uuid.uuid4()))
+    link = v.get("link", "eyJlIjoiMSJ9.Zm9yZ2Vk")
+    return Sample(
+        [qs.DownloadExportRequest(export_id=export_id, link=link)],
+        Rest("GET", f"/api/v1/query/downloads/{_seg(export_id)}", [("link", link)]),
+    )
+
+
 def _message(full_name: str, **fields: str) -> Message:
     return message_class(full_name)(**fields)
 
@@ -253,6 +285,14 @@ def _get_version(t: Targets, v: Values) -> Sample:
     )
 
 
+def _list_audit_entries(t: Targets, v: Values) -> Sample:
+    model_id = v.get("model_id", t.model_id)
+    return Sample(
+        [mr.ListAuditEntriesRequest(model_id=model_id, version=1)],
+        Rest("GET", f"/api/v1/models/{_seg(model_id)}/versions/1/auditEntries"),
+    )
+
+
 def _download(t: Targets, v: Values) -> Sample:
     model_id = v.get("model_id", t.model_id)
     return Sample(
@@ -331,6 +371,9 @@ SAMPLES: dict[str, Builder] = {
     "QueryService/ExportHistory": _export_history,
     "QueryService/ExportHistoryCsv": _export_history_csv,
     "QueryService/GetExport": _get_export,
+    "QueryService/ListExports": _list_exports,
+    "QueryService/CreateExportLink": _create_export_link,
+    "QueryService/DownloadExport": _download_export,
     "QueryService/ListFailureEvents": _list_failure_events,
     "ModelRegistry/UploadModel": _upload_model,
     "ModelRegistry/UploadModelMultipart": _upload_multipart,
@@ -339,6 +382,7 @@ SAMPLES: dict[str, Builder] = {
     "ModelRegistry/ListModelVersions": _list_versions,
     "ModelRegistry/GetModelVersion": _get_version,
     "ModelRegistry/DownloadModelVersion": _download,
+    "ModelRegistry/ListAuditEntries": _list_audit_entries,
     "ModelRegistry/SubmitForApproval": _submit,
     "ModelRegistry/ListApprovals": _list_approvals,
     "ModelRegistry/GetApproval": _get_approval,
@@ -357,6 +401,9 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "QueryService/ExportHistory": ("asset_id", "tags"),
     "QueryService/ExportHistoryCsv": ("asset_id", "tags"),
     "QueryService/GetExport": ("export_id",),
+    "QueryService/ListExports": ("page_token",),
+    "QueryService/CreateExportLink": ("asset_id", "tags"),
+    "QueryService/DownloadExport": ("export_id", "link"),
     "QueryService/ListFailureEvents": ("asset_id", "page_token"),
     "ModelRegistry/UploadModel": (
         "name",
@@ -371,6 +418,7 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "ModelRegistry/ListModelVersions": ("model_id", "page_token"),
     "ModelRegistry/GetModelVersion": ("model_id",),
     "ModelRegistry/DownloadModelVersion": ("model_id",),
+    "ModelRegistry/ListAuditEntries": ("model_id",),
     "ModelRegistry/SubmitForApproval": ("model_id", "comment"),
     "ModelRegistry/ListApprovals": ("page_token",),
     "ModelRegistry/GetApproval": ("approval_id",),
@@ -383,8 +431,15 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
 CREATING = frozenset({"ModelRegistry/UploadModel", "ModelRegistry/UploadModelMultipart"})
 # RPCs that answer a list, scoped to the caller's tenant.
 LISTING = frozenset(
-    {"QueryService/ListAssets", "ModelRegistry/ListModels", "ModelRegistry/ListApprovals"}
+    {
+        "QueryService/ListAssets",
+        "QueryService/ListExports",
+        "ModelRegistry/ListModels",
+        "ModelRegistry/ListApprovals",
+    }
 )
+# RPCs whose request carries its own credential (a signed link), not a bearer token.
+LINKED = frozenset({"QueryService/DownloadExport"})
 # RPCs that write when they succeed (exports record a manifest and an audit row).
 WRITING = CREATING | frozenset(
     {

@@ -35,6 +35,7 @@ from tests.security.harness import (
 )
 from tests.security.samples import (
     CREATING,
+    LINKED,
     LISTING,
     ONNX,
     SAMPLES,
@@ -263,7 +264,7 @@ def test_every_rpc_has_a_sample_and_string_fields() -> None:
 
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("rpc", RPCS)
+@pytest.mark.parametrize("rpc", [rpc for rpc in RPCS if rpc not in LINKED])
 def test_bad_callers_are_refused(
     stack: RunningStack,
     caller: Caller,
@@ -292,8 +293,30 @@ def test_bad_callers_are_refused(
     _assert_no_leak(answer, targets, sample, f"{rpc} via {path} with {case}")
 
 
+@pytest.mark.parametrize("case", list(TOKEN_CASES))
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("rpc", [rpc for rpc in RPCS if rpc not in CREATING])
+@pytest.mark.parametrize("rpc", sorted(LINKED))
+def test_a_forged_link_is_refused_whatever_the_token(
+    stack: RunningStack,
+    caller: Caller,
+    watch: StateWatch,
+    targets: Targets,
+    rpc: str,
+    path: str,
+    case: str,
+) -> None:
+    """A link method looks at no bearer token, good or bad: an unsigned link is a 401."""
+    role = allowed_role("QueryService/ExportHistoryCsv")
+    if (case, role) not in _TOKENS:
+        _TOKENS[case, role] = TOKEN_CASES[case].make(stack.tokens, role)
+    sample = SAMPLES[rpc](targets, {})
+    answer, changes = _call(watch, caller, path, rpc, sample, _TOKENS[case, role])
+    assert (answer.status, answer.reason) == (401, "LINK_INVALID"), f"{rpc} via {path}: {answer}"
+    assert not changes, f"{rpc} via {path} with {case} changed state: {changes}"
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rpc", [rpc for rpc in RPCS if rpc not in CREATING | LINKED])
 def test_another_tenants_resource_is_not_found(
     stack: RunningStack,
     caller: Caller,
@@ -356,7 +379,9 @@ def test_injection_and_traversal_strings_are_harmless(
     changes = watch.unchanged(run_all)
     for path, sample, answer in answers:
         what = f"{rpc}.{field} via {path}: {sample.rest}"
-        assert answer.status in (200, 400, 404), f"{what}: {answer}"
+        # A link method refuses what it cannot verify as unauthenticated.
+        allowed = (200, 400, 404, 401) if rpc in LINKED else (200, 400, 404)
+        assert answer.status in allowed, f"{what}: {answer}"
         _assert_no_leak(answer, targets, sample, what)
     assert not changes, f"{rpc}.{field} changed state: {changes}"
 

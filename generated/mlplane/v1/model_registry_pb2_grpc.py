@@ -74,6 +74,11 @@ class ModelRegistryStub:
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.SerializeToString,
                 response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/mlplane.v1.ModelRegistry/ListAuditEntries',
+                request_serializer=mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
         self.DownloadModelVersion = channel.unary_stream(
                 '/mlplane.v1.ModelRegistry/DownloadModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionRequest.SerializeToString,
@@ -173,6 +178,14 @@ class ModelRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """The audit trail of one version, newest first: its upload, submissions,
+        decisions, archive, and the refusals on the way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DownloadModelVersion(self, request, context):
         """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
         the version's recorded SHA-256.
@@ -259,6 +272,11 @@ def add_ModelRegistryServicer_to_server(servicer, server):
                     servicer.GetModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.FromString,
                     response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
             'DownloadModelVersion': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadModelVersion,
@@ -467,6 +485,33 @@ class ModelRegistry:
             '/mlplane.v1.ModelRegistry/GetModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.GetModelVersionRequest.SerializeToString,
             mlplane_dot_v1_dot_model__registry__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.ModelRegistry/ListAuditEntries',
+            mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesRequest.SerializeToString,
+            mlplane_dot_v1_dot_model__registry__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

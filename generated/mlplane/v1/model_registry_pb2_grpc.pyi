@@ -65,6 +65,10 @@ class ModelRegistryStub:
     """Lists the versions of one model, newest first."""
     GetModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.ModelVersion]
     """Reads one version, with its ONNX signature and status history."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ListAuditEntriesRequest, _model_registry_pb2.ListAuditEntriesResponse]
+    """The audit trail of one version, newest first: its upload, submissions,
+    decisions, archive, and the refusals on the way.
+    """
     DownloadModelVersion: _grpc.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionRequest, _httpbody_pb2.HttpBody]
     """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
     the version's recorded SHA-256.
@@ -124,6 +128,10 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """Lists the versions of one model, newest first."""
     GetModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetModelVersionRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """Reads one version, with its ONNX signature and status history."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ListAuditEntriesRequest, _model_registry_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """The audit trail of one version, newest first: its upload, submissions,
+    decisions, archive, and the refusals on the way.
+    """
     DownloadModelVersion: _aio.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
     the version's recorded SHA-256.
@@ -216,6 +224,16 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """Reads one version, with its ONNX signature and status history."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _model_registry_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_registry_pb2.ListAuditEntriesResponse, _abc.Awaitable[_model_registry_pb2.ListAuditEntriesResponse]]:
+        """The audit trail of one version, newest first: its upload, submissions,
+        decisions, archive, and the refusals on the way.
+        """
 
     @_abc_1.abstractmethod
     def DownloadModelVersion(

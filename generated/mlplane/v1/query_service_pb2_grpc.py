@@ -61,6 +61,21 @@ class QueryServiceStub:
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
                 response_deserializer=mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
                 _registered_method=True)
+        self.ListExports = channel.unary_unary(
+                '/mlplane.v1.QueryService/ListExports',
+                request_serializer=mlplane_dot_v1_dot_query__service__pb2.ListExportsRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListExportsResponse.FromString,
+                _registered_method=True)
+        self.CreateExportLink = channel.unary_unary(
+                '/mlplane.v1.QueryService/CreateExportLink',
+                request_serializer=mlplane_dot_v1_dot_query__service__pb2.CreateExportLinkRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.ExportLink.FromString,
+                _registered_method=True)
+        self.DownloadExport = channel.unary_stream(
+                '/mlplane.v1.QueryService/DownloadExport',
+                request_serializer=mlplane_dot_v1_dot_query__service__pb2.DownloadExportRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.ListFailureEvents = channel.unary_unary(
                 '/mlplane.v1.QueryService/ListFailureEvents',
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.ListFailureEventsRequest.SerializeToString,
@@ -115,6 +130,37 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExports(self, request, context):
+        """Lists the caller's own exports, newest first: the manifests a model version
+        can cite as its training data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExportLink(self, request, context):
+        """Creates a short-lived link that downloads one CSV export with no bearer
+        token, for a browser: a download cannot carry an `Authorization` header.
+        The link is scoped to the caller (tenant, subject, roles), the asset, the
+        time range, the tags and the resolution; it works once, for a few minutes.
+        The export is recorded and audited as the caller, and the asset's grant is
+        checked again when the download starts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadExport(self, request, context):
+        """Streams the CSV export a link names (`text/csv`, as an attachment). The
+        link is the credential: no bearer token is needed or looked at.
+
+        Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
+        chunked text/csv body instead of JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFailureEvents(self, request, context):
         """Lists the recorded failures of one asset, oldest first: the labels for
         training a failure predictor on its history. The same per-asset grant as
@@ -146,6 +192,21 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetExport,
                     request_deserializer=mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.FromString,
                     response_serializer=mlplane_dot_v1_dot_query__service__pb2.Export.SerializeToString,
+            ),
+            'ListExports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExports,
+                    request_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListExportsRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.ListExportsResponse.SerializeToString,
+            ),
+            'CreateExportLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExportLink,
+                    request_deserializer=mlplane_dot_v1_dot_query__service__pb2.CreateExportLinkRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.ExportLink.SerializeToString,
+            ),
+            'DownloadExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadExport,
+                    request_deserializer=mlplane_dot_v1_dot_query__service__pb2.DownloadExportRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListFailureEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFailureEvents,
@@ -267,6 +328,87 @@ class QueryService:
             '/mlplane.v1.QueryService/GetExport',
             mlplane_dot_v1_dot_query__service__pb2.GetExportRequest.SerializeToString,
             mlplane_dot_v1_dot_query__service__pb2.Export.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.QueryService/ListExports',
+            mlplane_dot_v1_dot_query__service__pb2.ListExportsRequest.SerializeToString,
+            mlplane_dot_v1_dot_query__service__pb2.ListExportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExportLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.QueryService/CreateExportLink',
+            mlplane_dot_v1_dot_query__service__pb2.CreateExportLinkRequest.SerializeToString,
+            mlplane_dot_v1_dot_query__service__pb2.ExportLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mlplane.v1.QueryService/DownloadExport',
+            mlplane_dot_v1_dot_query__service__pb2.DownloadExportRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,25 @@ class QueryServiceStub:
     """
     GetExport: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+    ListExports: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListExportsRequest, _query_service_pb2.ListExportsResponse]
+    """Lists the caller's own exports, newest first: the manifests a model version
+    can cite as its training data.
+    """
+    CreateExportLink: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.CreateExportLinkRequest, _query_service_pb2.ExportLink]
+    """Creates a short-lived link that downloads one CSV export with no bearer
+    token, for a browser: a download cannot carry an `Authorization` header.
+    The link is scoped to the caller (tenant, subject, roles), the asset, the
+    time range, the tags and the resolution; it works once, for a few minutes.
+    The export is recorded and audited as the caller, and the asset's grant is
+    checked again when the download starts.
+    """
+    DownloadExport: _grpc.UnaryStreamMultiCallable[_query_service_pb2.DownloadExportRequest, _httpbody_pb2.HttpBody]
+    """Streams the CSV export a link names (`text/csv`, as an attachment). The
+    link is the credential: no bearer token is needed or looked at.
+
+    Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
+    chunked text/csv body instead of JSON.
+    """
     ListFailureEvents: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.ListFailureEventsRequest, _query_service_pb2.ListFailureEventsResponse]
     """Lists the recorded failures of one asset, oldest first: the labels for
     training a failure predictor on its history. The same per-asset grant as
@@ -99,6 +118,25 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """
     GetExport: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetExportRequest, _query_service_pb2.Export]  # type: ignore[assignment]
     """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+    ListExports: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListExportsRequest, _query_service_pb2.ListExportsResponse]  # type: ignore[assignment]
+    """Lists the caller's own exports, newest first: the manifests a model version
+    can cite as its training data.
+    """
+    CreateExportLink: _aio.UnaryUnaryMultiCallable[_query_service_pb2.CreateExportLinkRequest, _query_service_pb2.ExportLink]  # type: ignore[assignment]
+    """Creates a short-lived link that downloads one CSV export with no bearer
+    token, for a browser: a download cannot carry an `Authorization` header.
+    The link is scoped to the caller (tenant, subject, roles), the asset, the
+    time range, the tags and the resolution; it works once, for a few minutes.
+    The export is recorded and audited as the caller, and the asset's grant is
+    checked again when the download starts.
+    """
+    DownloadExport: _aio.UnaryStreamMultiCallable[_query_service_pb2.DownloadExportRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Streams the CSV export a link names (`text/csv`, as an attachment). The
+    link is the credential: no bearer token is needed or looked at.
+
+    Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
+    chunked text/csv body instead of JSON.
+    """
     ListFailureEvents: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListFailureEventsRequest, _query_service_pb2.ListFailureEventsResponse]  # type: ignore[assignment]
     """Lists the recorded failures of one asset, oldest first: the labels for
     training a failure predictor on its history. The same per-asset grant as
@@ -158,6 +196,43 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_service_pb2.Export, _abc.Awaitable[_query_service_pb2.Export]]:
         """Reads the manifest of an earlier export (query, row count, SHA-256)."""
+
+    @_abc_1.abstractmethod
+    def ListExports(
+        self,
+        request: _query_service_pb2.ListExportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ListExportsResponse, _abc.Awaitable[_query_service_pb2.ListExportsResponse]]:
+        """Lists the caller's own exports, newest first: the manifests a model version
+        can cite as its training data.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateExportLink(
+        self,
+        request: _query_service_pb2.CreateExportLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.ExportLink, _abc.Awaitable[_query_service_pb2.ExportLink]]:
+        """Creates a short-lived link that downloads one CSV export with no bearer
+        token, for a browser: a download cannot carry an `Authorization` header.
+        The link is scoped to the caller (tenant, subject, roles), the asset, the
+        time range, the tags and the resolution; it works once, for a few minutes.
+        The export is recorded and audited as the caller, and the asset's grant is
+        checked again when the download starts.
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadExport(
+        self,
+        request: _query_service_pb2.DownloadExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """Streams the CSV export a link names (`text/csv`, as an attachment). The
+        link is the credential: no bearer token is needed or looked at.
+
+        Returning google.api.HttpBody is what makes Envoy's transcoder emit a raw,
+        chunked text/csv body instead of JSON.
+        """
 
     @_abc_1.abstractmethod
     def ListFailureEvents(
