@@ -6,13 +6,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
+# What the web app's build is made from: `make up` rebuilds it when any of these is newer.
+WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.ts \
+	web/tsconfig.json web/package.json -type f 2>/dev/null)
 
-.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help
+.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check
 
 help:
 	@echo "make up        embedded PostgreSQL + both services + Envoy on :8080 (foreground)"
 	@echo "make test      lint, type checks, buf lint and breaking, the whole test suite (what CI runs)"
-	@echo "make generate  regenerate generated/ from protos/"
+	@echo "make generate  regenerate generated/ and web/src/gen/ from protos/"
+	@echo "make web       build the web app (web/dist), which make up serves on the gateway"
 	@echo "make fmt       format with ruff"
 	@echo "make bench     export, upload and approval benchmarks against the real stack (bench/README.md)"
 
@@ -28,11 +33,28 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-up: $(STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for the web app"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: web/dist/index.html
+
+up: $(STAMP) web/dist/index.html
 	$(BIN)/mlplane up
 
-generate: $(STAMP)
+generate: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python scripts/generate_protos.py
+	cd web && npm run generate
+
+# The web app's own checks: types, lint, unit and component tests (Vitest).
+web-check: $(WEB_STAMP)
+	cd web && npm run typecheck
+	cd web && npm run lint
+	cd web && npm test
 
 buf-lint: $(NODE_STAMP)
 	node_modules/.bin/buf lint
@@ -56,7 +78,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) buf-lint buf-breaking lint typecheck
+test: $(STAMP) buf-lint buf-breaking lint typecheck web-check
 	$(BIN)/python -m pytest
 
 # Benchmarks against the real stack (minutes, not part of `make test`; see bench/README.md).
@@ -67,4 +89,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.approval_bench
 
 clean:
-	rm -rf $(VENV) node_modules .mlplane .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/node_modules web/dist .mlplane .pytest_cache .mypy_cache .ruff_cache

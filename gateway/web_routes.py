@@ -38,7 +38,8 @@ _MARGIN = 64 * 1024
 _SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
+    # Same origin only: OpenID Connect's silent renew loads the app in a hidden frame.
+    "x-frame-options": "SAMEORIGIN",
 }
 
 

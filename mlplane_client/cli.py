@@ -276,9 +276,16 @@ def _models(client: Client, args: argparse.Namespace) -> int:
             _print_json([_as_dict(m) for m in models])
         else:
             _table(
-                ("MODEL", "NAME", "LATEST", "CREATED BY", "UPDATED"),
+                ("MODEL", "NAME", "LATEST", "STATUS", "CREATED BY", "UPDATED"),
                 [
-                    [m.model_id, m.name, m.latest_version, m.created_by, _when(m.update_time)]
+                    [
+                        m.model_id,
+                        m.name,
+                        m.latest_version,
+                        m.latest_status,
+                        m.created_by,
+                        _when(m.update_time),
+                    ]
                     for m in models
                 ],
             )

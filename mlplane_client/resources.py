@@ -52,12 +52,14 @@ class Model(Record):
     created_by: str
     create_time: datetime | None
     update_time: datetime | None
+    latest_status: VersionStatus = VersionStatus.STATUS_UNSPECIFIED
     raw: mpb.Model = field(kw_only=True, compare=False, repr=False)
 
     _SHOWN: ClassVar[tuple[str, ...]] = (
         "name",
         "model_id",
         "latest_version",
+        "latest_status",
         "created_by",
         "update_time",
     )
@@ -72,6 +74,7 @@ class Model(Record):
             created_by=message.created_by,
             create_time=_when(message, "create_time"),
             update_time=_when(message, "update_time"),
+            latest_status=VersionStatus.from_proto(message.latest_status),
             raw=message,
         )
 

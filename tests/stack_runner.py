@@ -41,6 +41,9 @@ def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
             "MLPLANE_GATEWAY_LISTEN": "127.0.0.1:0",
             "MLPLANE_GATEWAY_ADMIN_PORT": "0",
             "MLPLANE_SHUTDOWN_GRACE_SECONDS": "2",
+            # API only unless a test asks for the web app (what a test sees must not depend
+            # on whether the checkout's web/dist happens to be built).
+            "MLPLANE_WEB_DIR": str(state_dir / "no-web-app"),
         }
     )
     env.update(extra)

@@ -57,6 +57,7 @@ class ModelRecord:
     created_by: str
     create_time: datetime
     update_time: datetime
+    latest_status: str
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,7 @@ class RegistryRepository:
             rows = await conn.execute(
                 text(
                     """
-                    SELECT m.* FROM models m
+                    SELECT m.*, v.status AS latest_status FROM models m
                       JOIN model_versions v
                         ON v.model_id = m.model_id AND v.version = m.latest_version
                      WHERE m.tenant_id = :tenant AND m.name > :after
@@ -379,7 +380,10 @@ class RegistryRepository:
         # per-execution compile/result machinery (about a third of the call's CPU).
         async with self._driver() as conn:
             row = await conn.fetchrow(
-                "SELECT * FROM models WHERE tenant_id = $1 AND model_id = $2",
+                "SELECT m.*, v.status AS latest_status FROM models m"
+                " JOIN model_versions v"
+                "   ON v.model_id = m.model_id AND v.version = m.latest_version"
+                " WHERE m.tenant_id = $1 AND m.model_id = $2",
                 tenant,
                 uuid.UUID(model_id),
             )
@@ -421,6 +425,7 @@ def _model(row: Any) -> ModelRecord:
         created_by=row["created_by"],
         create_time=row["create_time"],
         update_time=row["update_time"],
+        latest_status=row["latest_status"],
     )
 
 

@@ -252,6 +252,7 @@ def _model(record: ModelRecord) -> pb.Model:
         created_by=record.created_by,
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
+        latest_status=pb.ModelVersion.Status.Value(record.latest_status),
     )
 
 

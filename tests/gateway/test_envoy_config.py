@@ -89,6 +89,8 @@ def _settings(state_dir: Path, **overrides: Any) -> Settings:
         "jwt_audience": AUDIENCE,
         "jwt_jwks_url": None,
         "cors_allowed_origins": [ALLOWED_ORIGIN],
+        # Not the checkout's own web/dist: what a test serves must not depend on a build.
+        "web_dir": state_dir / "no-web-app",
     }
     values.update(overrides)
     return Settings(**values)

@@ -33,6 +33,7 @@ class Model(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    LATEST_STATUS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Service-assigned id (UUID)."""
     name: _builtins.str
@@ -43,6 +44,10 @@ class Model(_message.Message):
     """Highest version number."""
     created_by: _builtins.str
     """Subject that created the model."""
+    latest_status: Global___ModelVersion.Status.ValueType
+    """Status of the newest version (what `status = …` in a ListModels filter
+    looks at).
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the first version was uploaded."""
@@ -61,10 +66,11 @@ class Model(_message.Message):
         created_by: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        latest_status: Global___ModelVersion.Status.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "latest_version", b"latest_version", "model_id", b"model_id", "name", b"name", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "latest_status", b"latest_status", "latest_version", b"latest_version", "model_id", b"model_id", "name", b"name", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,121 @@
+import { http, HttpResponse } from "msw";
+import { describe, expect, it } from "vitest";
+
+import { makeStore } from "../app/store";
+import { signedIn } from "../auth/authSlice";
+import { approval, MODEL_ID, version } from "../test/fixtures";
+import { server, statusError } from "../test/server";
+import { fakeToken } from "../test/tokens";
+import { api } from "./api";
+
+function signedInStore(token = fakeToken()) {
+  const store = makeStore();
+  store.dispatch(signedIn({ token, method: "dev" }));
+  return store;
+}
+
+describe("the API slice", () => {
+  it("sends the bearer token and the filter as the server reads it", async () => {
+    const token = fakeToken();
+    let seen: { auth: string | null; filter: string | null } | null = null;
+    server.use(
+      http.get("*/api/v1/models", ({ request }) => {
+        seen = { auth: request.headers.get("authorization"), filter: new URL(request.url).searchParams.get("filter") };
+        return HttpResponse.json({ models: [] });
+      }),
+    );
+    const store = signedInStore(token);
+    await store.dispatch(api.endpoints.listModels.initiate({ filter: 'name:"pump" AND status = APPROVED', pageSize: 50 }));
+    expect(seen).toEqual({ auth: `Bearer ${token}`, filter: 'name:"pump" AND status = APPROVED' });
+  });
+
+  it("turns a refusal into an ApiError with its reason and request id", async () => {
+    server.use(
+      http.get("*/api/v1/approvals", () =>
+        statusError(403, {
+          code: 7,
+          reason: "ROLE_REQUIRED",
+          message: "ListApprovals requires role model_approver",
+          metadata: { method: "ListApprovals", required: "model_approver" },
+          requestId: "rid-403",
+          domain: "gateway.mlplane",
+        }),
+      ),
+    );
+    const store = signedInStore();
+    const result = await store.dispatch(api.endpoints.listApprovals.initiate({ state: "OPEN" }));
+    expect(result.error).toMatchObject({
+      httpStatus: 403,
+      reason: "ROLE_REQUIRED",
+      message: "ListApprovals requires role model_approver",
+      requestId: "rid-403",
+      metadata: { required: "model_approver" },
+    });
+    expect(store.getState().auth.status).toBe("signedIn");
+  });
+
+  it("ends the session on a 401, keeping the server's words", async () => {
+    server.use(
+      http.get("*/api/v1/models", () =>
+        statusError(401, { code: 16, reason: "TOKEN_EXPIRED", message: "the token has expired: mint one with …", requestId: "rid-401" }),
+      ),
+    );
+    const store = signedInStore();
+    await store.dispatch(api.endpoints.listModels.initiate({}));
+    const { auth } = store.getState();
+    expect(auth.status).toBe("expired");
+    expect(auth.token).toBeNull();
+    expect(auth.claims?.sub).toBe("alice");
+    expect(auth.problem).toEqual({ message: "the token has expired: mint one with …", reason: "TOKEN_EXPIRED", requestId: "rid-401" });
+  });
+
+  it("says the network failed when nothing answers", async () => {
+    server.use(http.get("*/api/v1/models", () => HttpResponse.error()));
+    const store = signedInStore();
+    const result = await store.dispatch(api.endpoints.listModels.initiate({}));
+    expect(result.error).toMatchObject({ kind: "network", httpStatus: 0 });
+  });
+
+  it("shows a submitted version In Review at once (202)", async () => {
+    server.use(
+      http.get(`*/api/v1/models/${MODEL_ID}/versions/1`, () => HttpResponse.json(version())),
+      http.post(`*/api/v1/models/${MODEL_ID}/approvals`, async ({ request }) => {
+        expect(await request.json()).toEqual({ version: "1", comment: "AUC 0.91" });
+        return HttpResponse.json(approval({ version: "1", modelVersion: undefined }), { status: 202 });
+      }),
+    );
+    const store = signedInStore();
+    const sub = store.dispatch(api.endpoints.getModelVersion.initiate({ modelId: MODEL_ID, version: "1" }));
+    await sub;
+    expect(api.endpoints.getModelVersion.select({ modelId: MODEL_ID, version: "1" })(store.getState()).data?.status).toBe(
+      "PENDING_APPROVAL",
+    );
+    server.use(http.get(`*/api/v1/models/${MODEL_ID}/versions/1`, () => HttpResponse.json(version({ status: "IN_REVIEW" }))));
+    const result = await store.dispatch(
+      api.endpoints.submitForApproval.initiate({ modelId: MODEL_ID, version: "1", comment: "AUC 0.91" }),
+    );
+    expect(result.error).toBeUndefined();
+    expect(api.endpoints.getModelVersion.select({ modelId: MODEL_ID, version: "1" })(store.getState()).data?.status).toBe(
+      "IN_REVIEW",
+    );
+    sub.unsubscribe();
+  });
+
+  it("reads /config.json without a token", async () => {
+    let auth: string | null = "unset";
+    server.use(
+      http.get("*/config.json", ({ request }) => {
+        auth = request.headers.get("authorization");
+        return HttpResponse.json({ devSignIn: false, oidc: { authority: "https://issuer/", clientId: "mlplane-web" }, maxModelBytes: 5 });
+      }),
+    );
+    const store = signedInStore();
+    const result = await store.dispatch(api.endpoints.getConfig.initiate());
+    expect(auth).toBeNull();
+    expect(result.data).toEqual({
+      devSignIn: false,
+      oidc: { authority: "https://issuer/", clientId: "mlplane-web" },
+      maxModelBytes: 5,
+    });
+  });
+});

@@ -1,0 +1,247 @@
+// The whole REST surface in one RTK Query API, typed with the JSON types generated from
+// protos/ (src/gen; `npm run generate`). Enum values are words ("PENDING_APPROVAL"), int64
+// fields are strings ("1"), and a field at its default value is absent from the JSON.
+// The multipart upload is the one request made elsewhere (api/upload.ts: XMLHttpRequest,
+// for its progress events); it updates this cache when it succeeds.
+import { createApi } from "@reduxjs/toolkit/query/react";
+
+import type {
+  ApprovalJson,
+  ApproveModelVersionRequestJson,
+  ArchiveModelVersionRequestJson,
+  ListApprovalsResponseJson,
+  ListAuditEntriesResponseJson,
+  ListModelsResponseJson,
+  ListModelVersionsResponseJson,
+  ModelJson,
+  ModelVersionJson,
+  RejectModelVersionRequestJson,
+  SubmitForApprovalRequestJson,
+  Approval_StateJson,
+} from "../gen/mlplane/v1/model_registry_pb";
+import type {
+  ExportJson,
+  ListAssetsResponseJson,
+  ListExportsResponseJson,
+} from "../gen/mlplane/v1/query_service_pb";
+import { baseQuery, origin } from "./baseQuery";
+import { type AppConfig, parseConfig } from "./config";
+
+export interface PageArgs {
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface ListModelsArgs extends PageArgs {
+  filter?: string;
+}
+
+export interface VersionKey {
+  modelId: string;
+  /** int64 as proto JSON writes it: a string. */
+  version: string;
+}
+
+export interface ListApprovalsArgs extends PageArgs {
+  state?: Exclude<Approval_StateJson, "STATE_UNSPECIFIED">;
+}
+
+/** Query parameters without the unset ones. */
+function params(values: Record<string, string | number | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value !== undefined && value !== "") out[key] = String(value);
+  }
+  return out;
+}
+
+const enc = encodeURIComponent;
+
+export const versionTag = (modelId: string, version: string) =>
+  ({ type: "Version", id: `${modelId}/${version}` }) as const;
+
+export const api = createApi({
+  reducerPath: "api",
+  baseQuery,
+  tagTypes: ["Model", "Version", "Approval", "Audit", "Export", "Asset"],
+  endpoints: (build) => ({
+    // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- RTK Query: no argument
+    getConfig: build.query<AppConfig, void>({
+      query: () => ({ url: `${origin()}/config.json` }),
+      transformResponse: (raw: unknown) => parseConfig(raw),
+      keepUnusedDataFor: Number.MAX_SAFE_INTEGER / 1000,
+    }),
+
+    // --- models -------------------------------------------------------------------------
+    listModels: build.query<ListModelsResponseJson, ListModelsArgs>({
+      query: ({ filter, pageSize, pageToken }) => ({
+        url: "models",
+        params: params({ filter, pageSize, pageToken }),
+      }),
+      providesTags: (result) => [
+        { type: "Model", id: "LIST" },
+        ...(result?.models ?? []).map((m) => ({ type: "Model" as const, id: m.modelId ?? "" })),
+      ],
+    }),
+    getModel: build.query<ModelJson, string>({
+      query: (modelId) => `models/${enc(modelId)}`,
+      providesTags: (_r, _e, modelId) => [{ type: "Model", id: modelId }],
+    }),
+    listModelVersions: build.query<ListModelVersionsResponseJson, { modelId: string } & PageArgs>({
+      query: ({ modelId, pageSize, pageToken }) => ({
+        url: `models/${enc(modelId)}/versions`,
+        params: params({ pageSize, pageToken }),
+      }),
+      providesTags: (result, _e, { modelId }) => [
+        { type: "Version", id: `${modelId}/LIST` },
+        ...(result?.modelVersions ?? []).map((v) => versionTag(modelId, v.version ?? "")),
+      ],
+    }),
+    getModelVersion: build.query<ModelVersionJson, VersionKey>({
+      query: ({ modelId, version }) => `models/${enc(modelId)}/versions/${enc(version)}`,
+      providesTags: (_r, _e, { modelId, version }) => [versionTag(modelId, version)],
+    }),
+    listAuditEntries: build.query<ListAuditEntriesResponseJson, VersionKey & PageArgs>({
+      query: ({ modelId, version, pageSize, pageToken }) => ({
+        url: `models/${enc(modelId)}/versions/${enc(version)}/auditEntries`,
+        params: params({ pageSize, pageToken }),
+      }),
+      providesTags: (_r, _e, { modelId, version }) => [
+        { type: "Audit", id: `${modelId}/${version}` },
+      ],
+    }),
+    submitForApproval: build.mutation<ApprovalJson, SubmitForApprovalRequestJson & { modelId: string }>({
+      query: ({ modelId, version, comment }) => ({
+        url: `models/${enc(modelId)}/approvals`,
+        method: "POST",
+        body: { ...(version ? { version } : {}), ...(comment ? { comment } : {}) },
+      }),
+      async onQueryStarted({ modelId }, { dispatch, queryFulfilled }) {
+        const { data: approval } = await queryFulfilled.catch(() => ({ data: null }));
+        if (!approval) return;
+        const version = approval.version ?? "";
+        // The version is In Review now: show it at once, then let the lists catch up.
+        dispatch(
+          api.util.updateQueryData("getModelVersion", { modelId, version }, (draft) => {
+            draft.status = "IN_REVIEW";
+          }),
+        );
+        if (approval.modelVersion) {
+          void dispatch(
+            api.util.upsertQueryData("getModelVersion", { modelId, version }, approval.modelVersion),
+          );
+        }
+        dispatch(
+          api.util.invalidateTags([
+            { type: "Version", id: `${modelId}/LIST` },
+            { type: "Model", id: "LIST" },
+            { type: "Approval", id: "LIST" },
+            { type: "Audit", id: `${modelId}/${version}` },
+          ]),
+        );
+      },
+    }),
+    archiveModelVersion: build.mutation<ModelVersionJson, ArchiveModelVersionRequestJson & VersionKey>({
+      query: ({ modelId, version, comment }) => ({
+        url: `models/${enc(modelId)}/versions/${enc(version)}:archive`,
+        method: "POST",
+        body: comment ? { comment } : {},
+      }),
+      invalidatesTags: (_r, _e, { modelId, version }) => [
+        versionTag(modelId, version),
+        { type: "Version", id: `${modelId}/LIST` },
+        { type: "Model", id: "LIST" },
+        { type: "Approval", id: "LIST" },
+        { type: "Audit", id: `${modelId}/${version}` },
+      ],
+    }),
+
+    // --- approvals ----------------------------------------------------------------------
+    listApprovals: build.query<ListApprovalsResponseJson, ListApprovalsArgs>({
+      query: ({ state, pageSize, pageToken }) => ({
+        url: "approvals",
+        params: params({ state, pageSize, pageToken }),
+      }),
+      providesTags: (result) => [
+        { type: "Approval", id: "LIST" },
+        ...(result?.approvals ?? []).map((a) => ({ type: "Approval" as const, id: a.approvalId ?? "" })),
+      ],
+    }),
+    getApproval: build.query<ApprovalJson, string>({
+      query: (approvalId) => `approvals/${enc(approvalId)}`,
+      providesTags: (_r, _e, id) => [{ type: "Approval", id }],
+    }),
+    approveModelVersion: build.mutation<ApprovalJson, ApproveModelVersionRequestJson & { approvalId: string; modelId: string }>({
+      query: ({ approvalId, comment }) => ({
+        url: `approvals/${enc(approvalId)}:approve`,
+        method: "POST",
+        body: comment ? { comment } : {},
+      }),
+      invalidatesTags: decisionTags,
+    }),
+    rejectModelVersion: build.mutation<ApprovalJson, RejectModelVersionRequestJson & { approvalId: string; modelId: string }>({
+      query: ({ approvalId, comment }) => ({
+        url: `approvals/${enc(approvalId)}:reject`,
+        method: "POST",
+        body: { comment },
+      }),
+      invalidatesTags: decisionTags,
+    }),
+
+    // --- data (assets, exports) ---------------------------------------------------------
+    listAssets: build.query<ListAssetsResponseJson, PageArgs>({
+      query: ({ pageSize, pageToken }) => ({
+        url: "query/assets",
+        params: params({ pageSize, pageToken }),
+      }),
+      providesTags: [{ type: "Asset", id: "LIST" }],
+    }),
+    listExports: build.query<ListExportsResponseJson, PageArgs>({
+      query: ({ pageSize, pageToken }) => ({
+        url: "query/exports",
+        params: params({ pageSize, pageToken }),
+      }),
+      providesTags: [{ type: "Export", id: "LIST" }],
+    }),
+    getExport: build.query<ExportJson, string>({
+      query: (exportId) => `query/exports/${enc(exportId)}`,
+      providesTags: (_r, _e, id) => [{ type: "Export", id }],
+    }),
+  }),
+});
+
+/** A decision changes the queue, the version's status and its model's row; a conflict (409:
+ * decided by someone else meanwhile) refreshes the same, so the queue shows what happened. */
+function decisionTags(
+  result: ApprovalJson | undefined,
+  error: unknown,
+  { approvalId, modelId }: { approvalId: string; modelId: string },
+) {
+  const version = result?.version;
+  return [
+    { type: "Approval" as const, id: "LIST" },
+    { type: "Approval" as const, id: approvalId },
+    { type: "Version" as const, id: `${modelId}/LIST` },
+    { type: "Model" as const, id: "LIST" },
+    ...(version ? [versionTag(modelId, version), { type: "Audit" as const, id: `${modelId}/${version}` }] : []),
+    ...(error && !version ? [{ type: "Version" as const }] : []),
+  ];
+}
+
+export const {
+  useGetConfigQuery,
+  useListModelsQuery,
+  useGetModelQuery,
+  useListModelVersionsQuery,
+  useGetModelVersionQuery,
+  useListAuditEntriesQuery,
+  useSubmitForApprovalMutation,
+  useArchiveModelVersionMutation,
+  useListApprovalsQuery,
+  useGetApprovalQuery,
+  useApproveModelVersionMutation,
+  useRejectModelVersionMutation,
+  useListAssetsQuery,
+  useListExportsQuery,
+  useGetExportQuery,
+} = api;

@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+
+import { apiErrorFromResponse, describeError, networkError, statusWords } from "./errors";
+
+const status = (reason: string, message: string, metadata: Record<string, string> = {}, extra: object[] = []) => ({
+  code: 3,
+  message,
+  details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason, domain: "mlplane", metadata }, ...extra],
+});
+
+describe("google.rpc.Status answers", () => {
+  it("reads the reason, metadata, field violations and request id", () => {
+    const error = apiErrorFromResponse(
+      400,
+      status("INVALID_FIELD", "name must be lower-case…", { field: "name", rule: "model_name" }, [
+        {
+          "@type": "type.googleapis.com/google.rpc.BadRequest",
+          fieldViolations: [{ field: "name", description: "name must be lower-case…", reason: "model_name" }],
+        },
+      ]),
+      "req-42",
+    );
+    expect(error).toMatchObject({
+      kind: "http",
+      httpStatus: 400,
+      code: 3,
+      reason: "INVALID_FIELD",
+      domain: "mlplane",
+      metadata: { field: "name", rule: "model_name" },
+      requestId: "req-42",
+      fieldViolations: [{ field: "name", description: "name must be lower-case…", reason: "model_name" }],
+    });
+    expect(describeError(error, "upload").title).toBe("Some fields need attention: see the messages beside them.");
+  });
+
+  it("survives bodies that are not a Status", () => {
+    expect(apiErrorFromResponse(502, "<html>bad gateway</html>").message).toBe("HTTP 502");
+    expect(apiErrorFromResponse(503, "upstream connect error").message).toBe("upstream connect error");
+    expect(apiErrorFromResponse(500, null).fieldViolations).toEqual([]);
+  });
+});
+
+describe("sentences people understand", () => {
+  const say = (httpStatus: number, reason: string, context: Parameters<typeof describeError>[1], metadata = {}) =>
+    describeError(apiErrorFromResponse(httpStatus, status(reason, "server words", metadata)), context);
+
+  it("explains sign-in and role problems", () => {
+    expect(say(401, "TOKEN_EXPIRED", "load").title).toMatch(/sign-in has expired/);
+    expect(say(403, "ROLE_REQUIRED", "load", { method: "ListApprovals", required: "model_approver" })).toEqual({
+      title: "Your account does not have the role model_approver, which this needs.",
+      detail: "server words",
+    });
+    expect(say(403, "SEPARATION_OF_DUTIES", "decide").title).toMatch(/another approver must decide/);
+  });
+
+  it("explains the upload's refusals", () => {
+    expect(say(413, "MODEL_TOO_LARGE", "upload").title).toBe("The file is larger than the registry accepts.");
+    expect(say(503, "OBJECT_STORE_UNAVAILABLE", "upload").title).toMatch(/model store is unavailable.*Nothing was stored/);
+    expect(say(503, "DATABASE_UNAVAILABLE", "upload").title).toMatch(/database is unavailable.*Nothing was stored/);
+    expect(say(400, "NOT_ONNX", "upload").title).toBe("This file is not an ONNX model.");
+    expect(describeError(networkError(), "upload").title).toMatch(/broke off/);
+  });
+
+  it("explains conflicts by what the user was doing", () => {
+    expect(say(409, "VERSION_NOT_PENDING", "submit", { status: "IN_REVIEW" }).title).toBe(
+      "This version cannot be submitted: it is In Review, and only versions pending approval can be submitted.",
+    );
+    expect(say(409, "ALREADY_DECIDED", "decide").title).toMatch(/Someone else decided this request/);
+    expect(say(404, "MODEL_NOT_FOUND", "submit").title).toMatch(/no longer exists, or it is not visible to you/);
+  });
+
+  it("reads enum words", () => {
+    expect(statusWords("PENDING_APPROVAL")).toBe("Pending Approval");
+    expect(statusWords("IN_REVIEW")).toBe("In Review");
+  });
+});

@@ -1,0 +1,199 @@
+// POST /api/v1/models as multipart/form-data, with XMLHttpRequest because fetch reports no
+// upload progress. The text fields go first and the file LAST (the registry reads the
+// name before the bytes arrive); the File goes into FormData as it is, so the browser
+// streams it from disk and the page never holds its bytes. On 201 the RTK Query cache learns
+// the new version, so the models list shows it as "Pending Approval" without a reload.
+import { useCallback, useEffect, useRef, useState } from "react";
+
+import { sessionEnded, type WithAuth } from "../auth/authSlice";
+import type { ModelVersionJson } from "../gen/mlplane/v1/model_registry_pb";
+import { useAppDispatch, useAppStore } from "../app/hooks";
+import { api } from "./api";
+import { apiUrl } from "./baseQuery";
+import { abortedError, type ApiError, apiErrorFromResponse, networkError } from "./errors";
+
+export interface UploadFields {
+  name: string;
+  description: string;
+  labels: Record<string, string>;
+  metrics: Record<string, number>;
+  trainingExportIds: string[];
+}
+
+export interface UploadProgress {
+  /** Bytes of the request body sent so far (the form's fields and the file). */
+  loaded: number;
+  total: number;
+  /** Recent throughput, bytes per second. */
+  bytesPerSecond: number;
+}
+
+export interface UploadRequest {
+  fields: UploadFields;
+  file: File;
+  token: string | null;
+  onProgress?: (progress: UploadProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** The form in the order the registry needs: text fields, then the file. */
+export function uploadForm(fields: UploadFields, file: File): FormData {
+  const form = new FormData();
+  form.append("name", fields.name);
+  if (fields.description) form.append("description", fields.description);
+  if (Object.keys(fields.labels).length) form.append("labels", JSON.stringify(fields.labels));
+  if (Object.keys(fields.metrics).length) form.append("metrics", JSON.stringify(fields.metrics));
+  if (fields.trainingExportIds.length) {
+    form.append("trainingExportIds", JSON.stringify(fields.trainingExportIds));
+  }
+  form.append("file", file, file.name);
+  return form;
+}
+
+/** Throughput over the last few seconds of progress events. */
+export class RateMeter {
+  private samples: { t: number; bytes: number }[] = [];
+  constructor(private readonly windowMs = 3000) {}
+  add(t: number, bytes: number): number {
+    this.samples.push({ t, bytes });
+    while (this.samples.length > 2 && t - (this.samples[0]?.t ?? t) > this.windowMs) {
+      this.samples.shift();
+    }
+    const first = this.samples[0];
+    if (!first || t <= first.t) return 0;
+    return ((bytes - first.bytes) * 1000) / (t - first.t);
+  }
+}
+
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** Sends the upload; resolves with the new version, rejects with an ApiError. */
+export function sendUpload({ fields, file, token, onProgress, signal }: UploadRequest): Promise<ModelVersionJson> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortedError());
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    const meter = new RateMeter();
+    xhr.open("POST", apiUrl("models"));
+    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.responseType = "text";
+    xhr.upload.onprogress = (event) => {
+      const total = event.lengthComputable ? event.total : file.size;
+      onProgress?.({
+        loaded: event.loaded,
+        total,
+        bytesPerSecond: meter.add(performance.now(), event.loaded),
+      });
+    };
+    xhr.onload = () => {
+      const body = parseBody(xhr.responseText);
+      if (xhr.status >= 200 && xhr.status < 300 && typeof body === "object" && body !== null) {
+        resolve(body);
+      } else {
+        reject(apiErrorFromResponse(xhr.status, body, xhr.getResponseHeader("x-request-id")));
+      }
+    };
+    xhr.onerror = () => {
+      reject(networkError());
+    };
+    xhr.onabort = () => {
+      reject(abortedError());
+    };
+    signal?.addEventListener("abort", () => {
+      xhr.abort();
+    });
+    xhr.send(uploadForm(fields, file));
+  });
+}
+
+export type UploadState =
+  | { phase: "idle" }
+  | { phase: "sending"; progress: UploadProgress; startedAt: number }
+  | { phase: "done"; version: ModelVersionJson }
+  | { phase: "failed"; error: ApiError };
+
+/**
+ * The upload for a component: state (progress, result, error), start and cancel. On success
+ * the new version goes into the cache and the models lists refetch; a 401 ends the session
+ * (the form stays as it is under the sign-in dialog).
+ */
+export function useModelUpload() {
+  const dispatch = useAppDispatch();
+  const store = useAppStore();
+  const [state, setState] = useState<UploadState>({ phase: "idle" });
+  const controller = useRef<AbortController | null>(null);
+
+  useEffect(
+    () => () => {
+      controller.current?.abort();
+    },
+    [],
+  );
+
+  const start = useCallback(
+    async (fields: UploadFields, file: File): Promise<ModelVersionJson | null> => {
+      controller.current?.abort();
+      const abort = new AbortController();
+      controller.current = abort;
+      const startedAt = performance.now();
+      setState({ phase: "sending", progress: { loaded: 0, total: file.size, bytesPerSecond: 0 }, startedAt });
+      try {
+        const version = await sendUpload({
+          fields,
+          file,
+          token: (store.getState() as WithAuth).auth.token,
+          signal: abort.signal,
+          onProgress: (progress) => {
+            setState({ phase: "sending", progress, startedAt });
+          },
+        });
+        const modelId = version.modelId ?? "";
+        const number = version.version ?? "";
+        void dispatch(api.util.upsertQueryData("getModelVersion", { modelId, version: number }, version));
+        dispatch(
+          api.util.invalidateTags([
+            { type: "Model", id: "LIST" },
+            { type: "Model", id: modelId },
+            { type: "Version", id: `${modelId}/LIST` },
+          ]),
+        );
+        setState({ phase: "done", version });
+        return version;
+      } catch (caught) {
+        const error = caught as ApiError;
+        if (error.httpStatus === 401) {
+          dispatch(
+            sessionEnded({
+              message: error.message,
+              ...(error.reason ? { reason: error.reason } : {}),
+              ...(error.requestId ? { requestId: error.requestId } : {}),
+            }),
+          );
+        }
+        setState({ phase: "failed", error });
+        return null;
+      } finally {
+        if (controller.current === abort) controller.current = null;
+      }
+    },
+    [dispatch, store],
+  );
+
+  const cancel = useCallback(() => {
+    controller.current?.abort();
+  }, []);
+
+  const reset = useCallback(() => {
+    setState({ phase: "idle" });
+  }, []);
+
+  return { state, start, cancel, reset };
+}
