@@ -35,6 +35,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/mlplane.v1.ModelRegistry/ListModelVersions": _READERS,
     "/mlplane.v1.ModelRegistry/GetModelVersion": _READERS,
     "/mlplane.v1.ModelRegistry/DownloadModelVersion": _READERS,
+    "/mlplane.v1.ModelRegistry/CreateModelDownloadLink": _READERS,
     "/mlplane.v1.ModelRegistry/GetApproval": _READERS,
     "/mlplane.v1.ModelRegistry/ListAuditEntries": _READERS,
     # Decisions belong to approvers.
@@ -49,6 +50,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
 # roles it carries must still allow the export it names.
 LINK_METHODS: dict[str, str] = {
     "/mlplane.v1.QueryService/DownloadExport": "/mlplane.v1.QueryService/ExportHistoryCsv",
+    "/mlplane.v1.ModelRegistry/DownloadModelVersionByLink": (
+        "/mlplane.v1.ModelRegistry/DownloadModelVersion"
+    ),
 }
 
 # Infrastructure services anyone may call without a token: load balancers and

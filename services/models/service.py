@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from grpc import aio
 from mlplane.v1 import model_registry_pb2, model_registry_pb2_grpc
@@ -13,6 +14,7 @@ from services.common.server import ServiceSpec
 from services.common.settings import Settings
 from services.models.approvals import Approvals
 from services.models.catalog import Catalog
+from services.models.links import ModelLinks
 from services.models.object_store import open_store
 from services.models.outbox_relay import OutboxRelay
 from services.models.repository import RegistryRepository
@@ -29,13 +31,15 @@ def models_spec(settings: Settings) -> ServiceSpec:
         repo = RegistryRepository(create_engine(settings.registry_database_url, settings))
         store = await open_store(settings)
         uploader = Uploader(repo, store, max_bytes=settings.max_model_bytes)
-        pages = PageTokens(ensure_page_token_key(settings))
+        key = ensure_page_token_key(settings)
+        pages = PageTokens(key)
+        links = ModelLinks(key, timedelta(seconds=settings.export_link_seconds))
         catalog = Catalog(repo, store, pages)
         relay = OutboxRelay(repo, settings)
         relay.start()
         approvals = Approvals(repo, pages, on_event=relay.nudge)
         model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
-            ModelRegistryServicer(uploader, catalog, approvals), server
+            ModelRegistryServicer(uploader, catalog, approvals, links), server
         )
 
         async def cleanup() -> None:

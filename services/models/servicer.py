@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,13 +12,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
-from services.common.auth import current_principal
+from services.common import access
+from services.common.auth import Principal, current_principal, current_principal_var, require_role
 from services.common.errors import invalid_argument
 from services.common.interceptors import set_http_status, set_response_header
-from services.common.logs import request_id_var
+from services.common.logs import request_id_var, subject_var
 from services.common.validation import RequestValidator
 from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
+from services.models.links import ModelLinks
 from services.models.metadata import UploadMetadata, from_message
 from services.models.multipart_form import read_multipart
 from services.models.repository import AuditRecord, ModelRecord, VersionRecord
@@ -25,10 +28,13 @@ from services.models.upload import Uploader
 
 
 class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
-    def __init__(self, uploader: Uploader, catalog: Catalog, approvals: Approvals) -> None:
+    def __init__(
+        self, uploader: Uploader, catalog: Catalog, approvals: Approvals, links: ModelLinks
+    ) -> None:
         self._uploader = uploader
         self._catalog = catalog
         self._approvals = approvals
+        self._links = links
         # The form's text fields are checked with the contract's rules here; gRPC messages
         # were checked by the validation interceptor.
         self._validator = RequestValidator()
@@ -124,9 +130,38 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def DownloadModelVersion(
         self, request: pb.DownloadModelVersionRequest, context: Any
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        record, chunks = await self._catalog.content(
-            current_principal(), request.model_id, request.version
+        async for body in self._content(current_principal(), request.model_id, request.version):
+            yield body
+
+    async def CreateModelDownloadLink(
+        self, request: pb.CreateModelDownloadLinkRequest, context: Any
+    ) -> pb.DownloadLink:
+        principal = current_principal()
+        # Refused now (404 for an unknown or another tenant's version), not at the download.
+        await self._catalog.get_version(principal, request.model_id, request.version)
+        link = self._links.issue(
+            principal, _canonical_id(request.model_id), request.version, datetime.now(UTC)
         )
+        return pb.DownloadLink(url=link.url, expire_time=_timestamp(link.expires))
+
+    async def DownloadModelVersionByLink(
+        self, request: pb.DownloadModelVersionByLinkRequest, context: Any
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        principal = self._links.verify(
+            request.link, _canonical_id(request.model_id), request.version, datetime.now(UTC)
+        )
+        # The link stands for the caller who made it: their roles must still allow the read.
+        stands_for = access.LINK_METHODS["/mlplane.v1.ModelRegistry/DownloadModelVersionByLink"]
+        require_role(principal, stands_for, access.allowed_roles(stands_for))
+        current_principal_var.set(principal)
+        subject_var.set(principal.subject)
+        async for body in self._content(principal, request.model_id, request.version):
+            yield body
+
+    async def _content(
+        self, principal: Principal, model_id: str, version: int
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        record, chunks = await self._catalog.content(principal, model_id, version)
         set_response_header("x-mlplane-sha256", record.sha256)
         set_response_header(
             "content-disposition", f'attachment; filename="{record.name}-v{record.version}.onnx"'
@@ -202,6 +237,11 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         return _version(
             await self._catalog.get_version(principal, request.model_id, request.version)
         )
+
+
+def _canonical_id(model_id: str) -> str:
+    # The contract checked it is a UUID; links compare ids in one spelling.
+    return str(uuid.UUID(model_id))
 
 
 def _audit_entry(record: AuditRecord) -> pb.AuditEntry:

@@ -4,6 +4,7 @@ separation of duties, its events and its audit trail checked in the database."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import uuid
@@ -298,3 +299,31 @@ def test_models_can_be_searched_by_part_of_their_name(
     wild = http.get("/api/v1/models", params={"filter": 'name:"%_"'}, headers=_alice(stack))
     assert wild.status_code == 200
     assert wild.json()["models"] == []  # no LIKE wildcards: '%' and '_' are just characters
+
+
+def test_a_model_download_link_streams_the_file_without_a_token(
+    stack: RunningStack, http: httpx.Client
+) -> None:
+    version = _upload(stack, http)
+    model_id = version["modelId"]
+    made = http.post(
+        f"/api/v1/models/{model_id}/versions/1:downloadLink", json={}, headers=_bob(stack)
+    )
+    assert made.status_code == 200, made.text
+    url = made.json()["url"]
+    assert url.startswith(f"/api/v1/models/{model_id}/versions/1/download?link=")
+    for _ in range(2):  # a read: the link works while it lasts
+        download = http.get(url)  # no Authorization header
+        assert download.status_code == 200, download.text
+        assert hashlib.sha256(download.content).hexdigest() == version["sha256"]
+        assert download.headers["content-disposition"].startswith("attachment;")
+    other_version = url.replace("/versions/1/", "/versions/2/")
+    assert http.get(other_version).status_code == 401
+    body, mac = url.split("?link=")[1].split(".")
+    forged = url.split("?link=")[0] + f"?link={body}.{mac[::-1]}"
+    assert http.get(forged).json()["details"][0]["reason"] == "LINK_INVALID"
+    stranger = _auth(stack, "model_approver", subject="eve", tenant="other-plant")
+    hidden = http.post(
+        f"/api/v1/models/{model_id}/versions/1:downloadLink", json={}, headers=stranger
+    )
+    assert hidden.status_code == 404

@@ -285,6 +285,23 @@ def _get_version(t: Targets, v: Values) -> Sample:
     )
 
 
+def _create_model_download_link(t: Targets, v: Values) -> Sample:
+    model_id = v.get("model_id", t.model_id)
+    return Sample(
+        [mr.CreateModelDownloadLinkRequest(model_id=model_id, version=1)],
+        Rest("POST", f"/api/v1/models/{_seg(model_id)}/versions/1:downloadLink", json={}),
+    )
+
+
+def _download_by_link(t: Targets, v: Values) -> Sample:
+    # A link nobody signed: whoever calls, with whatever token, it is refused.
+    model_id, link = v.get("model_id", t.model_id), v.get("link", "eyJtIjoiMSJ9.Zm9yZ2Vk")
+    return Sample(
+        [mr.DownloadModelVersionByLinkRequest(model_id=model_id, version=1, link=link)],
+        Rest("GET", f"/api/v1/models/{_seg(model_id)}/versions/1/download", [("link", link)]),
+    )
+
+
 def _list_audit_entries(t: Targets, v: Values) -> Sample:
     model_id = v.get("model_id", t.model_id)
     return Sample(
@@ -383,6 +400,8 @@ SAMPLES: dict[str, Builder] = {
     "ModelRegistry/GetModelVersion": _get_version,
     "ModelRegistry/DownloadModelVersion": _download,
     "ModelRegistry/ListAuditEntries": _list_audit_entries,
+    "ModelRegistry/CreateModelDownloadLink": _create_model_download_link,
+    "ModelRegistry/DownloadModelVersionByLink": _download_by_link,
     "ModelRegistry/SubmitForApproval": _submit,
     "ModelRegistry/ListApprovals": _list_approvals,
     "ModelRegistry/GetApproval": _get_approval,
@@ -419,6 +438,8 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "ModelRegistry/GetModelVersion": ("model_id",),
     "ModelRegistry/DownloadModelVersion": ("model_id",),
     "ModelRegistry/ListAuditEntries": ("model_id",),
+    "ModelRegistry/CreateModelDownloadLink": ("model_id",),
+    "ModelRegistry/DownloadModelVersionByLink": ("model_id", "link"),
     "ModelRegistry/SubmitForApproval": ("model_id", "comment"),
     "ModelRegistry/ListApprovals": ("page_token",),
     "ModelRegistry/GetApproval": ("approval_id",),
@@ -439,7 +460,7 @@ LISTING = frozenset(
     }
 )
 # RPCs whose request carries its own credential (a signed link), not a bearer token.
-LINKED = frozenset({"QueryService/DownloadExport"})
+LINKED = frozenset({"QueryService/DownloadExport", "ModelRegistry/DownloadModelVersionByLink"})
 # RPCs that write when they succeed (exports record a manifest and an audit row).
 WRITING = CREATING | frozenset(
     {

@@ -748,6 +748,90 @@ class DownloadModelVersionRequest(_message.Message):
 Global___DownloadModelVersionRequest: _TypeAlias = DownloadModelVersionRequest  # noqa: Y015
 
 @_typing.final
+class CreateModelDownloadLinkRequest(_message.Message):
+    """Request for `CreateModelDownloadLink`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Model id (a UUID)."""
+    version: _builtins.int
+    """Version number, from 1."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateModelDownloadLinkRequest: _TypeAlias = CreateModelDownloadLinkRequest  # noqa: Y015
+
+@_typing.final
+class DownloadLink(_message.Message):
+    """A link that downloads a file without a bearer token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Where to download it: a path on the gateway's origin (`…?link=…`)."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the link stops working."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadLink: _TypeAlias = DownloadLink  # noqa: Y015
+
+@_typing.final
+class DownloadModelVersionByLinkRequest(_message.Message):
+    """Request for `DownloadModelVersionByLink`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LINK_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Model id (a UUID)."""
+    version: _builtins.int
+    """Version number, from 1."""
+    link: _builtins.str
+    """The signed link from `CreateModelDownloadLink`."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        link: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["link", b"link", "model_id", b"model_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadModelVersionByLinkRequest: _TypeAlias = DownloadModelVersionByLinkRequest  # noqa: Y015
+
+@_typing.final
 class AuditEntry(_message.Message):
     """One entry of the append-only audit log."""
 

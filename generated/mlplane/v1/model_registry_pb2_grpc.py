@@ -84,6 +84,16 @@ class ModelRegistryStub:
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.CreateModelDownloadLink = channel.unary_unary(
+                '/mlplane.v1.ModelRegistry/CreateModelDownloadLink',
+                request_serializer=mlplane_dot_v1_dot_model__registry__pb2.CreateModelDownloadLinkRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadLink.FromString,
+                _registered_method=True)
+        self.DownloadModelVersionByLink = channel.unary_stream(
+                '/mlplane.v1.ModelRegistry/DownloadModelVersionByLink',
+                request_serializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionByLinkRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.SubmitForApproval = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/SubmitForApproval',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.SubmitForApprovalRequest.SerializeToString,
@@ -196,6 +206,27 @@ class ModelRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateModelDownloadLink(self, request, context):
+        """Creates a short-lived link that downloads a version's ONNX file with no
+        bearer token, for a browser: a download cannot carry an `Authorization`
+        header. Scoped to the caller (tenant, subject, roles) and the version;
+        works for a few minutes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadModelVersionByLink(self, request, context):
+        """Streams the ONNX file a link from `CreateModelDownloadLink` names, as an
+        attachment. The link is the credential: no bearer token is needed or
+        looked at.
+
+        Returning google.api.HttpBody is what makes Envoy emit raw bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubmitForApproval(self, request, context):
         """Submits a `PENDING_APPROVAL` version for review: the version moves to
         `IN_REVIEW` and an approval request is opened. Answers 202.
@@ -281,6 +312,16 @@ def add_ModelRegistryServicer_to_server(servicer, server):
             'DownloadModelVersion': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateModelDownloadLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModelDownloadLink,
+                    request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.CreateModelDownloadLinkRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadLink.SerializeToString,
+            ),
+            'DownloadModelVersionByLink': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModelVersionByLink,
+                    request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionByLinkRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'SubmitForApproval': grpc.unary_unary_rpc_method_handler(
@@ -538,6 +579,60 @@ class ModelRegistry:
             target,
             '/mlplane.v1.ModelRegistry/DownloadModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateModelDownloadLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.ModelRegistry/CreateModelDownloadLink',
+            mlplane_dot_v1_dot_model__registry__pb2.CreateModelDownloadLinkRequest.SerializeToString,
+            mlplane_dot_v1_dot_model__registry__pb2.DownloadLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModelVersionByLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mlplane.v1.ModelRegistry/DownloadModelVersionByLink',
+            mlplane_dot_v1_dot_model__registry__pb2.DownloadModelVersionByLinkRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,

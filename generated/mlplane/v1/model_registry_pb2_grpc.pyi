@@ -75,6 +75,19 @@ class ModelRegistryStub:
 
     Returning google.api.HttpBody is what makes Envoy emit raw bytes.
     """
+    CreateModelDownloadLink: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.CreateModelDownloadLinkRequest, _model_registry_pb2.DownloadLink]
+    """Creates a short-lived link that downloads a version's ONNX file with no
+    bearer token, for a browser: a download cannot carry an `Authorization`
+    header. Scoped to the caller (tenant, subject, roles) and the version;
+    works for a few minutes.
+    """
+    DownloadModelVersionByLink: _grpc.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionByLinkRequest, _httpbody_pb2.HttpBody]
+    """Streams the ONNX file a link from `CreateModelDownloadLink` names, as an
+    attachment. The link is the credential: no bearer token is needed or
+    looked at.
+
+    Returning google.api.HttpBody is what makes Envoy emit raw bytes.
+    """
     SubmitForApproval: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.SubmitForApprovalRequest, _model_registry_pb2.Approval]
     """Submits a `PENDING_APPROVAL` version for review: the version moves to
     `IN_REVIEW` and an approval request is opened. Answers 202.
@@ -135,6 +148,19 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     DownloadModelVersion: _aio.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
     the version's recorded SHA-256.
+
+    Returning google.api.HttpBody is what makes Envoy emit raw bytes.
+    """
+    CreateModelDownloadLink: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.CreateModelDownloadLinkRequest, _model_registry_pb2.DownloadLink]  # type: ignore[assignment]
+    """Creates a short-lived link that downloads a version's ONNX file with no
+    bearer token, for a browser: a download cannot carry an `Authorization`
+    header. Scoped to the caller (tenant, subject, roles) and the version;
+    works for a few minutes.
+    """
+    DownloadModelVersionByLink: _aio.UnaryStreamMultiCallable[_model_registry_pb2.DownloadModelVersionByLinkRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Streams the ONNX file a link from `CreateModelDownloadLink` names, as an
+    attachment. The link is the credential: no bearer token is needed or
+    looked at.
 
     Returning google.api.HttpBody is what makes Envoy emit raw bytes.
     """
@@ -243,6 +269,31 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
         """Streams the stored ONNX bytes (`application/octet-stream`); they hash to
         the version's recorded SHA-256.
+
+        Returning google.api.HttpBody is what makes Envoy emit raw bytes.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateModelDownloadLink(
+        self,
+        request: _model_registry_pb2.CreateModelDownloadLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_registry_pb2.DownloadLink, _abc.Awaitable[_model_registry_pb2.DownloadLink]]:
+        """Creates a short-lived link that downloads a version's ONNX file with no
+        bearer token, for a browser: a download cannot carry an `Authorization`
+        header. Scoped to the caller (tenant, subject, roles) and the version;
+        works for a few minutes.
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadModelVersionByLink(
+        self,
+        request: _model_registry_pb2.DownloadModelVersionByLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """Streams the ONNX file a link from `CreateModelDownloadLink` names, as an
+        attachment. The link is the credential: no bearer token is needed or
+        looked at.
 
         Returning google.api.HttpBody is what makes Envoy emit raw bytes.
         """
