@@ -17,6 +17,7 @@ _APPROVERS = frozenset({APPROVER})
 METHOD_ROLES: dict[str, frozenset[str]] = {
     # History is read by scientists, and by approvers judging a model's data.
     "/mlplane.v1.QueryService/ListAssets": _READERS,
+    "/mlplane.v1.QueryService/GetAsset": _READERS,
     "/mlplane.v1.QueryService/ExportHistory": _READERS,
     "/mlplane.v1.QueryService/ExportHistoryCsv": _READERS,
     "/mlplane.v1.QueryService/GetExport": _READERS,

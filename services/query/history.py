@@ -184,12 +184,26 @@ class HistoryService:
         tags.sort(key=lambda t: t.tag_pk)
         return asset, tags
 
+    async def get_asset(
+        self, principal: Principal, asset_id: str, *, request_id: str | None
+    ) -> AssetRow:
+        denied = AuditEntry(
+            tenant=principal.tenant,
+            subject=principal.subject,
+            action="history.asset",
+            resource=f"asset/{asset_id}",
+            outcome="denied",
+            request_id=request_id,
+            detail={"reason": "no grant"},
+        )
+        return await self._readable_asset(principal, asset_id, denied=denied, with_range=True)
+
     async def _readable_asset(
-        self, principal: Principal, asset_id: str, *, denied: AuditEntry
+        self, principal: Principal, asset_id: str, *, denied: AuditEntry, with_range: bool = False
     ) -> AssetRow:
         """The asset, if it exists in the caller's tenant and a grant lets the
         caller read it; a denial is audited with `denied` before it is raised."""
-        asset = await self._store.find_asset(principal.tenant, asset_id)
+        asset = await self._store.find_asset(principal.tenant, asset_id, with_range=with_range)
         if asset is None:
             raise not_found(
                 "ASSET_NOT_FOUND", f"asset {asset_id!r} does not exist", assetId=asset_id

@@ -45,6 +45,13 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         )
         return pb.ListAssetsResponse(assets=[_asset(a) for a in assets], next_page_token=token)
 
+    async def GetAsset(self, request: pb.GetAssetRequest, context: Any) -> pb.Asset:
+        return _asset(
+            await self._history.get_asset(
+                current_principal(), request.asset_id, request_id=request_id_var.get()
+            )
+        )
+
     async def ExportHistory(
         self, request: pb.ExportHistoryRequest, context: Any
     ) -> AsyncIterator[pb.ExportHistoryResponse]:

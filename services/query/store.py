@@ -175,18 +175,27 @@ class HistoryStore:
         )
         return [_asset(r) for r in rows]
 
-    async def find_asset(self, tenant: str, asset_id: str) -> AssetRow | None:
+    async def find_asset(
+        self, tenant: str, asset_id: str, *, with_range: bool = False
+    ) -> AssetRow | None:
+        """One asset with its tags; its first and last sample times only `with_range`
+        (two index probes an export does not need)."""
+        times = (
+            "(SELECT min(ts) FROM tag_data d WHERE d.asset_pk = a.asset_pk) AS first_time,"
+            " (SELECT max(ts) FROM tag_data d WHERE d.asset_pk = a.asset_pk) AS last_time"
+            if with_range
+            else "NULL AS first_time, NULL AS last_time"
+        )
         row = await self._run(
             lambda c: c.fetchrow(
-                """
-                SELECT a.asset_pk, a.asset_id, a.display_name, NULL AS first_time,
-                       NULL AS last_time,
+                f"""
+                SELECT a.asset_pk, a.asset_id, a.display_name, {times},
                        coalesce(
                          (SELECT json_agg(json_build_array(t.tag_pk, t.name, t.unit, t.description)
                                           ORDER BY t.name)
                             FROM tags t WHERE t.asset_pk = a.asset_pk), '[]') AS tags
                   FROM assets a WHERE a.tenant_id = $1 AND a.asset_id = $2
-                """,
+                """,  # noqa: S608 (a fixed choice of two column lists; values are bound)
                 tenant,
                 asset_id,
             )

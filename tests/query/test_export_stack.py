@@ -484,3 +484,21 @@ def test_grpc_csv_carries_the_manifest_in_trailers(
     trailers = dict(call.trailing_metadata() or ())
     assert trailers["x-mlplane-export-sha256"] == hashlib.sha256(data).hexdigest()
     assert int(trailers["x-mlplane-export-rows"]) == len(data.splitlines()) - 1
+
+
+def test_get_asset_reads_one_asset_with_its_range(stack: RunningStack, http: httpx.Client) -> None:
+    alice = _auth(stack, "data_scientist")
+    asset = http.get("/api/v1/query/assets/pump-001", headers=alice)
+    assert asset.status_code == 200, asset.text
+    body = asset.json()
+    listed = next(
+        a
+        for a in http.get("/api/v1/query/assets", headers=alice).json()["assets"]
+        if a["assetId"] == "pump-001"
+    )
+    assert body == listed  # the same asset, tags and time range as the list shows
+    denied = http.get("/api/v1/query/assets/turbine-001", headers=alice)
+    assert denied.status_code == 403
+    assert "turbine-001" in denied.json()["message"]
+    missing = http.get("/api/v1/query/assets/pump-999", headers=alice)
+    assert missing.status_code == 404

@@ -89,6 +89,14 @@ def _list_assets(t: Targets, v: Values) -> Sample:
     )
 
 
+def _get_asset(t: Targets, v: Values) -> Sample:
+    asset = v.get("asset_id", t.asset_id)
+    return Sample(
+        [qs.GetAssetRequest(asset_id=asset)],
+        Rest("GET", f"/api/v1/query/assets/{_seg(asset)}"),
+    )
+
+
 def _page_params(token: str, size: int) -> list[tuple[str, str]]:
     return ([("pageToken", token)] if token else []) + ([("pageSize", str(size))] if size else [])
 
@@ -385,6 +393,7 @@ def _archive(t: Targets, v: Values) -> Sample:
 
 SAMPLES: dict[str, Builder] = {
     "QueryService/ListAssets": _list_assets,
+    "QueryService/GetAsset": _get_asset,
     "QueryService/ExportHistory": _export_history,
     "QueryService/ExportHistoryCsv": _export_history_csv,
     "QueryService/GetExport": _get_export,
@@ -417,6 +426,7 @@ SAMPLES: dict[str, Builder] = {
 # tokens, tags, comments, label and metric keys).
 STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "QueryService/ListAssets": ("page_token",),
+    "QueryService/GetAsset": ("asset_id",),
     "QueryService/ExportHistory": ("asset_id", "tags"),
     "QueryService/ExportHistoryCsv": ("asset_id", "tags"),
     "QueryService/GetExport": ("export_id",),

@@ -124,6 +124,28 @@ class ListAssetsRequest(_message.Message):
 Global___ListAssetsRequest: _TypeAlias = ListAssetsRequest  # noqa: Y015
 
 @_typing.final
+class GetAssetRequest(_message.Message):
+    """Request for `GetAsset`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_ID_FIELD_NUMBER: _builtins.int
+    asset_id: _builtins.str
+    """Asset id, for example `pump-001`."""
+    def __init__(
+        self,
+        *,
+        asset_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_id", b"asset_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssetRequest: _TypeAlias = GetAssetRequest  # noqa: Y015
+
+@_typing.final
 class ListAssetsResponse(_message.Message):
     """Response for `ListAssets`."""
 

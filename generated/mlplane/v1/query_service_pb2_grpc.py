@@ -46,6 +46,11 @@ class QueryServiceStub:
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.ListAssetsRequest.SerializeToString,
                 response_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListAssetsResponse.FromString,
                 _registered_method=True)
+        self.GetAsset = channel.unary_unary(
+                '/mlplane.v1.QueryService/GetAsset',
+                request_serializer=mlplane_dot_v1_dot_query__service__pb2.GetAssetRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_query__service__pb2.Asset.FromString,
+                _registered_method=True)
         self.ExportHistory = channel.unary_stream(
                 '/mlplane.v1.QueryService/ExportHistory',
                 request_serializer=mlplane_dot_v1_dot_query__service__pb2.ExportHistoryRequest.SerializeToString,
@@ -95,6 +100,14 @@ class QueryServiceServicer:
     def ListAssets(self, request, context):
         """Lists the assets the caller may read, with their tags and the time range
         of their stored history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAsset(self, request, context):
+        """Reads one asset the caller may read, with its tags and time range (403
+        naming the asset when no grant covers it, 404 when it does not exist).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +191,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=mlplane_dot_v1_dot_query__service__pb2.ListAssetsRequest.FromString,
                     response_serializer=mlplane_dot_v1_dot_query__service__pb2.ListAssetsResponse.SerializeToString,
             ),
+            'GetAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAsset,
+                    request_deserializer=mlplane_dot_v1_dot_query__service__pb2.GetAssetRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_query__service__pb2.Asset.SerializeToString,
+            ),
             'ExportHistory': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportHistory,
                     request_deserializer=mlplane_dot_v1_dot_query__service__pb2.ExportHistoryRequest.FromString,
@@ -247,6 +265,33 @@ class QueryService:
             '/mlplane.v1.QueryService/ListAssets',
             mlplane_dot_v1_dot_query__service__pb2.ListAssetsRequest.SerializeToString,
             mlplane_dot_v1_dot_query__service__pb2.ListAssetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.QueryService/GetAsset',
+            mlplane_dot_v1_dot_query__service__pb2.GetAssetRequest.SerializeToString,
+            mlplane_dot_v1_dot_query__service__pb2.Asset.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class QueryServiceStub:
     """Lists the assets the caller may read, with their tags and the time range
     of their stored history.
     """
+    GetAsset: _grpc.UnaryUnaryMultiCallable[_query_service_pb2.GetAssetRequest, _query_service_pb2.Asset]
+    """Reads one asset the caller may read, with its tags and time range (403
+    naming the asset when no grant covers it, 404 when it does not exist).
+    """
     ExportHistory: _grpc.UnaryStreamMultiCallable[_query_service_pb2.ExportHistoryRequest, _query_service_pb2.ExportHistoryResponse]
     """Streams the history of one asset over a time range. The first message is
     an `ExportHeader`, then batches (row batches, aggregate batches or Arrow
@@ -100,6 +104,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     ListAssets: _aio.UnaryUnaryMultiCallable[_query_service_pb2.ListAssetsRequest, _query_service_pb2.ListAssetsResponse]  # type: ignore[assignment]
     """Lists the assets the caller may read, with their tags and the time range
     of their stored history.
+    """
+    GetAsset: _aio.UnaryUnaryMultiCallable[_query_service_pb2.GetAssetRequest, _query_service_pb2.Asset]  # type: ignore[assignment]
+    """Reads one asset the caller may read, with its tags and time range (403
+    naming the asset when no grant covers it, 404 when it does not exist).
     """
     ExportHistory: _aio.UnaryStreamMultiCallable[_query_service_pb2.ExportHistoryRequest, _query_service_pb2.ExportHistoryResponse]  # type: ignore[assignment]
     """Streams the history of one asset over a time range. The first message is
@@ -160,6 +168,16 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_query_service_pb2.ListAssetsResponse, _abc.Awaitable[_query_service_pb2.ListAssetsResponse]]:
         """Lists the assets the caller may read, with their tags and the time range
         of their stored history.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAsset(
+        self,
+        request: _query_service_pb2.GetAssetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_service_pb2.Asset, _abc.Awaitable[_query_service_pb2.Asset]]:
+        """Reads one asset the caller may read, with its tags and time range (403
+        naming the asset when no grant covers it, 404 when it does not exist).
         """
 
     @_abc_1.abstractmethod

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlplane/v1/model_registry.proto.
  */
 export const file_mlplane_v1_model_registry: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tbHBsYW5lL3YxL21vZGVsX3JlZ2lzdHJ5LnByb3RvEgptbHBsYW5lLnYxIrICCgVNb2RlbBIWCghtb2RlbF9pZBgBIAEoCUIE4kEBAxISCgRuYW1lGAIgASgJQgTiQQEFEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDEhwKDmxhdGVzdF92ZXJzaW9uGAQgASgDQgTiQQEDEhgKCmNyZWF0ZWRfYnkYBSABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI8Cg1sYXRlc3Rfc3RhdHVzGAggASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzQgTiQQEDIjUKCURpbWVuc2lvbhIOCgRzaXplGAEgASgDSAASDwoFcGFyYW0YAiABKAlIAEIHCgV2YWx1ZSJWCgpUZW5zb3JTcGVjEgwKBG5hbWUYASABKAkSFAoMZWxlbWVudF90eXBlGAIgASgJEiQKBXNoYXBlGAMgAygLMhUubWxwbGFuZS52MS5EaW1lbnNpb24iMAoNT3BlcmF0b3JTZXRJZBIOCgZkb21haW4YASABKAkSDwoHdmVyc2lvbhgCIAEoAyLXAQoNT25ueFNpZ25hdHVyZRImCgZpbnB1dHMYASADKAsyFi5tbHBsYW5lLnYxLlRlbnNvclNwZWMSJwoHb3V0cHV0cxgCIAMoCzIWLm1scGxhbmUudjEuVGVuc29yU3BlYxIwCg1vcHNldF9pbXBvcnRzGAMgAygLMhkubWxwbGFuZS52MS5PcGVyYXRvclNldElkEhIKCmlyX3ZlcnNpb24YBCABKAMSFQoNcHJvZHVjZXJfbmFtZRgFIAEoCRIYChBwcm9kdWNlcl92ZXJzaW9uGAYgASgJIskBCgxTdGF0dXNDaGFuZ2USNAoLZnJvbV9zdGF0dXMYASABKA4yHy5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5TdGF0dXMSMgoJdG9fc3RhdHVzGAIgASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzEg0KBWFjdG9yGAMgASgJEg8KB2NvbW1lbnQYBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrQGCgxNb2RlbFZlcnNpb24SFgoIbW9kZWxfaWQYASABKAlCBOJBAQMSEgoEbmFtZRgCIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAMgASgDQgTiQQEDEjUKBnN0YXR1cxgEIAEoDjIfLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uLlN0YXR1c0IE4kEBAxIZCgtkZXNjcmlwdGlvbhgFIAEoCUIE4kEBBRI6CgZsYWJlbHMYBiADKAsyJC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5MYWJlbHNFbnRyeUIE4kEBBRI8CgdtZXRyaWNzGAcgAygLMiUubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uTWV0cmljc0VudHJ5QgTiQQEFEiEKE3RyYWluaW5nX2V4cG9ydF9pZHMYCCADKAlCBOJBAQUSFAoGc2hhMjU2GAkgASgJQgTiQQEDEhgKCnNpemVfYnl0ZXMYCiABKANCBOJBAQMSMgoJc2lnbmF0dXJlGAsgASgLMhkubWxwbGFuZS52MS5Pbm54U2lnbmF0dXJlQgTiQQEDEhgKCmNyZWF0ZWRfYnkYDCABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2Cg5zdGF0dXNfaGlzdG9yeRgPIAMoCzIYLm1scGxhbmUudjEuU3RhdHVzQ2hhbmdlQgTiQQEDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEibwoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhQKEFBFTkRJTkdfQVBQUk9WQUwQARINCglJTl9SRVZJRVcQAhIMCghBUFBST1ZFRBADEgwKCFJFSkVDVEVEEAQSDAoIQVJDSElWRUQQBSKkCAoTVXBsb2FkTW9kZWxNZXRhZGF0YRLYAQoEbmFtZRgBIAEoCULJAeJBAQK6SMEBugG1AQoKbW9kZWxfbmFtZRJnbXVzdCBiZSBsb3dlci1jYXNlIGxldHRlcnMsIGRpZ2l0cywgJy4nLCAnXycgb3IgJy0nLCBzdGFydCB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0LCBhbmQgbm90IGNvbnRhaW4gJy4uJxo+dGhpcy5tYXRjaGVzKCdeW2EtejAtOV1bYS16MC05Ll8tXSokJykgJiYgIXRoaXMuY29udGFpbnMoJy4uJynIAQFyAxiAARImCgtkZXNjcmlwdGlvbhgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAS+AEKBmxhYmVscxgDIAMoCzIrLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5MYWJlbHNFbnRyeUK6AeJBAQG6SLIBmgGuARBAIp0BugGZAQoJbGFiZWxfa2V5El5tdXN0IGJlIDEtNjMgbG93ZXItY2FzZSBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0Gix0aGlzLm1hdGNoZXMoJ15bYS16MC05XVthLXowLTkuXy8tXXswLDYyfSQnKSoKcgiQ56gDARiAAhL0AQoHbWV0cmljcxgEIAMoCzIsLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5NZXRyaWNzRW50cnlCtAHiQQEBukisAZoBqAEQgAIinAG6AZgBCgttZXRyaWNfbmFtZRJUbXVzdCBiZSAxLTEyOCBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0GjN0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDEyN30kJykqBBICQAESMAoTdHJhaW5pbmdfZXhwb3J0X2lkcxgFIAMoCUIT4kEBAbpIDJIBCRBkIgVyA7ABARKGAQoGc2hhMjU2GAYgASgJQnbiQQEBukhvugFoCgpzaGEyNTZfaGV4EiltdXN0IGJlIDY0IGhleGFkZWNpbWFsIGRpZ2l0cyAoYSBTSEEtMjU2KRovdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJylyAhhAGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEidQoSVXBsb2FkTW9kZWxSZXF1ZXN0EjMKCG1ldGFkYXRhGAEgASgLMh8ubWxwbGFuZS52MS5VcGxvYWRNb2RlbE1ldGFkYXRhSAASGwoFY2h1bmsYAiABKAxCCrpIB3oFGICAgAJIAEINCgRwYXJ0EgW6SAIIASJ4ChFMaXN0TW9kZWxzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAiABKAlCDOJBAQG6SAVyAxiACBIhCgZmaWx0ZXIYAyABKAlCEeJBAQG6SApyCJDnqAMBGIAIIlAKEkxpc3RNb2RlbHNSZXNwb25zZRIhCgZtb2RlbHMYASADKAsyES5tbHBsYW5lLnYxLk1vZGVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIxCg9HZXRNb2RlbFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABASJ8ChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIeCglwYWdlX3NpemUYAiABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAyABKAlCDOJBAQG6SAVyAxiACCJmChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEjAKDm1vZGVsX3ZlcnNpb25zGAEgAygLMhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKFkdldE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJhChtEb3dubG9hZE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASLGAQoKQXVkaXRFbnRyeRIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVhY3RvchgCIAEoCUIE4kEBAxIUCgZhY3Rpb24YAyABKAlCBOJBAQMSFgoIcmVzb3VyY2UYBCABKAlCBOJBAQMSFQoHb3V0Y29tZRgFIAEoCUIE4kEBAxIYCgpyZXF1ZXN0X2lkGAYgASgJQgTiQQEDEhQKBmRldGFpbBgHIAEoCUIE4kEBAyKfAQoXTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoARIeCglwYWdlX3NpemUYAyABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YBCABKAlCDOJBAQG6SAVyAxiACCJiChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USLQoNYXVkaXRfZW50cmllcxgBIAMoCzIWLm1scGxhbmUudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiowQKCEFwcHJvdmFsEhkKC2FwcHJvdmFsX2lkGAEgASgJQgTiQQEDEhYKCG1vZGVsX2lkGAIgASgJQgTiQQEDEhgKCm1vZGVsX25hbWUYAyABKAlCBOJBAQMSFQoHdmVyc2lvbhgEIAEoA0IE4kEBAxIvCgVzdGF0ZRgFIAEoDjIaLm1scGxhbmUudjEuQXBwcm92YWwuU3RhdGVCBOJBAQMSGgoMc3VibWl0dGVkX2J5GAYgASgJQgTiQQEDEhwKDnN1Ym1pdF9jb21tZW50GAcgASgJQgTiQQEDEjUKC3N1Ym1pdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIYCgpkZWNpZGVkX2J5GAkgASgJQgTiQQEDEh4KEGRlY2lzaW9uX2NvbW1lbnQYCiABKAlCBOJBAQMSNQoLZGVjaWRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhQKBnNoYTI1NhgMIAEoCUIE4kEBAxI1Cg1tb2RlbF92ZXJzaW9uGA0gASgLMhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb25CBOJBAQMiUwoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIICgRPUEVOEAESDAoIQVBQUk9WRUQQAhIMCghSRUpFQ1RFRBADEg0KCUNBTkNFTExFRBAEIoIBChhTdWJtaXRGb3JBcHByb3ZhbFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQEBukgKIggY/////wcoABIiCgdjb21tZW50GAMgASgJQhHiQQEBukgKcgiI56gDARiAICKdAQoUTGlzdEFwcHJvdmFsc1JlcXVlc3QSNwoFc3RhdGUYBSABKA4yGi5tbHBsYW5lLnYxLkFwcHJvdmFsLlN0YXRlQgziQQEBukgFggECEAESHgoJcGFnZV9zaXplGAIgASgFQgviQQEBukgEGgIoABIgCgpwYWdlX3Rva2VuGAMgASgJQgziQQEBukgFcgMYgAhKBAgBEAJKBAgEEAUiWQoVTGlzdEFwcHJvdmFsc1Jlc3BvbnNlEicKCWFwcHJvdmFscxgBIAMoCzIULm1scGxhbmUudjEuQXBwcm92YWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkdldEFwcHJvdmFsUmVxdWVzdBIhCgthcHByb3ZhbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBImMKGkFwcHJvdmVNb2RlbFZlcnNpb25SZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHY29tbWVudBgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAiagoZUmVqZWN0TW9kZWxWZXJzaW9uUmVxdWVzdBIhCgthcHByb3ZhbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEioKB2NvbW1lbnQYAiABKAlCGeJBAQK6SBLIAQFyDYjnqAMBmOeoAwEYgCAihAEKGkFyY2hpdmVNb2RlbFZlcnNpb25SZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAESIgoHY29tbWVudBgDIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAygw4KDU1vZGVsUmVnaXN0cnkSawoLVXBsb2FkTW9kZWwSHi5tbHBsYW5lLnYxLlVwbG9hZE1vZGVsUmVxdWVzdBoYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uIiCC0+STAho6ASoiFS9hcGkvdjEvbW9kZWxzOnVwbG9hZCgBEmMKFFVwbG9hZE1vZGVsTXVsdGlwYXJ0EhQuZ29vZ2xlLmFwaS5IdHRwQm9keRoYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uIhmC0+STAhM6ASoiDi9hcGkvdjEvbW9kZWxzKAESYwoKTGlzdE1vZGVscxIdLm1scGxhbmUudjEuTGlzdE1vZGVsc1JlcXVlc3QaHi5tbHBsYW5lLnYxLkxpc3RNb2RlbHNSZXNwb25zZSIWgtPkkwIQEg4vYXBpL3YxL21vZGVscxJdCghHZXRNb2RlbBIbLm1scGxhbmUudjEuR2V0TW9kZWxSZXF1ZXN0GhEubWxwbGFuZS52MS5Nb2RlbCIhgtPkkwIbEhkvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9EowBChFMaXN0TW9kZWxWZXJzaW9ucxIkLm1scGxhbmUudjEuTGlzdE1vZGVsVmVyc2lvbnNSZXF1ZXN0GiUubWxwbGFuZS52MS5MaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlIiqC0+STAiQSIi9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMShQEKD0dldE1vZGVsVmVyc2lvbhIiLm1scGxhbmUudjEuR2V0TW9kZWxWZXJzaW9uUmVxdWVzdBoYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uIjSC0+STAi4SLC9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259EqABChBMaXN0QXVkaXRFbnRyaWVzEiMubWxwbGFuZS52MS5MaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBokLm1scGxhbmUudjEuTGlzdEF1ZGl0RW50cmllc1Jlc3BvbnNlIkGC0+STAjsSOS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259L2F1ZGl0RW50cmllcxKVAQoURG93bmxvYWRNb2RlbFZlcnNpb24SJy5tbHBsYW5lLnYxLkRvd25sb2FkTW9kZWxWZXJzaW9uUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiPILT5JMCNhI0L2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0vY29udGVudDABEn8KEVN1Ym1pdEZvckFwcHJvdmFsEiQubWxwbGFuZS52MS5TdWJtaXRGb3JBcHByb3ZhbFJlcXVlc3QaFC5tbHBsYW5lLnYxLkFwcHJvdmFsIi6C0+STAig6ASoiIy9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vYXBwcm92YWxzEm8KDUxpc3RBcHByb3ZhbHMSIC5tbHBsYW5lLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiEubWxwbGFuZS52MS5MaXN0QXBwcm92YWxzUmVzcG9uc2UiGYLT5JMCExIRL2FwaS92MS9hcHByb3ZhbHMSbAoLR2V0QXBwcm92YWwSHi5tbHBsYW5lLnYxLkdldEFwcHJvdmFsUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiJ4LT5JMCIRIfL2FwaS92MS9hcHByb3ZhbHMve2FwcHJvdmFsX2lkfRKHAQoTQXBwcm92ZU1vZGVsVmVyc2lvbhImLm1scGxhbmUudjEuQXBwcm92ZU1vZGVsVmVyc2lvblJlcXVlc3QaFC5tbHBsYW5lLnYxLkFwcHJvdmFsIjKC0+STAiw6ASoiJy9hcGkvdjEvYXBwcm92YWxzL3thcHByb3ZhbF9pZH06YXBwcm92ZRKEAQoSUmVqZWN0TW9kZWxWZXJzaW9uEiUubWxwbGFuZS52MS5SZWplY3RNb2RlbFZlcnNpb25SZXF1ZXN0GhQubWxwbGFuZS52MS5BcHByb3ZhbCIxgtPkkwIrOgEqIiYvYXBpL3YxL2FwcHJvdmFscy97YXBwcm92YWxfaWR9OnJlamVjdBKYAQoTQXJjaGl2ZU1vZGVsVmVyc2lvbhImLm1scGxhbmUudjEuQXJjaGl2ZU1vZGVsVmVyc2lvblJlcXVlc3QaGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbiI/gtPkkwI5OgEqIjQvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufTphcmNoaXZlYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
+  fileDesc("Ch9tbHBsYW5lL3YxL21vZGVsX3JlZ2lzdHJ5LnByb3RvEgptbHBsYW5lLnYxIrICCgVNb2RlbBIWCghtb2RlbF9pZBgBIAEoCUIE4kEBAxISCgRuYW1lGAIgASgJQgTiQQEFEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDEhwKDmxhdGVzdF92ZXJzaW9uGAQgASgDQgTiQQEDEhgKCmNyZWF0ZWRfYnkYBSABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI8Cg1sYXRlc3Rfc3RhdHVzGAggASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzQgTiQQEDIjUKCURpbWVuc2lvbhIOCgRzaXplGAEgASgDSAASDwoFcGFyYW0YAiABKAlIAEIHCgV2YWx1ZSJWCgpUZW5zb3JTcGVjEgwKBG5hbWUYASABKAkSFAoMZWxlbWVudF90eXBlGAIgASgJEiQKBXNoYXBlGAMgAygLMhUubWxwbGFuZS52MS5EaW1lbnNpb24iMAoNT3BlcmF0b3JTZXRJZBIOCgZkb21haW4YASABKAkSDwoHdmVyc2lvbhgCIAEoAyLXAQoNT25ueFNpZ25hdHVyZRImCgZpbnB1dHMYASADKAsyFi5tbHBsYW5lLnYxLlRlbnNvclNwZWMSJwoHb3V0cHV0cxgCIAMoCzIWLm1scGxhbmUudjEuVGVuc29yU3BlYxIwCg1vcHNldF9pbXBvcnRzGAMgAygLMhkubWxwbGFuZS52MS5PcGVyYXRvclNldElkEhIKCmlyX3ZlcnNpb24YBCABKAMSFQoNcHJvZHVjZXJfbmFtZRgFIAEoCRIYChBwcm9kdWNlcl92ZXJzaW9uGAYgASgJIskBCgxTdGF0dXNDaGFuZ2USNAoLZnJvbV9zdGF0dXMYASABKA4yHy5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5TdGF0dXMSMgoJdG9fc3RhdHVzGAIgASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzEg0KBWFjdG9yGAMgASgJEg8KB2NvbW1lbnQYBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrQGCgxNb2RlbFZlcnNpb24SFgoIbW9kZWxfaWQYASABKAlCBOJBAQMSEgoEbmFtZRgCIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAMgASgDQgTiQQEDEjUKBnN0YXR1cxgEIAEoDjIfLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uLlN0YXR1c0IE4kEBAxIZCgtkZXNjcmlwdGlvbhgFIAEoCUIE4kEBBRI6CgZsYWJlbHMYBiADKAsyJC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5MYWJlbHNFbnRyeUIE4kEBBRI8CgdtZXRyaWNzGAcgAygLMiUubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uTWV0cmljc0VudHJ5QgTiQQEFEiEKE3RyYWluaW5nX2V4cG9ydF9pZHMYCCADKAlCBOJBAQUSFAoGc2hhMjU2GAkgASgJQgTiQQEDEhgKCnNpemVfYnl0ZXMYCiABKANCBOJBAQMSMgoJc2lnbmF0dXJlGAsgASgLMhkubWxwbGFuZS52MS5Pbm54U2lnbmF0dXJlQgTiQQEDEhgKCmNyZWF0ZWRfYnkYDCABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2Cg5zdGF0dXNfaGlzdG9yeRgPIAMoCzIYLm1scGxhbmUudjEuU3RhdHVzQ2hhbmdlQgTiQQEDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEibwoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhQKEFBFTkRJTkdfQVBQUk9WQUwQARINCglJTl9SRVZJRVcQAhIMCghBUFBST1ZFRBADEgwKCFJFSkVDVEVEEAQSDAoIQVJDSElWRUQQBSKkCAoTVXBsb2FkTW9kZWxNZXRhZGF0YRLYAQoEbmFtZRgBIAEoCULJAeJBAQK6SMEBugG1AQoKbW9kZWxfbmFtZRJnbXVzdCBiZSBsb3dlci1jYXNlIGxldHRlcnMsIGRpZ2l0cywgJy4nLCAnXycgb3IgJy0nLCBzdGFydCB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0LCBhbmQgbm90IGNvbnRhaW4gJy4uJxo+dGhpcy5tYXRjaGVzKCdeW2EtejAtOV1bYS16MC05Ll8tXSokJykgJiYgIXRoaXMuY29udGFpbnMoJy4uJynIAQFyAxiAARImCgtkZXNjcmlwdGlvbhgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAS+AEKBmxhYmVscxgDIAMoCzIrLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5MYWJlbHNFbnRyeUK6AeJBAQG6SLIBmgGuARBAIp0BugGZAQoJbGFiZWxfa2V5El5tdXN0IGJlIDEtNjMgbG93ZXItY2FzZSBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0Gix0aGlzLm1hdGNoZXMoJ15bYS16MC05XVthLXowLTkuXy8tXXswLDYyfSQnKSoKcgiQ56gDARiAAhL0AQoHbWV0cmljcxgEIAMoCzIsLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5NZXRyaWNzRW50cnlCtAHiQQEBukisAZoBqAEQgAIinAG6AZgBCgttZXRyaWNfbmFtZRJUbXVzdCBiZSAxLTEyOCBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0GjN0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDEyN30kJykqBBICQAESMAoTdHJhaW5pbmdfZXhwb3J0X2lkcxgFIAMoCUIT4kEBAbpIDJIBCRBkIgVyA7ABARKGAQoGc2hhMjU2GAYgASgJQnbiQQEBukhvugFoCgpzaGEyNTZfaGV4EiltdXN0IGJlIDY0IGhleGFkZWNpbWFsIGRpZ2l0cyAoYSBTSEEtMjU2KRovdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJylyAhhAGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEidQoSVXBsb2FkTW9kZWxSZXF1ZXN0EjMKCG1ldGFkYXRhGAEgASgLMh8ubWxwbGFuZS52MS5VcGxvYWRNb2RlbE1ldGFkYXRhSAASGwoFY2h1bmsYAiABKAxCCrpIB3oFGICAgAJIAEINCgRwYXJ0EgW6SAIIASJ4ChFMaXN0TW9kZWxzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAiABKAlCDOJBAQG6SAVyAxiACBIhCgZmaWx0ZXIYAyABKAlCEeJBAQG6SApyCJDnqAMBGIAIIlAKEkxpc3RNb2RlbHNSZXNwb25zZRIhCgZtb2RlbHMYASADKAsyES5tbHBsYW5lLnYxLk1vZGVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIxCg9HZXRNb2RlbFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABASJ8ChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIeCglwYWdlX3NpemUYAiABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAyABKAlCDOJBAQG6SAVyAxiACCJmChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEjAKDm1vZGVsX3ZlcnNpb25zGAEgAygLMhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKFkdldE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJhChtEb3dubG9hZE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJkCh5DcmVhdGVNb2RlbERvd25sb2FkTGlua1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJMCgxEb3dubG9hZExpbmsSCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKGAQohRG93bmxvYWRNb2RlbFZlcnNpb25CeUxpbmtSZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAESHQoEbGluaxgDIAEoCUIP4kEBArpICMgBAXIDGIAgIsYBCgpBdWRpdEVudHJ5Ei4KBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhMKBWFjdG9yGAIgASgJQgTiQQEDEhQKBmFjdGlvbhgDIAEoCUIE4kEBAxIWCghyZXNvdXJjZRgEIAEoCUIE4kEBAxIVCgdvdXRjb21lGAUgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYBiABKAlCBOJBAQMSFAoGZGV0YWlsGAcgASgJQgTiQQEDIp8BChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIeCghtb2RlbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEiIKB3ZlcnNpb24YAiABKANCEeJBAQK6SAoiCBj/////BygBEh4KCXBhZ2Vfc2l6ZRgDIAEoBUIL4kEBAbpIBBoCKAASIAoKcGFnZV90b2tlbhgEIAEoCUIM4kEBAbpIBXIDGIAIImIKGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRItCg1hdWRpdF9lbnRyaWVzGAEgAygLMhYubWxwbGFuZS52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKjBAoIQXBwcm92YWwSGQoLYXBwcm92YWxfaWQYASABKAlCBOJBAQMSFgoIbW9kZWxfaWQYAiABKAlCBOJBAQMSGAoKbW9kZWxfbmFtZRgDIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAQgASgDQgTiQQEDEi8KBXN0YXRlGAUgASgOMhoubWxwbGFuZS52MS5BcHByb3ZhbC5TdGF0ZUIE4kEBAxIaCgxzdWJtaXR0ZWRfYnkYBiABKAlCBOJBAQMSHAoOc3VibWl0X2NvbW1lbnQYByABKAlCBOJBAQMSNQoLc3VibWl0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhgKCmRlY2lkZWRfYnkYCSABKAlCBOJBAQMSHgoQZGVjaXNpb25fY29tbWVudBgKIAEoCUIE4kEBAxI1CgtkZWNpZGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSFAoGc2hhMjU2GAwgASgJQgTiQQEDEjUKDW1vZGVsX3ZlcnNpb24YDSABKAsyGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbkIE4kEBAyJTCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEggKBE9QRU4QARIMCghBUFBST1ZFRBACEgwKCFJFSkVDVEVEEAMSDQoJQ0FOQ0VMTEVEEAQiggEKGFN1Ym1pdEZvckFwcHJvdmFsUmVxdWVzdBIeCghtb2RlbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEiIKB3ZlcnNpb24YAiABKANCEeJBAQG6SAoiCBj/////BygAEiIKB2NvbW1lbnQYAyABKAlCEeJBAQG6SApyCIjnqAMBGIAgIp0BChRMaXN0QXBwcm92YWxzUmVxdWVzdBI3CgVzdGF0ZRgFIAEoDjIaLm1scGxhbmUudjEuQXBwcm92YWwuU3RhdGVCDOJBAQG6SAWCAQIQARIeCglwYWdlX3NpemUYAiABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAyABKAlCDOJBAQG6SAVyAxiACEoECAEQAkoECAQQBSJZChVMaXN0QXBwcm92YWxzUmVzcG9uc2USJwoJYXBwcm92YWxzGAEgAygLMhQubWxwbGFuZS52MS5BcHByb3ZhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNwoSR2V0QXBwcm92YWxSZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQEiYwoaQXBwcm92ZU1vZGVsVmVyc2lvblJlcXVlc3QSIQoLYXBwcm92YWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgdjb21tZW50GAIgASgJQhHiQQEBukgKcgiI56gDARiAICJqChlSZWplY3RNb2RlbFZlcnNpb25SZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQESKgoHY29tbWVudBgCIAEoCUIZ4kEBArpIEsgBAXINiOeoAwGY56gDARiAICKEAQoaQXJjaGl2ZU1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoARIiCgdjb21tZW50GAMgASgJQhHiQQEBukgKcgiI56gDARiAIDLQEAoNTW9kZWxSZWdpc3RyeRJrCgtVcGxvYWRNb2RlbBIeLm1scGxhbmUudjEuVXBsb2FkTW9kZWxSZXF1ZXN0GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iIILT5JMCGjoBKiIVL2FwaS92MS9tb2RlbHM6dXBsb2FkKAESYwoUVXBsb2FkTW9kZWxNdWx0aXBhcnQSFC5nb29nbGUuYXBpLkh0dHBCb2R5GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iGYLT5JMCEzoBKiIOL2FwaS92MS9tb2RlbHMoARJjCgpMaXN0TW9kZWxzEh0ubWxwbGFuZS52MS5MaXN0TW9kZWxzUmVxdWVzdBoeLm1scGxhbmUudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIhaC0+STAhASDi9hcGkvdjEvbW9kZWxzEl0KCEdldE1vZGVsEhsubWxwbGFuZS52MS5HZXRNb2RlbFJlcXVlc3QaES5tbHBsYW5lLnYxLk1vZGVsIiGC0+STAhsSGS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0SjAEKEUxpc3RNb2RlbFZlcnNpb25zEiQubWxwbGFuZS52MS5MaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QaJS5tbHBsYW5lLnYxLkxpc3RNb2RlbFZlcnNpb25zUmVzcG9uc2UiKoLT5JMCJBIiL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucxKFAQoPR2V0TW9kZWxWZXJzaW9uEiIubWxwbGFuZS52MS5HZXRNb2RlbFZlcnNpb25SZXF1ZXN0GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iNILT5JMCLhIsL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0SoAEKEExpc3RBdWRpdEVudHJpZXMSIy5tbHBsYW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GiQubWxwbGFuZS52MS5MaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2UiQYLT5JMCOxI5L2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0vYXVkaXRFbnRyaWVzEpUBChREb3dubG9hZE1vZGVsVmVyc2lvbhInLm1scGxhbmUudjEuRG93bmxvYWRNb2RlbFZlcnNpb25SZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSI8gtPkkwI2EjQvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufS9jb250ZW50MAESpQEKF0NyZWF0ZU1vZGVsRG93bmxvYWRMaW5rEioubWxwbGFuZS52MS5DcmVhdGVNb2RlbERvd25sb2FkTGlua1JlcXVlc3QaGC5tbHBsYW5lLnYxLkRvd25sb2FkTGluayJEgtPkkwI+OgEqIjkvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufTpkb3dubG9hZExpbmsSogEKGkRvd25sb2FkTW9kZWxWZXJzaW9uQnlMaW5rEi0ubWxwbGFuZS52MS5Eb3dubG9hZE1vZGVsVmVyc2lvbkJ5TGlua1JlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5Ij2C0+STAjcSNS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259L2Rvd25sb2FkMAESfwoRU3VibWl0Rm9yQXBwcm92YWwSJC5tbHBsYW5lLnYxLlN1Ym1pdEZvckFwcHJvdmFsUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiLoLT5JMCKDoBKiIjL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS9hcHByb3ZhbHMSbwoNTGlzdEFwcHJvdmFscxIgLm1scGxhbmUudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QaIS5tbHBsYW5lLnYxLkxpc3RBcHByb3ZhbHNSZXNwb25zZSIZgtPkkwITEhEvYXBpL3YxL2FwcHJvdmFscxJsCgtHZXRBcHByb3ZhbBIeLm1scGxhbmUudjEuR2V0QXBwcm92YWxSZXF1ZXN0GhQubWxwbGFuZS52MS5BcHByb3ZhbCIngtPkkwIhEh8vYXBpL3YxL2FwcHJvdmFscy97YXBwcm92YWxfaWR9EocBChNBcHByb3ZlTW9kZWxWZXJzaW9uEiYubWxwbGFuZS52MS5BcHByb3ZlTW9kZWxWZXJzaW9uUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiMoLT5JMCLDoBKiInL2FwaS92MS9hcHByb3ZhbHMve2FwcHJvdmFsX2lkfTphcHByb3ZlEoQBChJSZWplY3RNb2RlbFZlcnNpb24SJS5tbHBsYW5lLnYxLlJlamVjdE1vZGVsVmVyc2lvblJlcXVlc3QaFC5tbHBsYW5lLnYxLkFwcHJvdmFsIjGC0+STAis6ASoiJi9hcGkvdjEvYXBwcm92YWxzL3thcHByb3ZhbF9pZH06cmVqZWN0EpgBChNBcmNoaXZlTW9kZWxWZXJzaW9uEiYubWxwbGFuZS52MS5BcmNoaXZlTW9kZWxWZXJzaW9uUmVxdWVzdBoYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uIj+C0+STAjk6ASoiNC9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259OmFyY2hpdmViBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
 
 /**
  * A named model of one tenant.
@@ -1361,6 +1361,167 @@ export const DownloadModelVersionRequestSchema: GenMessage<DownloadModelVersionR
   messageDesc(file_mlplane_v1_model_registry, 15);
 
 /**
+ * Request for `CreateModelDownloadLink`.
+ *
+ * @generated from message mlplane.v1.CreateModelDownloadLinkRequest
+ */
+export type CreateModelDownloadLinkRequest = Message<"mlplane.v1.CreateModelDownloadLinkRequest"> & {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Request for `CreateModelDownloadLink`.
+ *
+ * @generated from message mlplane.v1.CreateModelDownloadLinkRequest
+ */
+export type CreateModelDownloadLinkRequestJson = {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId?: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.CreateModelDownloadLinkRequest.
+ * Use `create(CreateModelDownloadLinkRequestSchema)` to create a new message.
+ */
+export const CreateModelDownloadLinkRequestSchema: GenMessage<CreateModelDownloadLinkRequest, {jsonType: CreateModelDownloadLinkRequestJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 16);
+
+/**
+ * A link that downloads a file without a bearer token.
+ *
+ * @generated from message mlplane.v1.DownloadLink
+ */
+export type DownloadLink = Message<"mlplane.v1.DownloadLink"> & {
+  /**
+   * Where to download it: a path on the gateway's origin (`…?link=…`).
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * When the link stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp;
+};
+
+/**
+ * A link that downloads a file without a bearer token.
+ *
+ * @generated from message mlplane.v1.DownloadLink
+ */
+export type DownloadLinkJson = {
+  /**
+   * Where to download it: a path on the gateway's origin (`…?link=…`).
+   *
+   * @generated from field: string url = 1;
+   */
+  url?: string;
+
+  /**
+   * When the link stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: TimestampJson;
+};
+
+/**
+ * Describes the message mlplane.v1.DownloadLink.
+ * Use `create(DownloadLinkSchema)` to create a new message.
+ */
+export const DownloadLinkSchema: GenMessage<DownloadLink, {jsonType: DownloadLinkJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 17);
+
+/**
+ * Request for `DownloadModelVersionByLink`.
+ *
+ * @generated from message mlplane.v1.DownloadModelVersionByLinkRequest
+ */
+export type DownloadModelVersionByLinkRequest = Message<"mlplane.v1.DownloadModelVersionByLinkRequest"> & {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * The signed link from `CreateModelDownloadLink`.
+   *
+   * @generated from field: string link = 3;
+   */
+  link: string;
+};
+
+/**
+ * Request for `DownloadModelVersionByLink`.
+ *
+ * @generated from message mlplane.v1.DownloadModelVersionByLinkRequest
+ */
+export type DownloadModelVersionByLinkRequestJson = {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId?: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version?: string;
+
+  /**
+   * The signed link from `CreateModelDownloadLink`.
+   *
+   * @generated from field: string link = 3;
+   */
+  link?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.DownloadModelVersionByLinkRequest.
+ * Use `create(DownloadModelVersionByLinkRequestSchema)` to create a new message.
+ */
+export const DownloadModelVersionByLinkRequestSchema: GenMessage<DownloadModelVersionByLinkRequest, {jsonType: DownloadModelVersionByLinkRequestJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 18);
+
+/**
  * One entry of the append-only audit log.
  *
  * @generated from message mlplane.v1.AuditEntry
@@ -1479,7 +1640,7 @@ export type AuditEntryJson = {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry, {jsonType: AuditEntryJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 16);
+  messageDesc(file_mlplane_v1_model_registry, 19);
 
 /**
  * Request for `ListAuditEntries`.
@@ -1558,7 +1719,7 @@ export type ListAuditEntriesRequestJson = {
  * Use `create(ListAuditEntriesRequestSchema)` to create a new message.
  */
 export const ListAuditEntriesRequestSchema: GenMessage<ListAuditEntriesRequest, {jsonType: ListAuditEntriesRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 17);
+  messageDesc(file_mlplane_v1_model_registry, 20);
 
 /**
  * Response for `ListAuditEntries`.
@@ -1607,7 +1768,7 @@ export type ListAuditEntriesResponseJson = {
  * Use `create(ListAuditEntriesResponseSchema)` to create a new message.
  */
 export const ListAuditEntriesResponseSchema: GenMessage<ListAuditEntriesResponse, {jsonType: ListAuditEntriesResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 18);
+  messageDesc(file_mlplane_v1_model_registry, 21);
 
 /**
  * An approval request: a version waiting for, or having had, a decision.
@@ -1812,7 +1973,7 @@ export type ApprovalJson = {
  * Use `create(ApprovalSchema)` to create a new message.
  */
 export const ApprovalSchema: GenMessage<Approval, {jsonType: ApprovalJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 19);
+  messageDesc(file_mlplane_v1_model_registry, 22);
 
 /**
  * State of an approval request.
@@ -1867,7 +2028,7 @@ export type Approval_StateJson = "STATE_UNSPECIFIED" | "OPEN" | "APPROVED" | "RE
  * Describes the enum mlplane.v1.Approval.State.
  */
 export const Approval_StateSchema: GenEnum<Approval_State, Approval_StateJson> = /*@__PURE__*/
-  enumDesc(file_mlplane_v1_model_registry, 19, 0);
+  enumDesc(file_mlplane_v1_model_registry, 22, 0);
 
 /**
  * Request for `SubmitForApproval`.
@@ -1930,7 +2091,7 @@ export type SubmitForApprovalRequestJson = {
  * Use `create(SubmitForApprovalRequestSchema)` to create a new message.
  */
 export const SubmitForApprovalRequestSchema: GenMessage<SubmitForApprovalRequest, {jsonType: SubmitForApprovalRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 20);
+  messageDesc(file_mlplane_v1_model_registry, 23);
 
 /**
  * Request for `ListApprovals`.
@@ -1997,7 +2158,7 @@ export type ListApprovalsRequestJson = {
  * Use `create(ListApprovalsRequestSchema)` to create a new message.
  */
 export const ListApprovalsRequestSchema: GenMessage<ListApprovalsRequest, {jsonType: ListApprovalsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 21);
+  messageDesc(file_mlplane_v1_model_registry, 24);
 
 /**
  * Response for `ListApprovals`.
@@ -2046,7 +2207,7 @@ export type ListApprovalsResponseJson = {
  * Use `create(ListApprovalsResponseSchema)` to create a new message.
  */
 export const ListApprovalsResponseSchema: GenMessage<ListApprovalsResponse, {jsonType: ListApprovalsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 22);
+  messageDesc(file_mlplane_v1_model_registry, 25);
 
 /**
  * Request for `GetApproval`.
@@ -2081,7 +2242,7 @@ export type GetApprovalRequestJson = {
  * Use `create(GetApprovalRequestSchema)` to create a new message.
  */
 export const GetApprovalRequestSchema: GenMessage<GetApprovalRequest, {jsonType: GetApprovalRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 23);
+  messageDesc(file_mlplane_v1_model_registry, 26);
 
 /**
  * Request for `ApproveModelVersion`.
@@ -2130,7 +2291,7 @@ export type ApproveModelVersionRequestJson = {
  * Use `create(ApproveModelVersionRequestSchema)` to create a new message.
  */
 export const ApproveModelVersionRequestSchema: GenMessage<ApproveModelVersionRequest, {jsonType: ApproveModelVersionRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 24);
+  messageDesc(file_mlplane_v1_model_registry, 27);
 
 /**
  * Request for `RejectModelVersion`.
@@ -2179,7 +2340,7 @@ export type RejectModelVersionRequestJson = {
  * Use `create(RejectModelVersionRequestSchema)` to create a new message.
  */
 export const RejectModelVersionRequestSchema: GenMessage<RejectModelVersionRequest, {jsonType: RejectModelVersionRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 25);
+  messageDesc(file_mlplane_v1_model_registry, 28);
 
 /**
  * Request for `ArchiveModelVersion`.
@@ -2242,7 +2403,7 @@ export type ArchiveModelVersionRequestJson = {
  * Use `create(ArchiveModelVersionRequestSchema)` to create a new message.
  */
 export const ArchiveModelVersionRequestSchema: GenMessage<ArchiveModelVersionRequest, {jsonType: ArchiveModelVersionRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_model_registry, 26);
+  messageDesc(file_mlplane_v1_model_registry, 29);
 
 /**
  * The governed registry of trained ONNX models and their approval workflow.
@@ -2348,6 +2509,33 @@ export const ModelRegistry: GenService<{
   downloadModelVersion: {
     methodKind: "server_streaming";
     input: typeof DownloadModelVersionRequestSchema;
+    output: typeof HttpBodySchema;
+  },
+  /**
+   * Creates a short-lived link that downloads a version's ONNX file with no
+   * bearer token, for a browser: a download cannot carry an `Authorization`
+   * header. Scoped to the caller (tenant, subject, roles) and the version;
+   * works for a few minutes.
+   *
+   * @generated from rpc mlplane.v1.ModelRegistry.CreateModelDownloadLink
+   */
+  createModelDownloadLink: {
+    methodKind: "unary";
+    input: typeof CreateModelDownloadLinkRequestSchema;
+    output: typeof DownloadLinkSchema;
+  },
+  /**
+   * Streams the ONNX file a link from `CreateModelDownloadLink` names, as an
+   * attachment. The link is the credential: no bearer token is needed or
+   * looked at.
+   *
+   * Returning google.api.HttpBody is what makes Envoy emit raw bytes.
+   *
+   * @generated from rpc mlplane.v1.ModelRegistry.DownloadModelVersionByLink
+   */
+  downloadModelVersionByLink: {
+    methodKind: "server_streaming";
+    input: typeof DownloadModelVersionByLinkRequestSchema;
     output: typeof HttpBodySchema;
   },
   /**

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlplane/v1/query_service.proto.
  */
 export const file_mlplane_v1_query_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tbHBsYW5lL3YxL3F1ZXJ5X3NlcnZpY2UucHJvdG8SCm1scGxhbmUudjEiywEKBUFzc2V0EhYKCGFzc2V0X2lkGAEgASgJQgTiQQEDEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAxIjCgR0YWdzGAMgAygLMg8ubWxwbGFuZS52MS5UYWdCBOJBAQMSNAoKZmlyc3RfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMwoJbGFzdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyJICgNUYWcSEgoEbmFtZRgBIAEoCUIE4kEBAxISCgR1bml0GAIgASgJQgTiQQEDEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDIlUKEUxpc3RBc3NldHNSZXF1ZXN0Eh4KCXBhZ2Vfc2l6ZRgBIAEoBUIL4kEBAbpIBBoCKAASIAoKcGFnZV90b2tlbhgCIAEoCUIM4kEBAbpIBXIDGIAIIlAKEkxpc3RBc3NldHNSZXNwb25zZRIhCgZhc3NldHMYASADKAsyES5tbHBsYW5lLnYxLkFzc2V0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLDAwoURXhwb3J0SGlzdG9yeVJlcXVlc3QSJgoIYXNzZXRfaWQYASABKAlCFOJBAQK6SA3IAQFyCKDnqAMBGIABEjoKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgriQQECukgDyAEBEjgKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIK4kEBArpIA8gBARInCgR0YWdzGAQgAygJQhniQQEBukgSkgEPEIACIgpyCKjnqAMBGIABEj0KCnJlc29sdXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDuJBAQG6SAeqAQQyAggBEqQBCgZmb3JtYXQYBiABKA4yGS5tbHBsYW5lLnYxLkV4cG9ydC5Gb3JtYXRCeeJBAQG6SHK6AWoKDWV4cG9ydF9mb3JtYXQSTm11c3QgYmUgUk9XUyBvciBBUlJPVzsgQ1NWIGlzIEV4cG9ydEhpc3RvcnlDc3YgKEdFVCAvYXBpL3YxL3F1ZXJ5L2hpc3Rvcnk6Y3N2KRoJdGhpcyAhPSAzggECEAEinwIKF0V4cG9ydEhpc3RvcnlDc3ZSZXF1ZXN0EiYKCGFzc2V0X2lkGAEgASgJQhTiQQECukgNyAEBcgig56gDARiAARI6CgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIK4kEBArpIA8gBARI4CghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCuJBAQK6SAPIAQESJwoEdGFncxgEIAMoCUIZ4kEBAbpIEpIBDxCAAiIKcgio56gDARiAARI9CgpyZXNvbHV0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg7iQQEBukgHqgEEMgIIASJWChJMaXN0RXhwb3J0c1JlcXVlc3QSHgoJcGFnZV9zaXplGAEgASgFQgviQQEBukgEGgIoABIgCgpwYWdlX3Rva2VuGAIgASgJQgziQQEBukgFcgMYgAgiUwoTTGlzdEV4cG9ydHNSZXNwb25zZRIjCgdleHBvcnRzGAEgAygLMhIubWxwbGFuZS52MS5FeHBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp8CChdDcmVhdGVFeHBvcnRMaW5rUmVxdWVzdBImCghhc3NldF9pZBgBIAEoCUIU4kEBArpIDcgBAXIIoOeoAwEYgAESOgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCuJBAQK6SAPIAQESOAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgriQQECukgDyAEBEicKBHRhZ3MYBCADKAlCGeJBAQG6SBKSAQ8QgAIiCnIIqOeoAwEYgAESPQoKcmVzb2x1dGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIO4kEBAbpIB6oBBDICCAEiXQoKRXhwb3J0TGluaxIRCglleHBvcnRfaWQYASABKAkSCwoDdXJsGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJXChVEb3dubG9hZEV4cG9ydFJlcXVlc3QSHwoJZXhwb3J0X2lkGAEgASgJQgziQQECukgFcgOwAQESHQoEbGluaxgCIAEoCUIP4kEBArpICMgBAXIDGIAgIvoBChVFeHBvcnRIaXN0b3J5UmVzcG9uc2USKgoGaGVhZGVyGAEgASgLMhgubWxwbGFuZS52MS5FeHBvcnRIZWFkZXJIABIqCgdzYW1wbGVzGAIgASgLMhcubWxwbGFuZS52MS5TYW1wbGVCYXRjaEgAEjAKCmFnZ3JlZ2F0ZXMYAyABKAsyGi5tbHBsYW5lLnYxLkFnZ3JlZ2F0ZUJhdGNoSAASJwoFYXJyb3cYBCABKAsyFi5tbHBsYW5lLnYxLkFycm93QmF0Y2hIABImCghtYW5pZmVzdBgFIAEoCzISLm1scGxhbmUudjEuRXhwb3J0SABCBgoEcGFydCJ9CgxFeHBvcnRIZWFkZXISEQoJZXhwb3J0X2lkGAEgASgJEhAKCGFzc2V0X2lkGAIgASgJEh0KBHRhZ3MYAyADKAsyDy5tbHBsYW5lLnYxLlRhZxIpCgZmb3JtYXQYBCABKA4yGS5tbHBsYW5lLnYxLkV4cG9ydC5Gb3JtYXQiXwoGU2FtcGxlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3RhZxgCIAEoCRINCgV2YWx1ZRgDIAEoARIPCgdxdWFsaXR5GAQgASgFIjIKC1NhbXBsZUJhdGNoEiMKB3NhbXBsZXMYASADKAsyEi5tbHBsYW5lLnYxLlNhbXBsZSJ/CglBZ2dyZWdhdGUSLwoLYnVja2V0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3RhZxgCIAEoCRILCgNhdmcYAyABKAESCwoDbWluGAQgASgBEgsKA21heBgFIAEoARINCgVjb3VudBgGIAEoAyI7Cg5BZ2dyZWdhdGVCYXRjaBIpCgphZ2dyZWdhdGVzGAEgAygLMhUubWxwbGFuZS52MS5BZ2dyZWdhdGUiGgoKQXJyb3dCYXRjaBIMCgRkYXRhGAEgASgMIv0ECgZFeHBvcnQSFwoJZXhwb3J0X2lkGAEgASgJQgTiQQEDEhYKCGFzc2V0X2lkGAIgASgJQgTiQQEDEjQKCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjIKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxISCgR0YWdzGAUgAygJQgTiQQEDEjMKCnJlc29sdXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBOJBAQMSLwoGZm9ybWF0GA0gASgOMhkubWxwbGFuZS52MS5FeHBvcnQuRm9ybWF0QgTiQQEDEhcKCXJvd19jb3VudBgIIAEoA0IE4kEBAxIUCgZzaGEyNTYYCSABKAlCBOJBAQMSGAoKY3JlYXRlZF9ieRgKIAEoCUIE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSLwoGc3RhdHVzGA4gASgOMhkubWxwbGFuZS52MS5FeHBvcnQuU3RhdHVzQgTiQQEDIj4KBkZvcm1hdBIWChJGT1JNQVRfVU5TUEVDSUZJRUQQABIICgRST1dTEAESCQoFQVJST1cQAhIHCgNDU1YQAyJXCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASCwoHUlVOTklORxABEg0KCUNPTVBMRVRFRBACEgoKBkZBSUxFRBADEg0KCUNBTkNFTExFRBAESgQIBxAISgQIDBANUghlbmNvZGluZyIzChBHZXRFeHBvcnRSZXF1ZXN0Eh8KCWV4cG9ydF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBIu4BChhMaXN0RmFpbHVyZUV2ZW50c1JlcXVlc3QSJgoIYXNzZXRfaWQYASABKAlCFOJBAQK6SA3IAQFyCKDnqAMBGIABEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEBEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBARIeCglwYWdlX3NpemUYBCABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YBSABKAlCDOJBAQG6SAVyAxiACCLHAQoMRmFpbHVyZUV2ZW50EhYKCGFzc2V0X2lkGAEgASgJQgTiQQEDEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIaCgxmYWlsdXJlX21vZGUYBCABKAlCBOJBAQMSGQoLZGVzY3JpcHRpb24YBSABKAlCBOJBAQMiZgoZTGlzdEZhaWx1cmVFdmVudHNSZXNwb25zZRIwCg5mYWlsdXJlX2V2ZW50cxgBIAMoCzIYLm1scGxhbmUudjEuRmFpbHVyZUV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLJBwoMUXVlcnlTZXJ2aWNlEmkKCkxpc3RBc3NldHMSHS5tbHBsYW5lLnYxLkxpc3RBc3NldHNSZXF1ZXN0Gh4ubWxwbGFuZS52MS5MaXN0QXNzZXRzUmVzcG9uc2UiHILT5JMCFhIUL2FwaS92MS9xdWVyeS9hc3NldHMSdQoNRXhwb3J0SGlzdG9yeRIgLm1scGxhbmUudjEuRXhwb3J0SGlzdG9yeVJlcXVlc3QaIS5tbHBsYW5lLnYxLkV4cG9ydEhpc3RvcnlSZXNwb25zZSIdgtPkkwIXEhUvYXBpL3YxL3F1ZXJ5L2hpc3RvcnkwARJyChBFeHBvcnRIaXN0b3J5Q3N2EiMubWxwbGFuZS52MS5FeHBvcnRIaXN0b3J5Q3N2UmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiIYLT5JMCGxIZL2FwaS92MS9xdWVyeS9oaXN0b3J5OmNzdjABEmgKCUdldEV4cG9ydBIcLm1scGxhbmUudjEuR2V0RXhwb3J0UmVxdWVzdBoSLm1scGxhbmUudjEuRXhwb3J0IimC0+STAiMSIS9hcGkvdjEvcXVlcnkvZXhwb3J0cy97ZXhwb3J0X2lkfRJtCgtMaXN0RXhwb3J0cxIeLm1scGxhbmUudjEuTGlzdEV4cG9ydHNSZXF1ZXN0Gh8ubWxwbGFuZS52MS5MaXN0RXhwb3J0c1Jlc3BvbnNlIh2C0+STAhcSFS9hcGkvdjEvcXVlcnkvZXhwb3J0cxJ2ChBDcmVhdGVFeHBvcnRMaW5rEiMubWxwbGFuZS52MS5DcmVhdGVFeHBvcnRMaW5rUmVxdWVzdBoWLm1scGxhbmUudjEuRXhwb3J0TGluayIlgtPkkwIfOgEqIhovYXBpL3YxL3F1ZXJ5L2hpc3Rvcnk6bGluaxJ4Cg5Eb3dubG9hZEV4cG9ydBIhLm1scGxhbmUudjEuRG93bmxvYWRFeHBvcnRSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSIrgtPkkwIlEiMvYXBpL3YxL3F1ZXJ5L2Rvd25sb2Fkcy97ZXhwb3J0X2lkfTABEpcBChFMaXN0RmFpbHVyZUV2ZW50cxIkLm1scGxhbmUudjEuTGlzdEZhaWx1cmVFdmVudHNSZXF1ZXN0GiUubWxwbGFuZS52MS5MaXN0RmFpbHVyZUV2ZW50c1Jlc3BvbnNlIjWC0+STAi8SLS9hcGkvdjEvcXVlcnkvYXNzZXRzL3thc3NldF9pZH0vZmFpbHVyZUV2ZW50c2IGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_duration, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
+  fileDesc("Ch5tbHBsYW5lL3YxL3F1ZXJ5X3NlcnZpY2UucHJvdG8SCm1scGxhbmUudjEiywEKBUFzc2V0EhYKCGFzc2V0X2lkGAEgASgJQgTiQQEDEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAxIjCgR0YWdzGAMgAygLMg8ubWxwbGFuZS52MS5UYWdCBOJBAQMSNAoKZmlyc3RfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMwoJbGFzdF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyJICgNUYWcSEgoEbmFtZRgBIAEoCUIE4kEBAxISCgR1bml0GAIgASgJQgTiQQEDEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDIlUKEUxpc3RBc3NldHNSZXF1ZXN0Eh4KCXBhZ2Vfc2l6ZRgBIAEoBUIL4kEBAbpIBBoCKAASIAoKcGFnZV90b2tlbhgCIAEoCUIM4kEBAbpIBXIDGIAIIjkKD0dldEFzc2V0UmVxdWVzdBImCghhc3NldF9pZBgBIAEoCUIU4kEBArpIDcgBAXIIoOeoAwEYgAEiUAoSTGlzdEFzc2V0c1Jlc3BvbnNlEiEKBmFzc2V0cxgBIAMoCzIRLm1scGxhbmUudjEuQXNzZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsMDChRFeHBvcnRIaXN0b3J5UmVxdWVzdBImCghhc3NldF9pZBgBIAEoCUIU4kEBArpIDcgBAXIIoOeoAwEYgAESOgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCuJBAQK6SAPIAQESOAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgriQQECukgDyAEBEicKBHRhZ3MYBCADKAlCGeJBAQG6SBKSAQ8QgAIiCnIIqOeoAwEYgAESPQoKcmVzb2x1dGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIO4kEBAbpIB6oBBDICCAESpAEKBmZvcm1hdBgGIAEoDjIZLm1scGxhbmUudjEuRXhwb3J0LkZvcm1hdEJ54kEBAbpIcroBagoNZXhwb3J0X2Zvcm1hdBJObXVzdCBiZSBST1dTIG9yIEFSUk9XOyBDU1YgaXMgRXhwb3J0SGlzdG9yeUNzdiAoR0VUIC9hcGkvdjEvcXVlcnkvaGlzdG9yeTpjc3YpGgl0aGlzICE9IDOCAQIQASKfAgoXRXhwb3J0SGlzdG9yeUNzdlJlcXVlc3QSJgoIYXNzZXRfaWQYASABKAlCFOJBAQK6SA3IAQFyCKDnqAMBGIABEjoKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgriQQECukgDyAEBEjgKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIK4kEBArpIA8gBARInCgR0YWdzGAQgAygJQhniQQEBukgSkgEPEIACIgpyCKjnqAMBGIABEj0KCnJlc29sdXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDuJBAQG6SAeqAQQyAggBIlYKEkxpc3RFeHBvcnRzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAiABKAlCDOJBAQG6SAVyAxiACCJTChNMaXN0RXhwb3J0c1Jlc3BvbnNlEiMKB2V4cG9ydHMYASADKAsyEi5tbHBsYW5lLnYxLkV4cG9ydBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinwIKF0NyZWF0ZUV4cG9ydExpbmtSZXF1ZXN0EiYKCGFzc2V0X2lkGAEgASgJQhTiQQECukgNyAEBcgig56gDARiAARI6CgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIK4kEBArpIA8gBARI4CghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCuJBAQK6SAPIAQESJwoEdGFncxgEIAMoCUIZ4kEBAbpIEpIBDxCAAiIKcgio56gDARiAARI9CgpyZXNvbHV0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg7iQQEBukgHqgEEMgIIASJdCgpFeHBvcnRMaW5rEhEKCWV4cG9ydF9pZBgBIAEoCRILCgN1cmwYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFURvd25sb2FkRXhwb3J0UmVxdWVzdBIfCglleHBvcnRfaWQYASABKAlCDOJBAQK6SAVyA7ABARIdCgRsaW5rGAIgASgJQg/iQQECukgIyAEBcgMYgCAi+gEKFUV4cG9ydEhpc3RvcnlSZXNwb25zZRIqCgZoZWFkZXIYASABKAsyGC5tbHBsYW5lLnYxLkV4cG9ydEhlYWRlckgAEioKB3NhbXBsZXMYAiABKAsyFy5tbHBsYW5lLnYxLlNhbXBsZUJhdGNoSAASMAoKYWdncmVnYXRlcxgDIAEoCzIaLm1scGxhbmUudjEuQWdncmVnYXRlQmF0Y2hIABInCgVhcnJvdxgEIAEoCzIWLm1scGxhbmUudjEuQXJyb3dCYXRjaEgAEiYKCG1hbmlmZXN0GAUgASgLMhIubWxwbGFuZS52MS5FeHBvcnRIAEIGCgRwYXJ0In0KDEV4cG9ydEhlYWRlchIRCglleHBvcnRfaWQYASABKAkSEAoIYXNzZXRfaWQYAiABKAkSHQoEdGFncxgDIAMoCzIPLm1scGxhbmUudjEuVGFnEikKBmZvcm1hdBgEIAEoDjIZLm1scGxhbmUudjEuRXhwb3J0LkZvcm1hdCJfCgZTYW1wbGUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdGFnGAIgASgJEg0KBXZhbHVlGAMgASgBEg8KB3F1YWxpdHkYBCABKAUiMgoLU2FtcGxlQmF0Y2gSIwoHc2FtcGxlcxgBIAMoCzISLm1scGxhbmUudjEuU2FtcGxlIn8KCUFnZ3JlZ2F0ZRIvCgtidWNrZXRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdGFnGAIgASgJEgsKA2F2ZxgDIAEoARILCgNtaW4YBCABKAESCwoDbWF4GAUgASgBEg0KBWNvdW50GAYgASgDIjsKDkFnZ3JlZ2F0ZUJhdGNoEikKCmFnZ3JlZ2F0ZXMYASADKAsyFS5tbHBsYW5lLnYxLkFnZ3JlZ2F0ZSIaCgpBcnJvd0JhdGNoEgwKBGRhdGEYASABKAwi/QQKBkV4cG9ydBIXCglleHBvcnRfaWQYASABKAlCBOJBAQMSFgoIYXNzZXRfaWQYAiABKAlCBOJBAQMSNAoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMgoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhIKBHRhZ3MYBSADKAlCBOJBAQMSMwoKcmVzb2x1dGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIE4kEBAxIvCgZmb3JtYXQYDSABKA4yGS5tbHBsYW5lLnYxLkV4cG9ydC5Gb3JtYXRCBOJBAQMSFwoJcm93X2NvdW50GAggASgDQgTiQQEDEhQKBnNoYTI1NhgJIAEoCUIE4kEBAxIYCgpjcmVhdGVkX2J5GAogASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIvCgZzdGF0dXMYDiABKA4yGS5tbHBsYW5lLnYxLkV4cG9ydC5TdGF0dXNCBOJBAQMiPgoGRm9ybWF0EhYKEkZPUk1BVF9VTlNQRUNJRklFRBAAEggKBFJPV1MQARIJCgVBUlJPVxACEgcKA0NTVhADIlcKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABILCgdSVU5OSU5HEAESDQoJQ09NUExFVEVEEAISCgoGRkFJTEVEEAMSDQoJQ0FOQ0VMTEVEEARKBAgHEAhKBAgMEA1SCGVuY29kaW5nIjMKEEdldEV4cG9ydFJlcXVlc3QSHwoJZXhwb3J0X2lkGAEgASgJQgziQQECukgFcgOwAQEi7gEKGExpc3RGYWlsdXJlRXZlbnRzUmVxdWVzdBImCghhc3NldF9pZBgBIAEoCUIU4kEBArpIDcgBAXIIoOeoAwEYgAESNAoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQESMgoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEBEh4KCXBhZ2Vfc2l6ZRgEIAEoBUIL4kEBAbpIBBoCKAASIAoKcGFnZV90b2tlbhgFIAEoCUIM4kEBAbpIBXIDGIAIIscBCgxGYWlsdXJlRXZlbnQSFgoIYXNzZXRfaWQYASABKAlCBOJBAQMSNAoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMgoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhoKDGZhaWx1cmVfbW9kZRgEIAEoCUIE4kEBAxIZCgtkZXNjcmlwdGlvbhgFIAEoCUIE4kEBAyJmChlMaXN0RmFpbHVyZUV2ZW50c1Jlc3BvbnNlEjAKDmZhaWx1cmVfZXZlbnRzGAEgAygLMhgubWxwbGFuZS52MS5GYWlsdXJlRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMq4ICgxRdWVyeVNlcnZpY2USaQoKTGlzdEFzc2V0cxIdLm1scGxhbmUudjEuTGlzdEFzc2V0c1JlcXVlc3QaHi5tbHBsYW5lLnYxLkxpc3RBc3NldHNSZXNwb25zZSIcgtPkkwIWEhQvYXBpL3YxL3F1ZXJ5L2Fzc2V0cxJjCghHZXRBc3NldBIbLm1scGxhbmUudjEuR2V0QXNzZXRSZXF1ZXN0GhEubWxwbGFuZS52MS5Bc3NldCIngtPkkwIhEh8vYXBpL3YxL3F1ZXJ5L2Fzc2V0cy97YXNzZXRfaWR9EnUKDUV4cG9ydEhpc3RvcnkSIC5tbHBsYW5lLnYxLkV4cG9ydEhpc3RvcnlSZXF1ZXN0GiEubWxwbGFuZS52MS5FeHBvcnRIaXN0b3J5UmVzcG9uc2UiHYLT5JMCFxIVL2FwaS92MS9xdWVyeS9oaXN0b3J5MAEScgoQRXhwb3J0SGlzdG9yeUNzdhIjLm1scGxhbmUudjEuRXhwb3J0SGlzdG9yeUNzdlJlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5IiGC0+STAhsSGS9hcGkvdjEvcXVlcnkvaGlzdG9yeTpjc3YwARJoCglHZXRFeHBvcnQSHC5tbHBsYW5lLnYxLkdldEV4cG9ydFJlcXVlc3QaEi5tbHBsYW5lLnYxLkV4cG9ydCIpgtPkkwIjEiEvYXBpL3YxL3F1ZXJ5L2V4cG9ydHMve2V4cG9ydF9pZH0SbQoLTGlzdEV4cG9ydHMSHi5tbHBsYW5lLnYxLkxpc3RFeHBvcnRzUmVxdWVzdBofLm1scGxhbmUudjEuTGlzdEV4cG9ydHNSZXNwb25zZSIdgtPkkwIXEhUvYXBpL3YxL3F1ZXJ5L2V4cG9ydHMSdgoQQ3JlYXRlRXhwb3J0TGluaxIjLm1scGxhbmUudjEuQ3JlYXRlRXhwb3J0TGlua1JlcXVlc3QaFi5tbHBsYW5lLnYxLkV4cG9ydExpbmsiJYLT5JMCHzoBKiIaL2FwaS92MS9xdWVyeS9oaXN0b3J5OmxpbmsSeAoORG93bmxvYWRFeHBvcnQSIS5tbHBsYW5lLnYxLkRvd25sb2FkRXhwb3J0UmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiK4LT5JMCJRIjL2FwaS92MS9xdWVyeS9kb3dubG9hZHMve2V4cG9ydF9pZH0wARKXAQoRTGlzdEZhaWx1cmVFdmVudHMSJC5tbHBsYW5lLnYxLkxpc3RGYWlsdXJlRXZlbnRzUmVxdWVzdBolLm1scGxhbmUudjEuTGlzdEZhaWx1cmVFdmVudHNSZXNwb25zZSI1gtPkkwIvEi0vYXBpL3YxL3F1ZXJ5L2Fzc2V0cy97YXNzZXRfaWR9L2ZhaWx1cmVFdmVudHNiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_duration, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
 
 /**
  * A monitored piece of equipment (a pump, a turbine).
@@ -226,6 +226,41 @@ export const ListAssetsRequestSchema: GenMessage<ListAssetsRequest, {jsonType: L
   messageDesc(file_mlplane_v1_query_service, 2);
 
 /**
+ * Request for `GetAsset`.
+ *
+ * @generated from message mlplane.v1.GetAssetRequest
+ */
+export type GetAssetRequest = Message<"mlplane.v1.GetAssetRequest"> & {
+  /**
+   * Asset id, for example `pump-001`.
+   *
+   * @generated from field: string asset_id = 1;
+   */
+  assetId: string;
+};
+
+/**
+ * Request for `GetAsset`.
+ *
+ * @generated from message mlplane.v1.GetAssetRequest
+ */
+export type GetAssetRequestJson = {
+  /**
+   * Asset id, for example `pump-001`.
+   *
+   * @generated from field: string asset_id = 1;
+   */
+  assetId?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.GetAssetRequest.
+ * Use `create(GetAssetRequestSchema)` to create a new message.
+ */
+export const GetAssetRequestSchema: GenMessage<GetAssetRequest, {jsonType: GetAssetRequestJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_query_service, 3);
+
+/**
  * Response for `ListAssets`.
  *
  * @generated from message mlplane.v1.ListAssetsResponse
@@ -272,7 +307,7 @@ export type ListAssetsResponseJson = {
  * Use `create(ListAssetsResponseSchema)` to create a new message.
  */
 export const ListAssetsResponseSchema: GenMessage<ListAssetsResponse, {jsonType: ListAssetsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 3);
+  messageDesc(file_mlplane_v1_query_service, 4);
 
 /**
  * Request for `ExportHistory`.
@@ -387,7 +422,7 @@ export type ExportHistoryRequestJson = {
  * Use `create(ExportHistoryRequestSchema)` to create a new message.
  */
 export const ExportHistoryRequestSchema: GenMessage<ExportHistoryRequest, {jsonType: ExportHistoryRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 4);
+  messageDesc(file_mlplane_v1_query_service, 5);
 
 /**
  * Request for `ExportHistoryCsv`: the same query as `ExportHistoryRequest`,
@@ -480,7 +515,7 @@ export type ExportHistoryCsvRequestJson = {
  * Use `create(ExportHistoryCsvRequestSchema)` to create a new message.
  */
 export const ExportHistoryCsvRequestSchema: GenMessage<ExportHistoryCsvRequest, {jsonType: ExportHistoryCsvRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 5);
+  messageDesc(file_mlplane_v1_query_service, 6);
 
 /**
  * Request for `ListExports`.
@@ -531,7 +566,7 @@ export type ListExportsRequestJson = {
  * Use `create(ListExportsRequestSchema)` to create a new message.
  */
 export const ListExportsRequestSchema: GenMessage<ListExportsRequest, {jsonType: ListExportsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 6);
+  messageDesc(file_mlplane_v1_query_service, 7);
 
 /**
  * Response for `ListExports`.
@@ -580,7 +615,7 @@ export type ListExportsResponseJson = {
  * Use `create(ListExportsResponseSchema)` to create a new message.
  */
 export const ListExportsResponseSchema: GenMessage<ListExportsResponse, {jsonType: ListExportsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 7);
+  messageDesc(file_mlplane_v1_query_service, 8);
 
 /**
  * Request for `CreateExportLink`: the query of `ExportHistoryCsvRequest`.
@@ -671,7 +706,7 @@ export type CreateExportLinkRequestJson = {
  * Use `create(CreateExportLinkRequestSchema)` to create a new message.
  */
 export const CreateExportLinkRequestSchema: GenMessage<CreateExportLinkRequest, {jsonType: CreateExportLinkRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 8);
+  messageDesc(file_mlplane_v1_query_service, 9);
 
 /**
  * A link that downloads one CSV export without a bearer token.
@@ -738,7 +773,7 @@ export type ExportLinkJson = {
  * Use `create(ExportLinkSchema)` to create a new message.
  */
 export const ExportLinkSchema: GenMessage<ExportLink, {jsonType: ExportLinkJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 9);
+  messageDesc(file_mlplane_v1_query_service, 10);
 
 /**
  * Request for `DownloadExport`.
@@ -787,7 +822,7 @@ export type DownloadExportRequestJson = {
  * Use `create(DownloadExportRequestSchema)` to create a new message.
  */
 export const DownloadExportRequestSchema: GenMessage<DownloadExportRequest, {jsonType: DownloadExportRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 10);
+  messageDesc(file_mlplane_v1_query_service, 11);
 
 /**
  * One message of an `ExportHistory` stream.
@@ -892,7 +927,7 @@ export type ExportHistoryResponseJson = {
  * Use `create(ExportHistoryResponseSchema)` to create a new message.
  */
 export const ExportHistoryResponseSchema: GenMessage<ExportHistoryResponse, {jsonType: ExportHistoryResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 11);
+  messageDesc(file_mlplane_v1_query_service, 12);
 
 /**
  * First message of an export stream.
@@ -969,7 +1004,7 @@ export type ExportHeaderJson = {
  * Use `create(ExportHeaderSchema)` to create a new message.
  */
 export const ExportHeaderSchema: GenMessage<ExportHeader, {jsonType: ExportHeaderJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 12);
+  messageDesc(file_mlplane_v1_query_service, 13);
 
 /**
  * One raw sample.
@@ -1046,7 +1081,7 @@ export type SampleJson = {
  * Use `create(SampleSchema)` to create a new message.
  */
 export const SampleSchema: GenMessage<Sample, {jsonType: SampleJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 13);
+  messageDesc(file_mlplane_v1_query_service, 14);
 
 /**
  * A batch of raw samples.
@@ -1081,7 +1116,7 @@ export type SampleBatchJson = {
  * Use `create(SampleBatchSchema)` to create a new message.
  */
 export const SampleBatchSchema: GenMessage<SampleBatch, {jsonType: SampleBatchJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 14);
+  messageDesc(file_mlplane_v1_query_service, 15);
 
 /**
  * One aggregated bucket of one tag.
@@ -1186,7 +1221,7 @@ export type AggregateJson = {
  * Use `create(AggregateSchema)` to create a new message.
  */
 export const AggregateSchema: GenMessage<Aggregate, {jsonType: AggregateJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 15);
+  messageDesc(file_mlplane_v1_query_service, 16);
 
 /**
  * A batch of aggregates.
@@ -1221,7 +1256,7 @@ export type AggregateBatchJson = {
  * Use `create(AggregateBatchSchema)` to create a new message.
  */
 export const AggregateBatchSchema: GenMessage<AggregateBatch, {jsonType: AggregateBatchJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 16);
+  messageDesc(file_mlplane_v1_query_service, 17);
 
 /**
  * A piece of an Arrow IPC stream.
@@ -1256,7 +1291,7 @@ export type ArrowBatchJson = {
  * Use `create(ArrowBatchSchema)` to create a new message.
  */
 export const ArrowBatchSchema: GenMessage<ArrowBatch, {jsonType: ArrowBatchJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 17);
+  messageDesc(file_mlplane_v1_query_service, 18);
 
 /**
  * The manifest of an export, stored by the service.
@@ -1451,7 +1486,7 @@ export type ExportJson = {
  * Use `create(ExportSchema)` to create a new message.
  */
 export const ExportSchema: GenMessage<Export, {jsonType: ExportJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 18);
+  messageDesc(file_mlplane_v1_query_service, 19);
 
 /**
  * How an export's data was encoded.
@@ -1500,7 +1535,7 @@ export type Export_FormatJson = "FORMAT_UNSPECIFIED" | "ROWS" | "ARROW" | "CSV";
  * Describes the enum mlplane.v1.Export.Format.
  */
 export const Export_FormatSchema: GenEnum<Export_Format, Export_FormatJson> = /*@__PURE__*/
-  enumDesc(file_mlplane_v1_query_service, 18, 0);
+  enumDesc(file_mlplane_v1_query_service, 19, 0);
 
 /**
  * Where an export is.
@@ -1555,7 +1590,7 @@ export type Export_StatusJson = "STATUS_UNSPECIFIED" | "RUNNING" | "COMPLETED" |
  * Describes the enum mlplane.v1.Export.Status.
  */
 export const Export_StatusSchema: GenEnum<Export_Status, Export_StatusJson> = /*@__PURE__*/
-  enumDesc(file_mlplane_v1_query_service, 18, 1);
+  enumDesc(file_mlplane_v1_query_service, 19, 1);
 
 /**
  * Request for `GetExport`.
@@ -1590,7 +1625,7 @@ export type GetExportRequestJson = {
  * Use `create(GetExportRequestSchema)` to create a new message.
  */
 export const GetExportRequestSchema: GenMessage<GetExportRequest, {jsonType: GetExportRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 19);
+  messageDesc(file_mlplane_v1_query_service, 20);
 
 /**
  * Request for `ListFailureEvents`.
@@ -1685,7 +1720,7 @@ export type ListFailureEventsRequestJson = {
  * Use `create(ListFailureEventsRequestSchema)` to create a new message.
  */
 export const ListFailureEventsRequestSchema: GenMessage<ListFailureEventsRequest, {jsonType: ListFailureEventsRequestJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 20);
+  messageDesc(file_mlplane_v1_query_service, 21);
 
 /**
  * One recorded failure of an asset.
@@ -1776,7 +1811,7 @@ export type FailureEventJson = {
  * Use `create(FailureEventSchema)` to create a new message.
  */
 export const FailureEventSchema: GenMessage<FailureEvent, {jsonType: FailureEventJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 21);
+  messageDesc(file_mlplane_v1_query_service, 22);
 
 /**
  * Response for `ListFailureEvents`.
@@ -1825,7 +1860,7 @@ export type ListFailureEventsResponseJson = {
  * Use `create(ListFailureEventsResponseSchema)` to create a new message.
  */
 export const ListFailureEventsResponseSchema: GenMessage<ListFailureEventsResponse, {jsonType: ListFailureEventsResponseJson}> = /*@__PURE__*/
-  messageDesc(file_mlplane_v1_query_service, 22);
+  messageDesc(file_mlplane_v1_query_service, 23);
 
 /**
  * Read-only access to historical production sensor data, for training models.
@@ -1848,6 +1883,17 @@ export const QueryService: GenService<{
     methodKind: "unary";
     input: typeof ListAssetsRequestSchema;
     output: typeof ListAssetsResponseSchema;
+  },
+  /**
+   * Reads one asset the caller may read, with its tags and time range (403
+   * naming the asset when no grant covers it, 404 when it does not exist).
+   *
+   * @generated from rpc mlplane.v1.QueryService.GetAsset
+   */
+  getAsset: {
+    methodKind: "unary";
+    input: typeof GetAssetRequestSchema;
+    output: typeof AssetSchema;
   },
   /**
    * Streams the history of one asset over a time range. The first message is
