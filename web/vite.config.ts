@@ -36,6 +36,8 @@ export default defineConfig({
     },
   },
   test: {
+    // Unit tests beside the code; e2e/ holds the Playwright specs (npx playwright test).
+    include: ["src/**/*.test.{ts,tsx}"],
     environment: "jsdom",
     setupFiles: ["src/test/setup.ts"],
     css: false,

@@ -1,8 +1,9 @@
 import { http, HttpResponse } from "msw";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 import { makeStore } from "../app/store";
 import { signedIn } from "../auth/authSlice";
+import { waitingRequests } from "../auth/tokenGate";
 import { approval, MODEL_ID, version } from "../test/fixtures";
 import { server, statusError } from "../test/server";
 import { fakeToken } from "../test/tokens";
@@ -61,12 +62,52 @@ describe("the API slice", () => {
       ),
     );
     const store = signedInStore();
-    await store.dispatch(api.endpoints.listModels.initiate({}));
+    const pending = store.dispatch(api.endpoints.listModels.initiate({}));
+    await vi.waitFor(() => {
+      expect(store.getState().auth.status).toBe("expired");
+    });
     const { auth } = store.getState();
-    expect(auth.status).toBe("expired");
     expect(auth.token).toBeNull();
     expect(auth.claims?.sub).toBe("alice");
     expect(auth.problem).toEqual({ message: "the token has expired: mint one with …", reason: "TOKEN_EXPIRED", requestId: "rid-401" });
+    pending.abort();
+  });
+
+  it("holds requests while signed out over a page and sends them with the new token", async () => {
+    const seen: (string | null)[] = [];
+    let refuse = true;
+    server.use(
+      http.get("*/api/v1/models", ({ request }) => {
+        seen.push(request.headers.get("authorization"));
+        if (refuse) {
+          refuse = false;
+          return statusError(401, { code: 16, reason: "TOKEN_EXPIRED", message: "the token has expired" });
+        }
+        return HttpResponse.json({ models: [] });
+      }),
+      http.get("*/api/v1/models/:id", () => HttpResponse.json({ id: MODEL_ID, name: "m" })),
+    );
+    const first = fakeToken({ sub: "alice" });
+    const store = signedInStore(first);
+    const pending = store.dispatch(api.endpoints.listModels.initiate({}));
+    await vi.waitFor(() => {
+      expect(waitingRequests()).toBe(1);
+    });
+    // While the dialog is open nothing else reaches the server, and no reason is replaced.
+    const second = store.dispatch(api.endpoints.getModel.initiate(MODEL_ID));
+    await vi.waitFor(() => {
+      expect(waitingRequests()).toBe(2);
+    });
+    expect(seen).toEqual([`Bearer ${first}`]);
+    expect(store.getState().auth.problem?.reason).toBe("TOKEN_EXPIRED");
+    const renewed = fakeToken({ sub: "alice", expiresIn: 7200 });
+    store.dispatch(signedIn({ token: renewed, method: "dev" }));
+    const result = await pending;
+    expect(result.error).toBeUndefined();
+    expect(result.data).toEqual({ models: [] });
+    expect((await second).error).toBeUndefined();
+    expect(seen).toEqual([`Bearer ${first}`, `Bearer ${renewed}`]);
+    expect(waitingRequests()).toBe(0);
   });
 
   it("says the network failed when nothing answers", async () => {

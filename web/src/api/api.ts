@@ -9,6 +9,7 @@ import type {
   ApprovalJson,
   ApproveModelVersionRequestJson,
   ArchiveModelVersionRequestJson,
+  DownloadLinkJson,
   ListApprovalsResponseJson,
   ListAuditEntriesResponseJson,
   ListModelsResponseJson,
@@ -20,12 +21,18 @@ import type {
   Approval_StateJson,
 } from "../gen/mlplane/v1/model_registry_pb";
 import type {
+  AssetJson,
+  CreateExportLinkRequestJson,
   ExportJson,
+  ExportLinkJson,
+  FailureEventJson,
   ListAssetsResponseJson,
   ListExportsResponseJson,
+  ListFailureEventsResponseJson,
 } from "../gen/mlplane/v1/query_service_pb";
 import { baseQuery, origin } from "./baseQuery";
 import { type AppConfig, parseConfig } from "./config";
+import { type HistoryChart, parseHistory } from "./history";
 
 export interface PageArgs {
   pageSize?: number;
@@ -46,6 +53,42 @@ export interface ListApprovalsArgs extends PageArgs {
   state?: Exclude<Approval_StateJson, "STATE_UNSPECIFIED">;
 }
 
+export interface HistoryArgs {
+  assetId: string;
+  /** UTC RFC 3339, inclusive. */
+  startTime: string;
+  /** UTC RFC 3339, exclusive. */
+  endTime: string;
+  /** Tag names; empty: all of the asset's tags. */
+  tags: readonly string[];
+  /** Bucket width in seconds (the chart always asks for aggregates). */
+  resolutionSeconds: number;
+}
+
+export interface FailureEventsArgs {
+  assetId: string;
+  /** Only failures that start at or after this time (UTC RFC 3339). */
+  startTime: string;
+  /** Only failures that start before this time (UTC RFC 3339). */
+  endTime: string;
+}
+
+export interface FailureEvents {
+  events: FailureEventJson[];
+  /** More pages were left unread (MAX_EVENT_PAGES). */
+  truncated: boolean;
+}
+
+interface CacheEntry {
+  endpointName?: string;
+  data?: unknown;
+}
+
+/** Pages of 1,000 failure events read for one view at most. */
+export const MAX_EVENT_PAGES = 10;
+/** Pages of 1,000 assets searched for one asset at most. */
+const MAX_ASSET_PAGES = 100;
+
 /** Query parameters without the unset ones. */
 function params(values: Record<string, string | number | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -56,6 +99,17 @@ function params(values: Record<string, string | number | undefined>): Record<str
 }
 
 const enc = encodeURIComponent;
+
+/** A query string with repeated parameters (`tags=a&tags=b`), as the transcoder reads them. */
+function queryString(values: Record<string, string | number | readonly string[] | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined || value === "") continue;
+    if (typeof value === "object") for (const item of value) search.append(key, item);
+    else search.append(key, String(value));
+  }
+  return search.toString();
+}
 
 export const versionTag = (modelId: string, version: string) =>
   ({ type: "Version", id: `${modelId}/${version}` }) as const;
@@ -116,7 +170,8 @@ export const api = createApi({
         method: "POST",
         body: { ...(version ? { version } : {}), ...(comment ? { comment } : {}) },
       }),
-      async onQueryStarted({ modelId }, { dispatch, queryFulfilled }) {
+      async onQueryStarted({ modelId }, lifecycle) {
+        const { dispatch, queryFulfilled } = lifecycle;
         const { data: approval } = await queryFulfilled.catch(() => ({ data: null }));
         if (!approval) return;
         const version = approval.version ?? "";
@@ -126,6 +181,16 @@ export const api = createApi({
             draft.status = "IN_REVIEW";
           }),
         );
+        // The models list shows the newest version's status (Model.latestStatus).
+        for (const args of api.util.selectCachedArgsForQuery(lifecycle.getState(), "listModels")) {
+          dispatch(
+            api.util.updateQueryData("listModels", args, (draft) => {
+              for (const m of draft.models ?? []) {
+                if (m.modelId === modelId && m.latestVersion === version) m.latestStatus = "IN_REVIEW";
+              }
+            }),
+          );
+        }
         if (approval.modelVersion) {
           void dispatch(
             api.util.upsertQueryData("getModelVersion", { modelId, version }, approval.modelVersion),
@@ -196,6 +261,79 @@ export const api = createApi({
       }),
       providesTags: [{ type: "Asset", id: "LIST" }],
     }),
+    /**
+     * One asset with its tags (units) and time range. There is no GetAsset: this reads the
+     * readable assets (the list's cached pages first, then pages of 1,000) until it finds it;
+     * null when the caller cannot read it or it does not exist (the history request then
+     * says which, naming the asset).
+     */
+    findAsset: build.query<AssetJson | null, string>({
+      async queryFn(assetId, { getState }, _extra, fetchWithBQ) {
+        // The assets list's pages in the cache (read from the state: `api` cannot refer to
+        // itself here without losing its type).
+        const queries = (getState() as { api: { queries: Record<string, CacheEntry | undefined> } }).api.queries;
+        for (const entry of Object.values(queries)) {
+          if (entry?.endpointName !== "listAssets") continue;
+          const found = (entry.data as ListAssetsResponseJson | undefined)?.assets?.find((a) => a.assetId === assetId);
+          if (found) return { data: found };
+        }
+        let pageToken = "";
+        for (let page = 0; page < MAX_ASSET_PAGES; page += 1) {
+          const result = await fetchWithBQ({ url: "query/assets", params: params({ pageSize: 1000, pageToken }) });
+          if (result.error) return { error: result.error };
+          const data = result.data as ListAssetsResponseJson;
+          const found = data.assets?.find((a) => a.assetId === assetId);
+          if (found) return { data: found };
+          if (!data.nextPageToken) break;
+          pageToken = data.nextPageToken;
+        }
+        return { data: null };
+      },
+      providesTags: (_r, _e, assetId) => [{ type: "Asset", id: assetId }],
+    }),
+    /**
+     * Aggregated history for the charts. Every call is an export on the server (audited, with
+     * a manifest): the app never polls it, and keeps a view's answer for a while.
+     */
+    getHistory: build.query<HistoryChart, HistoryArgs>({
+      query: ({ assetId, startTime, endTime, tags, resolutionSeconds }) =>
+        `query/history?${queryString({ assetId, startTime, endTime, tags, resolution: `${resolutionSeconds}s` })}`,
+      transformResponse: (raw: unknown) => parseHistory(raw),
+      keepUnusedDataFor: 600,
+    }),
+    /** An asset's failures in a range, every page (up to MAX_EVENT_PAGES of 1,000). */
+    listFailureEvents: build.query<FailureEvents, FailureEventsArgs>({
+      async queryFn({ assetId, startTime, endTime }, _api, _extra, fetchWithBQ) {
+        const events: FailureEventJson[] = [];
+        let pageToken = "";
+        for (let page = 0; page < MAX_EVENT_PAGES; page += 1) {
+          const result = await fetchWithBQ({
+            url: `query/assets/${enc(assetId)}/failureEvents`,
+            params: params({ startTime, endTime, pageSize: 1000, pageToken }),
+          });
+          if (result.error) return { error: result.error };
+          const data = result.data as ListFailureEventsResponseJson;
+          events.push(...(data.failureEvents ?? []));
+          if (!data.nextPageToken) return { data: { events, truncated: false } };
+          pageToken = data.nextPageToken;
+        }
+        return { data: { events, truncated: true } };
+      },
+      keepUnusedDataFor: 600,
+    }),
+    /** A short-lived link that downloads a version's ONNX file with no token. */
+    createModelDownloadLink: build.mutation<DownloadLinkJson, { modelId: string; version: string }>({
+      query: ({ modelId, version }) => ({
+        url: `models/${enc(modelId)}/versions/${enc(version)}:downloadLink`,
+        method: "POST",
+        body: {},
+      }),
+    }),
+    /** A short-lived, once-only link that downloads the CSV export with no token. */
+    createExportLink: build.mutation<ExportLinkJson, CreateExportLinkRequestJson>({
+      query: (body) => ({ url: "query/history:link", method: "POST", body }),
+      invalidatesTags: [{ type: "Export", id: "LIST" }],
+    }),
     listExports: build.query<ListExportsResponseJson, PageArgs>({
       query: ({ pageSize, pageToken }) => ({
         url: "query/exports",
@@ -242,6 +380,11 @@ export const {
   useApproveModelVersionMutation,
   useRejectModelVersionMutation,
   useListAssetsQuery,
+  useFindAssetQuery,
+  useGetHistoryQuery,
+  useListFailureEventsQuery,
+  useCreateExportLinkMutation,
+  useCreateModelDownloadLinkMutation,
   useListExportsQuery,
   useGetExportQuery,
 } = api;

@@ -73,4 +73,23 @@ describe("sentences people understand", () => {
     expect(statusWords("PENDING_APPROVAL")).toBe("Pending Approval");
     expect(statusWords("IN_REVIEW")).toBe("In Review");
   });
+
+  it("names a denied asset, with the server's own words beside", () => {
+    const error = apiErrorFromResponse(
+      403,
+      { ...status("ASSET_NOT_GRANTED", "you have no read grant for asset 'turbine-001'", { assetId: "turbine-001" }), code: 7 },
+    );
+    expect(describeError(error, "download")).toEqual({
+      title: "You have no grant to read the asset “turbine-001”. An administrator can grant it (mlplane grant add).",
+      detail: "you have no read grant for asset 'turbine-001'",
+    });
+  });
+
+  it("says a chart would be too large for JSON, and what to do", () => {
+    const error = apiErrorFromResponse(400, status("TOO_MANY_ROWS_FOR_JSON", "this export has more than 100000 rows…", { limit: "100000" }));
+    expect(describeError(error).title).toBe(
+      "Too many points to chart at once (more than 100,000 rows): choose fewer tags or a coarser resolution, or download the CSV.",
+    );
+  });
 });
+

@@ -167,10 +167,19 @@ function sentence(error: ApiError, context: ErrorContext, reason: string): strin
       if (reason === "EMPTY_FILE") return "The file is empty.";
       if (reason === "UNKNOWN_EXPORT") return "A training export id does not exist in your tenant.";
       if (reason === "INVALID_FILTER") return "The search could not be understood.";
+      if (reason === "TOO_MANY_ROWS_FOR_JSON") {
+        const limit = error.metadata.limit;
+        return `Too many points to chart at once${limit ? ` (more than ${Number(limit).toLocaleString()} rows)` : ""}: choose fewer tags or a coarser resolution, or download the CSV.`;
+      }
+      if (reason === "INVALID_TIME_RANGE") return "The time range is not valid: the end must be after the start.";
+      if (reason === "TIME_RANGE_TOO_LONG") return "The time range is longer than the server allows: choose a shorter one.";
+      if (reason === "INVALID_RESOLUTION") return "The resolution does not fit this time range: choose a shorter one.";
+      if (reason === "UNKNOWN_TAG") return "The asset has no such tag.";
       return "The request was refused.";
     case 401:
       if (reason === "TOKEN_EXPIRED") return "Your sign-in has expired. Sign in again to continue.";
       if (reason === "TOKEN_MISSING") return "You are not signed in.";
+      if (reason === "LINK_INVALID") return "The download link is invalid, expired or used already: start the download again.";
       return "Your sign-in was not accepted. Sign in again to continue.";
     case 403:
       if (reason === "ROLE_REQUIRED") {
@@ -182,9 +191,19 @@ function sentence(error: ApiError, context: ErrorContext, reason: string): strin
       if (reason === "SEPARATION_OF_DUTIES") {
         return "You uploaded or submitted this version, so another approver must decide it.";
       }
-      if (reason === "ASSET_NOT_GRANTED") return "You have no grant to read this asset.";
+      if (reason === "ASSET_NOT_GRANTED") {
+        const asset = error.metadata.assetId;
+        return asset
+          ? `You have no grant to read the asset “${asset}”. An administrator can grant it (mlplane grant add).`
+          : "You have no grant to read this asset. An administrator can grant it (mlplane grant add).";
+      }
       return "You are not allowed to do this.";
     case 404:
+      if (reason === "ASSET_NOT_FOUND") {
+        const asset = error.metadata.assetId;
+        return `The asset ${asset ? `“${asset}” ` : ""}does not exist, or it is not visible to you.`;
+      }
+      if (reason === "EXPORT_NOT_FOUND") return "This export does not exist, or it is not visible to you.";
       return context === "submit"
         ? "This model or version no longer exists, or it is not visible to you."
         : "Not found: it does not exist, or it is not visible to you.";

@@ -158,6 +158,19 @@ export function useModelUpload() {
         const modelId = version.modelId ?? "";
         const number = version.version ?? "";
         void dispatch(api.util.upsertQueryData("getModelVersion", { modelId, version: number }, version));
+        // A listed model shows its new newest version at once (a new model comes with the refetch).
+        for (const args of api.util.selectCachedArgsForQuery(store.getState(), "listModels")) {
+          dispatch(
+            api.util.updateQueryData("listModels", args, (draft) => {
+              for (const m of draft.models ?? []) {
+                if (m.modelId !== modelId) continue;
+                m.latestVersion = number;
+                m.latestStatus = version.status ?? "PENDING_APPROVAL";
+                if (version.updateTime) m.updateTime = version.updateTime;
+              }
+            }),
+          );
+        }
         dispatch(
           api.util.invalidateTags([
             { type: "Model", id: "LIST" },

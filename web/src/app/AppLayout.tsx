@@ -17,6 +17,7 @@ import {
   IconBox,
   IconChecklist,
   IconChevronDown,
+  IconChartLine,
   IconFileExport,
   IconLogout,
   IconUpload,
@@ -35,6 +36,7 @@ import { type NavKey, navFor } from "./navigation";
 const SessionEndedDialog = lazy(() => import("../auth/SessionEndedDialog"));
 
 const ICONS: Record<NavKey, ReactNode> = {
+  data: <IconChartLine size={18} aria-hidden />,
   models: <IconBox size={18} aria-hidden />,
   upload: <IconUpload size={18} aria-hidden />,
   approvals: <IconChecklist size={18} aria-hidden />,

@@ -2,7 +2,7 @@
 // answers 403 to anything else); the app only leaves out what would be refused.
 import { ROLE_DATA_SCIENTIST, ROLE_MODEL_APPROVER } from "../auth/jwt";
 
-export type NavKey = "models" | "upload" | "approvals" | "exports";
+export type NavKey = "data" | "models" | "upload" | "approvals" | "exports";
 
 export interface NavItem {
   key: NavKey;
@@ -11,11 +11,14 @@ export interface NavItem {
   roles: readonly string[];
 }
 
+// Both roles read history (approvers judging a model's data); failure events are for data
+// scientists only, and the asset view shows that quietly. Exports are one's own.
 export const NAV_ITEMS: readonly NavItem[] = [
+  { key: "data", to: "/data", label: "Data", roles: [ROLE_DATA_SCIENTIST, ROLE_MODEL_APPROVER] },
   { key: "models", to: "/models", label: "Models", roles: [ROLE_DATA_SCIENTIST, ROLE_MODEL_APPROVER] },
   { key: "upload", to: "/upload", label: "Upload a model", roles: [ROLE_DATA_SCIENTIST] },
   { key: "approvals", to: "/approvals", label: "Review queue", roles: [ROLE_MODEL_APPROVER] },
-  { key: "exports", to: "/exports", label: "My exports", roles: [ROLE_DATA_SCIENTIST] },
+  { key: "exports", to: "/exports", label: "My exports", roles: [ROLE_DATA_SCIENTIST, ROLE_MODEL_APPROVER] },
 ];
 
 export function navFor(roles: readonly string[]): NavItem[] {

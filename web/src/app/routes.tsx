@@ -16,6 +16,8 @@ const ModelPage = lazy(() => import("../features/models/ModelPage"));
 const VersionPage = lazy(() => import("../features/models/VersionPage"));
 const UploadPage = lazy(() => import("../features/upload/UploadPage"));
 const ReviewQueuePage = lazy(() => import("../features/approvals/ReviewQueuePage"));
+const AssetsPage = lazy(() => import("../features/data/AssetsPage"));
+const AssetPage = lazy(() => import("../features/data/AssetPage"));
 const ExportsPage = lazy(() => import("../features/data/ExportsPage"));
 const ExportPage = lazy(() => import("../features/data/ExportPage"));
 
@@ -36,6 +38,8 @@ export const routes: RouteObject[] = [
       { path: "models/:modelId/versions/:version", element: <VersionPage /> },
       { path: "upload", element: <UploadPage /> },
       { path: "approvals", element: <ReviewQueuePage /> },
+      { path: "data", element: <AssetsPage /> },
+      { path: "data/:assetId", element: <AssetPage /> },
       { path: "exports", element: <ExportsPage /> },
       { path: "exports/:exportId", element: <ExportPage /> },
       { path: "auth/callback", element: <PageLoader label="Signing in" /> },

@@ -4,6 +4,7 @@ import { useDispatch, useSelector } from "react-redux";
 
 import { api } from "../api/api";
 import { authReducer } from "../auth/authSlice";
+import { releaseWaitingRequests } from "../auth/tokenGate";
 
 export function makeStore() {
   const store = configureStore({
@@ -11,6 +12,7 @@ export function makeStore() {
     middleware: (getDefault) => getDefault().concat(api.middleware),
   });
   setupListeners(store.dispatch);
+  store.subscribe(releaseWaitingRequests);
   return store;
 }
 

@@ -1,4 +1,4 @@
-import { Alert, Button, Group, Stack, Text } from "@mantine/core";
+import { Alert, Button, Group, List, Stack, Text } from "@mantine/core";
 import { IconAlertTriangle } from "@tabler/icons-react";
 
 import { type ApiError, describeError, type ErrorContext } from "../api/errors";
@@ -13,20 +13,24 @@ export function ErrorAlert({
   context = "load",
   onRetry,
   title,
+  listViolations = false,
 }: {
   error: ApiError;
   context?: ErrorContext;
   onRetry?: () => void;
   /** Replaces the sentence (the reason and request id are still shown). */
   title?: string;
+  /** List the server's field violations here (there are no fields beside which to show them). */
+  listViolations?: boolean;
 }) {
   const text = describeError(error, context);
+  const violations = listViolations ? error.fieldViolations : [];
   return (
     <Alert
       color="red"
       variant="light"
       icon={<IconAlertTriangle aria-hidden />}
-      title={title ?? text.title}
+      title={title ?? (violations.length ? "The server refused these parameters:" : text.title)}
       role="alert"
       styles={{ title: { whiteSpace: "normal" } }}
     >
@@ -35,6 +39,18 @@ export function ErrorAlert({
           <Text size="sm" style={{ overflowWrap: "anywhere" }}>
             {text.detail}
           </Text>
+        )}
+        {violations.length > 0 && (
+          <List size="sm" spacing={2}>
+            {violations.map((v) => (
+              <List.Item key={`${v.field}:${v.description}`} style={{ overflowWrap: "anywhere" }}>
+                <Text span ff="monospace" size="sm">
+                  {v.field}
+                </Text>
+                : {v.description}
+              </List.Item>
+            ))}
+          </List>
         )}
         {(error.reason || error.requestId || error.httpStatus > 0) && (
           <Group gap="lg" wrap="wrap">

@@ -33,3 +33,31 @@ export function StatusBadge({
     </Badge>
   );
 }
+
+/**
+ * The same badge in one plain element, for long lists (a Mantine Badge is a few components;
+ * a page of 1,000 rows feels it).
+ */
+export function StatusPill({ status }: { status: string | undefined }) {
+  const value = status && !status.endsWith("UNSPECIFIED") ? status : "UNKNOWN";
+  const style = STYLE[value] ?? { color: "gray", text: "gray.8" };
+  return (
+    <span
+      style={{
+        display: "inline-flex",
+        alignItems: "center",
+        height: "calc(1.25rem * var(--mantine-scale))",
+        padding: "0 calc(0.625rem * var(--mantine-scale))",
+        borderRadius: "var(--mantine-radius-sm)",
+        fontSize: "calc(0.6875rem * var(--mantine-scale))",
+        fontWeight: 700,
+        letterSpacing: "calc(0.015625rem * var(--mantine-scale))",
+        whiteSpace: "nowrap",
+        background: `var(--mantine-color-${style.color}-light)`,
+        color: `var(--mantine-color-${style.text.replace(".", "-")})`,
+      }}
+    >
+      {value === "UNKNOWN" ? "Unknown" : statusWords(value)}
+    </span>
+  );
+}

@@ -13,3 +13,13 @@ export function Time({ value, withSeconds = false }: { value: string | undefined
     </Tooltip>
   );
 }
+
+/** The same in one plain element (UTC in its title), for long lists. */
+export function TimeText({ value, className }: { value: string | undefined; className?: string }) {
+  if (!value) return <span>—</span>;
+  return (
+    <time dateTime={value} title={formatUtc(value)} className={className}>
+      {formatLocal(value)}
+    </time>
+  );
+}

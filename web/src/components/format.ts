@@ -3,6 +3,9 @@
 
 const UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB"] as const;
 
+const exactFormat = new Intl.NumberFormat("en-US");
+const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 });
+
 export function formatBytes(bytes: number): string {
   if (!Number.isFinite(bytes) || bytes < 0) return "—";
   if (bytes < 1024) return `${bytes} ${bytes === 1 ? "byte" : "bytes"}`;
@@ -17,7 +20,7 @@ export function formatBytes(bytes: number): string {
 }
 
 export function formatExactBytes(bytes: number): string {
-  return `${new Intl.NumberFormat("en-US").format(bytes)} bytes`;
+  return `${exactFormat.format(bytes)} bytes`;
 }
 
 export function formatRate(bytesPerSecond: number): string {
@@ -29,16 +32,26 @@ export function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return String(value);
   const abs = Math.abs(value);
   if (abs !== 0 && (abs < 1e-4 || abs >= 1e9)) return value.toExponential(4);
-  return new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 }).format(value);
+  return numberFormat.format(value);
+}
+
+// Making an Intl.DateTimeFormat costs far more than using one (a list of 1,000 times spent
+// most of its rendering making them): one per style, made on first use.
+const localFormats = new Map<boolean, Intl.DateTimeFormat>();
+
+function localFormat(withSeconds: boolean): Intl.DateTimeFormat {
+  let format = localFormats.get(withSeconds);
+  if (!format) {
+    format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: withSeconds ? "medium" : "short" });
+    localFormats.set(withSeconds, format);
+  }
+  return format;
 }
 
 export function formatLocal(iso: string, withSeconds = false): string {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return iso;
-  return new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium",
-    timeStyle: withSeconds ? "medium" : "short",
-  }).format(date);
+  return localFormat(withSeconds).format(date);
 }
 
 /** `2026-12-05 09:24:43 UTC` */

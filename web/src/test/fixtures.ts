@@ -10,6 +10,7 @@ export function model(overrides: Partial<ModelJson> = {}): ModelJson {
     name: "pump-bearing-risk",
     description: "GBM on 30 days of pumps",
     latestVersion: "1",
+    latestStatus: "PENDING_APPROVAL",
     createdBy: "alice",
     createTime: "2026-12-01T08:00:00Z",
     updateTime: "2026-12-01T08:00:00Z",

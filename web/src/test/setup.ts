@@ -1,6 +1,6 @@
 import "@testing-library/jest-dom/vitest";
 
-import { cleanup } from "@testing-library/react";
+import { cleanup, configure } from "@testing-library/react";
 import { afterAll, afterEach, beforeAll, vi } from "vitest";
 
 import { server } from "./server";
@@ -27,6 +27,10 @@ class ResizeObserverStub {
 window.ResizeObserver = ResizeObserverStub;
 window.HTMLElement.prototype.scrollIntoView = () => {};
 Object.defineProperty(window, "getComputedStyle", { value: window.getComputedStyle.bind(window) });
+
+// Lazy pages and chunks load from disk on first use: on a busy machine (the browser tests
+// beside, a build) that can take longer than findBy's default second.
+configure({ asyncUtilTimeout: 4000 });
 
 beforeAll(() => {
   server.listen({ onUnhandledRequest: "error" });

@@ -1,5 +1,5 @@
-import { Paper, SimpleGrid, Stack, Text } from "@mantine/core";
-import { useParams } from "react-router";
+import { Anchor, Code, Paper, SimpleGrid, Stack, Text } from "@mantine/core";
+import { Link, useParams } from "react-router";
 
 import { useGetExportQuery } from "../../api/api";
 import { asApiError } from "../../api/errors";
@@ -11,8 +11,17 @@ import { PageHeader } from "../../components/PageHeader";
 import { StatusBadge } from "../../components/StatusBadge";
 import { Time } from "../../components/Time";
 import { Truncated } from "../../components/Truncated";
+import type { ExportJson } from "../../gen/mlplane/v1/query_service_pb";
 import { Breadcrumbs } from "../models/Breadcrumbs";
 import { Fact } from "../models/ModelPage";
+import { formatWords, granularityWords } from "./ExportsPage";
+
+/** The asset view with this export's range and tags. */
+function chartLink(e: ExportJson): string {
+  const params = new URLSearchParams({ range: "custom", start: e.startTime ?? "", end: e.endTime ?? "" });
+  if (e.tags?.length) params.set("tags", e.tags.join(","));
+  return `/data/${encodeURIComponent(e.assetId ?? "")}?${params.toString()}`;
+}
 
 /** One export's manifest: what a model version cites as its training data. */
 export default function ExportPage() {
@@ -49,8 +58,8 @@ export default function ExportPage() {
           <Fact label="Rows">
             <span title={formatExactBytes(rows).replace("bytes", "rows")}>{new Intl.NumberFormat().format(rows)}</span>
           </Fact>
-          <Fact label="Format">{e.format ?? "—"}</Fact>
-          <Fact label="Resolution">{e.resolution ?? "raw samples"}</Fact>
+          <Fact label="Format">{formatWords(e.format)}</Fact>
+          <Fact label="Resolution">{granularityWords(e)}</Fact>
           <Fact label="Exported by">
             <Truncated size="sm">{e.createdBy ?? "—"}</Truncated>
           </Fact>
@@ -68,6 +77,16 @@ export default function ExportPage() {
           <Fact label="SHA-256 of the exported bytes">
             {e.sha256 ? <CopyValue value={e.sha256} label="SHA-256" /> : <Text size="sm" c="dimmed">Not final yet</Text>}
           </Fact>
+          {e.format === "CSV" && e.sha256 && (
+            <Text size="sm" c="dimmed">
+              The downloaded CSV file hashes to this: check it with <Code>sha256sum {`${e.assetId ?? ""}-${(e.exportId ?? exportId).slice(0, 8)}.csv`}</Code>.
+            </Text>
+          )}
+          {e.assetId && e.startTime && e.endTime && (
+            <Anchor component={Link} to={chartLink(e)} size="sm">
+              Chart this range
+            </Anchor>
+          )}
         </Stack>
       </Paper>
     </>

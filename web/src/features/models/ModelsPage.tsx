@@ -1,6 +1,7 @@
-import { Anchor, Button, Group, Paper, Select, Table, Text, TextInput } from "@mantine/core";
+import { Button, Group, Paper, Select, Table, Text, TextInput } from "@mantine/core";
 import { useDebouncedValue } from "@mantine/hooks";
 import { IconBox, IconSearch, IconUpload } from "@tabler/icons-react";
+import { memo } from "react";
 import { Link, useSearchParams } from "react-router";
 
 import { useListModelsQuery } from "../../api/api";
@@ -14,13 +15,57 @@ import { ErrorAlert } from "../../components/ErrorAlert";
 import { TableSkeleton } from "../../components/Loading";
 import { PageHeader } from "../../components/PageHeader";
 import { Pager, usePageTokens } from "../../components/Pager";
-import { StatusBadge } from "../../components/StatusBadge";
-import { Time } from "../../components/Time";
-import { Truncated } from "../../components/Truncated";
+import { StatusPill } from "../../components/StatusBadge";
+import type { ModelJson } from "../../gen/mlplane/v1/model_registry_pb";
+import { TimeText } from "../../components/Time";
+import classes from "./ModelsPage.module.css";
 import { buildModelFilter, isVersionStatus, VERSION_STATUSES } from "./filter";
-import { LatestStatus } from "./LatestStatus";
 
 const PAGE_SIZE = 50;
+
+/**
+ * One model: its name (cut short, whole on hover), newest version and that version's status
+ * (Model.latestStatus: no request per row), owner and last change. Plain elements (see
+ * ModelsPage.module.css) and memoised: a refetch that leaves a model unchanged (RTK Query
+ * keeps equal objects) does not render its row again.
+ */
+const ModelRow = memo(function ModelRow({ model }: { model: ModelJson }) {
+  const modelId = model.modelId ?? "";
+  const latest = model.latestVersion ?? "";
+  const name = model.name ?? modelId;
+  return (
+    <tr className={classes.row}>
+      <td className={classes.cell}>
+        <Link to={`/models/${modelId}`} className={classes.name} title={name}>
+          {name}
+        </Link>
+        {model.description && (
+          <span className={classes.description} title={model.description}>
+            {model.description}
+          </span>
+        )}
+      </td>
+      <td className={classes.cell}>
+        {latest ? (
+          <Link to={`/models/${modelId}/versions/${latest}`} className={classes.link}>
+            v{latest}
+          </Link>
+        ) : (
+          "—"
+        )}
+      </td>
+      <td className={classes.cell}>{model.latestStatus ? <StatusPill status={model.latestStatus} /> : "—"}</td>
+      <td className={`${classes.cell ?? ""} mantine-visible-from-md`}>
+        <span className={classes.line} title={model.createdBy}>
+          {model.createdBy ?? "—"}
+        </span>
+      </td>
+      <td className={classes.cell}>
+        <TimeText value={model.updateTime} className={classes.time} />
+      </td>
+    </tr>
+  );
+});
 
 export default function ModelsPage() {
   const roles = useAppSelector(selectRoles);
@@ -131,55 +176,13 @@ export default function ModelsPage() {
                   <Table.Th w={140} visibleFrom="md">
                     Owner
                   </Table.Th>
-                  <Table.Th w={170}>Updated</Table.Th>
+                  <Table.Th w={180}>Updated</Table.Th>
                 </Table.Tr>
               </Table.Thead>
               <Table.Tbody>
-                {models.map((model) => {
-                  const modelId = model.modelId ?? "";
-                  const latest = model.latestVersion ?? "";
-                  return (
-                    <Table.Tr key={modelId}>
-                      <Table.Td>
-                        <Anchor
-                          component={Link}
-                          to={`/models/${modelId}`}
-                          fw={600}
-                          display="block"
-                          truncate="end"
-                          title={model.name ?? modelId}
-                        >
-                          {model.name ?? modelId}
-                        </Anchor>
-                        {model.description && (
-                          <Truncated size="xs" c="dimmed">
-                            {model.description}
-                          </Truncated>
-                        )}
-                      </Table.Td>
-                      <Table.Td>
-                        {latest ? (
-                          <Anchor component={Link} to={`/models/${modelId}/versions/${latest}`} size="sm">
-                            v{latest}
-                          </Anchor>
-                        ) : (
-                          "—"
-                        )}
-                      </Table.Td>
-                      <Table.Td>
-                        {status ? <StatusBadge status={status} /> : <LatestStatus modelId={modelId} version={latest} />}
-                      </Table.Td>
-                      <Table.Td visibleFrom="md">
-                        <Truncated size="sm">{model.createdBy ?? "—"}</Truncated>
-                      </Table.Td>
-                      <Table.Td>
-                        <Text size="sm" component="span">
-                          <Time value={model.updateTime} />
-                        </Text>
-                      </Table.Td>
-                    </Table.Tr>
-                  );
-                })}
+                {models.map((model) => (
+                  <ModelRow key={model.modelId} model={model} />
+                ))}
               </Table.Tbody>
             </Table>
           </Table.ScrollContainer>

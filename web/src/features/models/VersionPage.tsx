@@ -1,12 +1,17 @@
-import { Alert, Button, Group, SimpleGrid, Stack, Text, Tooltip } from "@mantine/core";
+import { Button, Group, SimpleGrid, Stack, Text, Tooltip } from "@mantine/core";
 import { useDisclosure } from "@mantine/hooks";
 import { notifications } from "@mantine/notifications";
 import { IconArchive, IconDownload, IconSend } from "@tabler/icons-react";
 import { useState } from "react";
 import { useParams } from "react-router";
 
-import { useArchiveModelVersionMutation, useGetModelVersionQuery, useSubmitForApprovalMutation } from "../../api/api";
-import { ChecksumMismatch, MAX_BROWSER_DOWNLOAD_BYTES, useModelDownload } from "../../api/download";
+import {
+  useArchiveModelVersionMutation,
+  useCreateModelDownloadLinkMutation,
+  useGetModelVersionQuery,
+  useSubmitForApprovalMutation,
+} from "../../api/api";
+import { downloadByLink } from "../../api/download";
 import { type ApiError, asApiError } from "../../api/errors";
 import { useAppSelector } from "../../app/hooks";
 import { can } from "../../app/navigation";
@@ -16,7 +21,7 @@ import { Bytes } from "../../components/Bytes";
 import { CommentDialog } from "../../components/CommentDialog";
 import { CopyValue } from "../../components/CopyValue";
 import { ErrorAlert } from "../../components/ErrorAlert";
-import { formatBytes, int64 } from "../../components/format";
+import { int64 } from "../../components/format";
 import { PageLoader } from "../../components/Loading";
 import { PageHeader } from "../../components/PageHeader";
 import { StatusBadge } from "../../components/StatusBadge";
@@ -131,19 +136,25 @@ function ArchiveButton({ version }: { version: ModelVersionJson }) {
 }
 
 function DownloadButton({ version }: { version: ModelVersionJson }) {
-  const { state, download } = useModelDownload();
-  const size = int64(version.sizeBytes);
-  const tooLarge = size > MAX_BROWSER_DOWNLOAD_BYTES;
+  // A signed link, then an anchor download: the browser streams the file to disk itself, so
+  // a 1 GiB model never passes through the page's memory.
+  const [createLink, link] = useCreateModelDownloadLinkMutation();
+  const [error, setError] = useState<ApiError | null>(null);
   const modelId = version.modelId ?? "";
   const number = version.version ?? "";
+  const start = async () => {
+    setError(null);
+    const result = await createLink({ modelId, version: number });
+    if (result.error) {
+      setError(asApiError(result.error));
+      return;
+    }
+    downloadByLink(result.data.url ?? "", `${version.name ?? "model"}-v${number}.onnx`);
+  };
   return (
     <Stack gap={4} align="flex-end">
       <Tooltip
-        label={
-          tooLarge
-            ? `Over ${formatBytes(MAX_BROWSER_DOWNLOAD_BYTES)}: use mlplane download ${modelId} ${number}`
-            : "Checked against the SHA-256 before it is saved"
-        }
+        label="Saved straight to disk; check it with sha256sum against the SHA-256 shown here"
         withArrow
         multiline
         w={280}
@@ -151,21 +162,13 @@ function DownloadButton({ version }: { version: ModelVersionJson }) {
         <Button
           variant="default"
           leftSection={<IconDownload size={16} aria-hidden />}
-          loading={state.phase === "downloading"}
-          disabled={tooLarge}
-          onClick={() => void download(modelId, number, version.name ?? "model", version.sha256)}
+          loading={link.isLoading}
+          onClick={() => void start()}
         >
           Download
         </Button>
       </Tooltip>
-      {state.phase === "failed" &&
-        (state.error instanceof ChecksumMismatch ? (
-          <Alert color="red" role="alert" title="The download did not match its SHA-256">
-            {state.error.message}. Nothing was saved.
-          </Alert>
-        ) : (
-          <ErrorAlert error={state.error} context="download" />
-        ))}
+      {error && <ErrorAlert error={error} context="download" />}
     </Stack>
   );
 }
