@@ -11,11 +11,11 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.ts \
 	web/tsconfig.json web/package.json -type f 2>/dev/null)
 
-.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check
+.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium
 
 help:
 	@echo "make up        embedded PostgreSQL + both services + Envoy on :8080 (foreground)"
-	@echo "make test      lint, type checks, buf lint and breaking, the whole test suite (what CI runs)"
+	@echo "make test      lint, type checks, buf lint and breaking, the web app's checks, the whole test suite with the browser tests (what CI runs)"
 	@echo "make generate  regenerate generated/ and web/src/gen/ from protos/"
 	@echo "make web       build the web app (web/dist), which make up serves on the gateway"
 	@echo "make fmt       format with ruff"
@@ -56,6 +56,10 @@ web-check: $(WEB_STAMP)
 	cd web && npm run lint
 	cd web && npm test
 
+# Debian's Chromium for the browser tests (tests/web): Playwright cannot download its own here.
+chromium:
+	@bash scripts/ensure_chromium.sh
+
 buf-lint: $(NODE_STAMP)
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --exit-code --diff --path protos/mlplane
@@ -78,7 +82,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) buf-lint buf-breaking lint typecheck web-check
+test: $(STAMP) chromium buf-lint buf-breaking lint typecheck web-check
 	$(BIN)/python -m pytest
 
 # Benchmarks against the real stack (minutes, not part of `make test`; see bench/README.md).

@@ -64,7 +64,7 @@ export function CommentDialog({
   const required = kind === "reject";
 
   return (
-    <Modal opened={opened} onClose={onClose} title={title} size="lg" centered>
+    <Modal opened={opened} onClose={onClose} title={title} size="lg" centered closeButtonProps={{ "aria-label": "Close" }}>
       <form
         noValidate
         onSubmit={(event) => {

@@ -2,18 +2,18 @@ import { Badge } from "@mantine/core";
 
 import { statusWords } from "../api/errors";
 
-// Light badges with dark text of the same hue (shade 9), which keeps a contrast ratio
+// Light badges with dark text of the same hue (shade 9; teal one darker, #066a4c), which keeps a contrast ratio
 // above 4.5:1 on the light background; amber takes near-black text.
 const STYLE: Record<string, { color: string; text: string }> = {
   PENDING_APPROVAL: { color: "yellow", text: "dark.8" },
   IN_REVIEW: { color: "blue", text: "blue.9" },
-  APPROVED: { color: "teal", text: "teal.9" },
+  APPROVED: { color: "teal", text: "#066a4c" },
   REJECTED: { color: "red", text: "red.9" },
   ARCHIVED: { color: "gray", text: "gray.8" },
   OPEN: { color: "blue", text: "blue.9" },
   CANCELLED: { color: "gray", text: "gray.8" },
   RUNNING: { color: "blue", text: "blue.9" },
-  COMPLETED: { color: "teal", text: "teal.9" },
+  COMPLETED: { color: "teal", text: "#066a4c" },
   FAILED: { color: "red", text: "red.9" },
 };
 

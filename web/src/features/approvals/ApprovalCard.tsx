@@ -152,7 +152,7 @@ export function ApprovalCard({
               Reject
             </Button>
             <Button
-              color="teal.8"
+              color="teal.9"
               leftSection={<IconCheck size={16} aria-hidden />}
               disabled={Boolean(blocked) || approval.state !== "OPEN"}
               aria-describedby={blocked ? `${headingId}-blocked` : undefined}
@@ -190,7 +190,7 @@ export function ApprovalCard({
         label={decision === "reject" ? "Why it is rejected" : "Comment"}
         {...(decision === "reject" ? { description: "Required: the author reads it." } : { description: "Optional." })}
         confirmLabel={decision === "reject" ? "Reject" : "Approve"}
-        confirmColor={decision === "reject" ? "red" : "teal.8"}
+        confirmColor={decision === "reject" ? "red" : "teal.9"}
         busy={approving.isLoading || rejecting.isLoading}
         error={error ? <ErrorAlert error={error} context="decide" /> : null}
         onConfirm={async (comment) => {

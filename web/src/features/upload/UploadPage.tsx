@@ -71,6 +71,12 @@ export default function UploadPage() {
   const exports = useListExportsQuery({ pageSize: 100 });
   const openFilePicker = useRef<() => void>(null);
   const resultRef = useRef<HTMLDivElement>(null);
+  // Bumped when an upload ends: the effect moves the focus to the result once it is drawn (a
+  // requestAnimationFrame could run before React had drawn it, leaving the focus on <body>).
+  const [resultShown, setResultShown] = useState(0);
+  useEffect(() => {
+    if (resultShown) resultRef.current?.focus();
+  }, [resultShown]);
   const sending = upload.state.phase === "sending";
 
   // `?name=` (from "Upload a new version") fills an empty name.
@@ -126,7 +132,7 @@ export default function UploadPage() {
       setTouched({});
       setAttempted(false);
     }
-    requestAnimationFrame(() => resultRef.current?.focus());
+    setResultShown((n) => n + 1);
   };
 
   // The server's field violations, on the fields as they were sent, until the user edits.
@@ -282,6 +288,9 @@ export default function UploadPage() {
                   openRef={openFilePicker}
                   activateOnClick={false}
                   activateOnKeyboard={false}
+                  // Without it the inner "Choose a file…" button never gets a mouse click.
+                  enablePointerEvents
+                  inputProps={{ "aria-label": "ONNX file" }}
                   disabled={sending}
                   accept={{ "application/octet-stream": [".onnx"] }}
                   radius="md"
