@@ -20,6 +20,30 @@ from services.stack.postgres import EmbeddedPostgres
 from tests.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+# What the web app's build is made from (the Makefile's WEB_SOURCES).
+WEB_BUILD_INPUTS = (
+    "src",
+    "public",
+    "index.html",
+    "vite.config.ts",
+    "tsconfig.json",
+    "package.json",
+)
+
+
+def web_dist_is_fresh() -> bool:
+    """`web/dist` exists and is newer than everything it is built from."""
+    index = WEB / "dist" / "index.html"
+    if not index.is_file():
+        return False
+    newest = 0.0
+    for name in WEB_BUILD_INPUTS:
+        path = WEB / name
+        for file in path.rglob("*") if path.is_dir() else [path]:
+            if file.is_file():
+                newest = max(newest, file.stat().st_mtime)
+    return index.stat().st_mtime >= newest
 
 
 def xdg_state_home(state_dir: Path) -> Path:

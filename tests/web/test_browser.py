@@ -43,15 +43,12 @@ import pytest
 
 from tests.conftest import private_tmp
 from tests.models.onnx_models import linear_model
-from tests.stack_runner import ROOT, RunningStack, start_stack, stop_stack
+from tests.stack_runner import ROOT, WEB, RunningStack, start_stack, stop_stack, web_dist_is_fresh
 
-WEB = ROOT / "web"
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = WEB / "node_modules" / ".bin" / "playwright"
 TSC = WEB / "node_modules" / ".bin" / "tsc"
 PROVIDER_SCRIPT = WEB / "e2e" / "oidc" / "provider.mjs"
-# What the build is made from (the Makefile's WEB_SOURCES).
-BUILD_INPUTS = ("src", "public", "index.html", "vite.config.ts", "tsconfig.json", "package.json")
 MAX_MODEL_BYTES = 1024 * 1024
 # Each Playwright project's whole run; the tests themselves have their own timeouts.
 PLAYWRIGHT_TIMEOUT = 420
@@ -61,21 +58,10 @@ pytestmark = pytest.mark.timeout(900)
 
 
 # --- the build, the browser, the files to upload ----------------------------------------
-def _newest_build_input() -> float:
-    newest = 0.0
-    for name in BUILD_INPUTS:
-        path = WEB / name
-        for file in path.rglob("*") if path.is_dir() else [path]:
-            if file.is_file():
-                newest = max(newest, file.stat().st_mtime)
-    return newest
-
-
 def ensure_built() -> Path:
     """`web/dist`, built again when missing or older than what it is made from."""
     dist = WEB / "dist"
-    index = dist / "index.html"
-    if index.is_file() and index.stat().st_mtime >= _newest_build_input():
+    if web_dist_is_fresh():
         return dist
     result = subprocess.run(
         ["npm", "run", "build"],

@@ -50,6 +50,9 @@ export function uploadForm(fields: UploadFields, file: File): FormData {
   return form;
 }
 
+/** How often the form hears of an upload's progress. */
+export const PROGRESS_INTERVAL_MS = 200;
+
 /** Throughput over the last few seconds of progress events. */
 export class RateMeter {
   private samples: { t: number; bytes: number }[] = [];
@@ -85,13 +88,17 @@ export function sendUpload({ fields, file, token, onProgress, signal }: UploadRe
     xhr.open("POST", apiUrl("models"));
     if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
     xhr.responseType = "text";
+    // The browser reports progress every 50 ms or so; each report re-renders the form, and
+    // on two cores that CPU is taken from the upload itself (bench/web_bench.py): a person
+    // reads a bar and a rate five times a second just as well.
+    let lastReport = -Infinity;
     xhr.upload.onprogress = (event) => {
+      const now = performance.now();
       const total = event.lengthComputable ? event.total : file.size;
-      onProgress?.({
-        loaded: event.loaded,
-        total,
-        bytesPerSecond: meter.add(performance.now(), event.loaded),
-      });
+      const bytesPerSecond = meter.add(now, event.loaded);
+      if (now - lastReport < PROGRESS_INTERVAL_MS && event.loaded < total) return;
+      lastReport = now;
+      onProgress?.({ loaded: event.loaded, total, bytesPerSecond });
     };
     xhr.onload = () => {
       const body = parseBody(xhr.responseText);

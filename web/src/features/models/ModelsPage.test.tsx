@@ -1,4 +1,5 @@
 import { screen, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
 import { delay, http, HttpResponse } from "msw";
 import { describe, expect, it } from "vitest";
 
@@ -55,6 +56,24 @@ describe("the models list", () => {
     renderApp("/models", { roles: ["data_scientist"] });
     await screen.findByRole("table");
     expect(asked).toBe("50");
+  });
+
+  it("follows a row's link inside the app, and leaves a ctrl-click to the browser", async () => {
+    server.use(
+      http.get("*/api/v1/models", () => HttpResponse.json({ models: [model()] })),
+      http.get("*/api/v1/models/:modelId", () => HttpResponse.json(model())),
+      http.get("*/api/v1/models/:modelId/versions", () => HttpResponse.json({ versions: [version()] })),
+    );
+    const user = userEvent.setup();
+    renderApp("/models", { roles: ["data_scientist"] });
+    const link = await screen.findByRole("link", { name: "pump-bearing-risk" });
+    expect(link).toHaveAttribute("href", `/models/${MODEL_ID}`);
+    const ctrlClick = new MouseEvent("click", { bubbles: true, cancelable: true, ctrlKey: true });
+    link.dispatchEvent(ctrlClick);
+    expect(ctrlClick.defaultPrevented).toBe(false);
+    expect(screen.getByRole("heading", { level: 1, name: "Models" })).toBeInTheDocument();
+    await user.click(link);
+    expect(await screen.findByRole("heading", { level: 1, name: "pump-bearing-risk" })).toBeInTheDocument();
   });
 
   it("keeps a long name on one line, whole on hover", async () => {
