@@ -79,15 +79,8 @@ export interface FailureEvents {
   truncated: boolean;
 }
 
-interface CacheEntry {
-  endpointName?: string;
-  data?: unknown;
-}
-
 /** Pages of 1,000 failure events read for one view at most. */
 export const MAX_EVENT_PAGES = 10;
-/** Pages of 1,000 assets searched for one asset at most. */
-const MAX_ASSET_PAGES = 100;
 
 /** Query parameters without the unset ones. */
 function params(values: Record<string, string | number | undefined>): Record<string, string> {
@@ -261,34 +254,9 @@ export const api = createApi({
       }),
       providesTags: [{ type: "Asset", id: "LIST" }],
     }),
-    /**
-     * One asset with its tags (units) and time range. There is no GetAsset: this reads the
-     * readable assets (the list's cached pages first, then pages of 1,000) until it finds it;
-     * null when the caller cannot read it or it does not exist (the history request then
-     * says which, naming the asset).
-     */
-    findAsset: build.query<AssetJson | null, string>({
-      async queryFn(assetId, { getState }, _extra, fetchWithBQ) {
-        // The assets list's pages in the cache (read from the state: `api` cannot refer to
-        // itself here without losing its type).
-        const queries = (getState() as { api: { queries: Record<string, CacheEntry | undefined> } }).api.queries;
-        for (const entry of Object.values(queries)) {
-          if (entry?.endpointName !== "listAssets") continue;
-          const found = (entry.data as ListAssetsResponseJson | undefined)?.assets?.find((a) => a.assetId === assetId);
-          if (found) return { data: found };
-        }
-        let pageToken = "";
-        for (let page = 0; page < MAX_ASSET_PAGES; page += 1) {
-          const result = await fetchWithBQ({ url: "query/assets", params: params({ pageSize: 1000, pageToken }) });
-          if (result.error) return { error: result.error };
-          const data = result.data as ListAssetsResponseJson;
-          const found = data.assets?.find((a) => a.assetId === assetId);
-          if (found) return { data: found };
-          if (!data.nextPageToken) break;
-          pageToken = data.nextPageToken;
-        }
-        return { data: null };
-      },
+    /** One asset with its tags (units) and time range (GetAsset: 403 naming it without a grant). */
+    getAsset: build.query<AssetJson, string>({
+      query: (assetId) => `query/assets/${enc(assetId)}`,
       providesTags: (_r, _e, assetId) => [{ type: "Asset", id: assetId }],
     }),
     /**
@@ -380,7 +348,7 @@ export const {
   useApproveModelVersionMutation,
   useRejectModelVersionMutation,
   useListAssetsQuery,
-  useFindAssetQuery,
+  useGetAssetQuery,
   useGetHistoryQuery,
   useListFailureEventsQuery,
   useCreateExportLinkMutation,

@@ -74,7 +74,12 @@ const EVENTS: FailureEventJson[] = [
 function dataHandlers({ assets = [PUMP] }: { assets?: AssetJson[] } = {}) {
   const seen = { history: [] as URL[], events: [] as URL[] };
   server.use(
-    http.get("*/api/v1/query/assets", () => HttpResponse.json({ assets })),
+    http.get("*/api/v1/query/assets/:assetId", ({ params }) => {
+      const found = assets.find((a) => a.assetId === params.assetId);
+      return found
+        ? HttpResponse.json(found)
+        : statusError(404, { code: 5, reason: "ASSET_NOT_FOUND", message: `asset '${String(params.assetId)}' does not exist` });
+    }),
     http.get("*/api/v1/query/history", ({ request }) => {
       const url = new URL(request.url);
       seen.history.push(url);
@@ -146,9 +151,9 @@ describe("an asset's view", () => {
   });
 
   it("shows the 403 naming a denied asset, not a generic error", async () => {
-    dataHandlers(); // turbine-001 is not among the readable assets
+    dataHandlers();
     server.use(
-      http.get("*/api/v1/query/history", () =>
+      http.get("*/api/v1/query/assets/turbine-001", () =>
         statusError(403, {
           code: 7,
           reason: "ASSET_NOT_GRANTED",

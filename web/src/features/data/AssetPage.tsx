@@ -21,7 +21,7 @@ import { useParams, useSearchParams } from "react-router";
 
 import {
   type HistoryArgs,
-  useFindAssetQuery,
+  useGetAssetQuery,
   useGetHistoryQuery,
   useListFailureEventsQuery,
 } from "../../api/api";
@@ -184,8 +184,8 @@ export default function AssetPage() {
   const [params, setParams] = useSearchParams();
   // "Now" is fixed when the page opens, so that the view's queries stay the same.
   const [nowMs] = useState(() => Date.now());
-  const assetQuery = useFindAssetQuery(assetId, { skip: !assetId });
-  const asset: AssetJson | null | undefined = assetQuery.data;
+  const assetQuery = useGetAssetQuery(assetId, { skip: !assetId });
+  const asset: AssetJson | undefined = assetQuery.data;
 
   const setParam = (changes: Record<string, string | null>) => {
     const next = new URLSearchParams(params);
@@ -269,7 +269,7 @@ export default function AssetPage() {
           endTime: range.end,
         }
       : { assetId, startTime: "", endTime: "" },
-    { skip: !range || !showEvents || !assetQuery.isSuccess || (asset === null && !history.isSuccess) },
+    { skip: !range || !showEvents || !assetQuery.isSuccess },
   );
   const startMs = range ? Date.parse(range.start) : 0;
   const endMs = range ? Date.parse(range.end) : 0;
@@ -290,19 +290,7 @@ export default function AssetPage() {
     );
   }
   if (assetQuery.isLoading || asset === undefined) return <PageLoader label="Loading the asset" />;
-  // Not among the readable assets: the history request says why (a 403 naming it, a 404).
-  if (asset === null && historyError) {
-    return (
-      <>
-        {crumbs}
-        <PageHeader title={assetId} docTitle={assetId} />
-        <ErrorAlert error={historyError} onRetry={() => void history.refetch()} />
-      </>
-    );
-  }
-  if (asset === null && !history.data) return <PageLoader label="Loading the asset" />;
-
-  const title = asset?.displayName || assetId;
+  const title = asset.displayName || assetId;
   const rangeText = range
     ? `${formatLocal(range.start)} – ${formatLocal(range.end)} (${spanWords(endMs - startMs)})`
     : "Choose a start and an end";
@@ -317,12 +305,12 @@ export default function AssetPage() {
       {crumbs}
       <PageHeader title={title} docTitle={assetId}>
         <Group gap="lg" wrap="wrap">
-          {asset?.displayName && (
+          {asset.displayName && (
             <Text size="sm" ff="monospace" c="dimmed" style={{ overflowWrap: "anywhere" }}>
               {assetId}
             </Text>
           )}
-          {asset?.firstTime && (
+          {asset.firstTime && (
             <Text size="sm" c="dimmed">
               History <Time value={asset.firstTime} /> – <Time value={asset.lastTime} />
             </Text>
@@ -355,7 +343,7 @@ export default function AssetPage() {
               <MultiSelect
                 label="Tags"
                 placeholder={selected.length ? undefined : "Choose tags"}
-                data={(asset?.tags ?? []).map((t) => ({ value: t.name ?? "", label: t.unit ? `${t.name ?? ""} (${t.unit})` : (t.name ?? "") }))}
+                data={(asset.tags ?? []).map((t) => ({ value: t.name ?? "", label: t.unit ? `${t.name ?? ""} (${t.unit})` : (t.name ?? "") }))}
                 value={selected}
                 onChange={(value) => {
                   setParam({ tags: value.length === allTags.length ? null : value.join(",") });
@@ -394,7 +382,7 @@ export default function AssetPage() {
             <Text size="sm" c="dimmed" aria-live="polite">
               {rangeText}
               {range && ` · ${resolutionAdjective(resolution)} buckets`}
-              {choice !== "custom" && asset?.lastTime ? " · ending at the newest sample" : ""}
+              {choice !== "custom" && asset.lastTime ? " · ending at the newest sample" : ""}
               {range && (
                 <Text span size="xs" c="dimmed" title={`${formatUtc(range.start)} – ${formatUtc(range.end)}`}>
                   {" "}
@@ -476,7 +464,7 @@ export default function AssetPage() {
           disabled={disabledReason}
         />
 
-        {asset && asset.tags && asset.tags.length > 0 && (
+        {asset.tags && asset.tags.length > 0 && (
           <Text size="xs" c="dimmed">
             Tags: {asset.tags.map(tagTitle).join(" · ")}
           </Text>
