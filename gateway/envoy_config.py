@@ -24,6 +24,15 @@ from gateway.http_rules import (
     template_to_regex,
     unsupported_response_bodies,
 )
+from gateway.limits import (
+    MAX_REQUEST_HEADERS_KB,
+    BodyLimit,
+    binding_matches,
+    body_limit_filters,
+    body_limits,
+    enable_filter,
+    token_size_filter,
+)
 from gateway.rate_limit import (
     RATE_LIMIT_FILTER_NAME,
     RATE_LIMITED_HEADERS,
@@ -413,9 +422,14 @@ def _http_filters(settings: Settings, descriptor_path: Path, rules: list[RpcRule
             "name": "envoy.filters.http.cors",
             "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
         },
+        # Before jwt_authn: an oversized token is refused unverified (gateway/limits.py).
+        token_size_filter(),
         {"name": JWT_FILTER_NAME, "typed_config": _jwt_filter_config(settings, rules)},
         *rate_limit,
         {"name": "envoy.filters.http.rbac", "typed_config": rbac_filter_config(policies)},
+        # After authorisation (a caller without a token learns that first, and only callers
+        # allowed to upload learn the limit); before the transcoder buffers anything.
+        *body_limit_filters(body_limits(settings.max_model_bytes)),
         {
             "name": "envoy.filters.http.lua",
             "typed_config": _typed(
@@ -461,7 +475,21 @@ def _not_found_route(name: str, match: Json) -> Json:
     }
 
 
-def _routes(settings: Settings, web_files: list[WebFile]) -> list[Json]:
+def _body_limit_routes(rules: list[RpcRule], limits: list[BodyLimit]) -> list[Json]:
+    """The upload bindings' own REST routes, each enabling its body limit; like the `api`
+    route they end in a 404 for whatever the transcoder did not take."""
+    routes: list[Json] = []
+    for limit in limits:
+        if limit.rpc is None:
+            continue
+        for index, match in enumerate(binding_matches(rules, limit.rpc)):
+            route = _not_found_route(f"{limit.route_name}-{index}", match)
+            route["typed_per_filter_config"] = enable_filter(limit.filter_name)
+            routes.append(route)
+    return routes
+
+
+def _routes(settings: Settings, web_files: list[WebFile], rules: list[RpcRule]) -> list[Json]:
     routes: list[Json] = [
         {"name": "healthz", "match": {"path": HEALTHZ_PATH}, **_direct(200, "ok\n", "text/plain")},
         # Preflights the cors filter did not answer (origin not allowed) pass jwt_authn
@@ -483,7 +511,13 @@ def _routes(settings: Settings, web_files: list[WebFile]) -> list[Json]:
         )
     # The REST surface: routed by the transcoder (which re-routes by the gRPC path); what
     # it does not take ends in a 404 here, never in the web app's pages.
-    routes.append(_not_found_route("api", {"prefix": API_PREFIX}))
+    limits = body_limits(settings.max_model_bytes)
+    routes += _body_limit_routes(rules, limits)
+    api = _not_found_route("api", {"prefix": API_PREFIX})
+    for limit in limits:
+        if limit.rpc is None:
+            api["typed_per_filter_config"] = enable_filter(limit.filter_name)
+    routes.append(api)
     routes += web_routes(settings, web_files)
     routes += page_routes(web_files)
     routes.append(_not_found_route("unrouted", {"prefix": "/"}))
@@ -499,7 +533,7 @@ def _http_connection_manager(
     virtual_host: Json = {
         "name": "mlplane",
         "domains": ["*"],
-        "routes": _routes(settings, web_files),
+        "routes": _routes(settings, web_files, rules),
     }
     if settings.cors_allowed_origins:
         virtual_host["typed_per_filter_config"] = {
@@ -529,6 +563,12 @@ def _http_connection_manager(
         merge_slashes=True,
         stream_idle_timeout=STREAM_IDLE_TIMEOUT,
         request_headers_timeout="10s",
+        # Below what the services accept (gateway/limits.py): the gateway refuses first.
+        max_request_headers_kb=MAX_REQUEST_HEADERS_KB,
+        # The filters decide on `Expect: 100-continue`: a body refused on its headers (413,
+        # 401, 403) gets no `100 Continue` first. Envoy otherwise answers it itself before
+        # any filter runs.
+        proxy_100_continue=True,
         access_log=_access_log(access_log_path),
         # validate_clusters off: the 404 routes name a cluster that must not exist.
         route_config={

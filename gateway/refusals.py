@@ -26,6 +26,17 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.http_rules import RpcRule, template_to_regex
+from gateway.limits import (
+    MAX_JSON_BODY_BYTES,
+    TOKEN_TOO_LARGE,
+    UPLOAD_JSON_RPC,
+    UPLOAD_MULTIPART_RPC,
+    json_upload_limit_bytes,
+    rest_binding_filter,
+    token_too_large,
+    token_too_large_message,
+    upload_limit_bytes,
+)
 from gateway.rate_limit import RATE_LIMITED_MESSAGE, is_grpc_request, status_is
 from gateway.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_KEY, ROLES_CLAIM
 from services.common.auth import role_refusal, token_refusal
@@ -60,6 +71,12 @@ JWT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("prefix", "Jwks doesn't have key to match kid or alg", "TOKEN_KEY_UNKNOWN"),
 )
 
+SERVICE_UNAVAILABLE_MESSAGE = (
+    "the service behind the gateway is not available (stopped, starting or overloaded); "
+    "retry shortly"
+)
+UPSTREAM_TIMEOUT_MESSAGE = "the service did not answer in time"
+
 # Other local replies a REST caller can meet, by HTTP status: (google.rpc code, reason,
 # message). No message keeps Envoy's own text (e.g. the transcoder's "Could not find field").
 OTHER_LOCAL_REPLIES: tuple[tuple[int, int, str, str | None], ...] = (
@@ -71,16 +88,15 @@ OTHER_LOCAL_REPLIES: tuple[tuple[int, int, str, str | None], ...] = (
         "no mlplane endpoint answers this method and path; the REST surface is under /api/v1/",
     ),
     (408, DEADLINE_EXCEEDED, "REQUEST_TIMEOUT", None),
-    (413, RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE", None),
-    (431, RESOURCE_EXHAUSTED, "HEADERS_TOO_LARGE", None),
     (
-        503,
-        UNAVAILABLE,
-        "SERVICE_UNAVAILABLE",
-        "the service behind the gateway is not available (stopped, starting or overloaded); "
-        "retry shortly",
+        413,
+        RESOURCE_EXHAUSTED,
+        "REQUEST_TOO_LARGE",
+        f"the request body is larger than the gateway accepts ({MAX_JSON_BODY_BYTES:,} bytes)",
     ),
-    (504, DEADLINE_EXCEEDED, "UPSTREAM_TIMEOUT", None),
+    (431, RESOURCE_EXHAUSTED, "HEADERS_TOO_LARGE", None),
+    (503, UNAVAILABLE, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE_MESSAGE),
+    (504, DEADLINE_EXCEEDED, "UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_MESSAGE),
 )
 
 
@@ -255,6 +271,73 @@ def _role_refusals(
     return mappers
 
 
+def _token_too_large() -> list[Json]:
+    return refusal(
+        token_too_large(),
+        http_status=401,
+        code=UNAUTHENTICATED,
+        reason=TOKEN_TOO_LARGE,
+        message=token_too_large_message(),
+    )
+
+
+def _upload_too_large(settings: Settings, rules: list[RpcRule]) -> list[Json]:
+    """A model upload whose body is over the limit (gateway/limits.py): the reason and
+    metadata the registry gives for a file over the limit, with the body's limit."""
+    mappers: list[Json] = []
+    for rpc, limit in (
+        (UPLOAD_MULTIPART_RPC, upload_limit_bytes(settings.max_model_bytes)),
+        (UPLOAD_JSON_RPC, json_upload_limit_bytes(settings.max_model_bytes)),
+    ):
+        paths = rest_binding_filter(rules, rpc)
+        if not paths:
+            continue
+        # REST callers only (gRPC calls have no body limit at the gateway), and a request
+        # the transcoder has seen says gRPC in its content-type: the JSON mapper alone.
+        _grpc_mapper, rest_mapper = refusal(
+            _and(status_is(413), _or(paths)),
+            http_status=413,
+            code=RESOURCE_EXHAUSTED,
+            reason="MODEL_TOO_LARGE",
+            message=(
+                f"the upload is larger than the gateway accepts ({limit:,} bytes: models up "
+                f"to {settings.max_model_bytes:,} bytes and their form fields); nothing was "
+                "stored"
+            ),
+            metadata={
+                "limitBytes": str(settings.max_model_bytes),
+                "bodyLimitBytes": str(limit),
+            },
+        )
+        mappers.append(rest_mapper)
+    return mappers
+
+
+def _upstream_failures() -> list[Json]:
+    """gRPC callers of a service that is down, resetting or too slow: Envoy's own words
+    (`upstream connect error ...`) become the status every other refusal has. Only callers
+    that sent gRPC: a transcoded REST request says gRPC too by now, but it still carries
+    x-envoy-original-path, and gets its JSON from `_other_local_replies`."""
+    mappers: list[Json] = []
+    for http_status, code, reason, message in (
+        (503, UNAVAILABLE, "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE_MESSAGE),
+        (504, DEADLINE_EXCEEDED, "UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_MESSAGE),
+    ):
+        grpc_mapper, _rest_mapper = refusal(
+            _and(status_is(http_status), _not_transcoded()),
+            http_status=http_status,
+            code=code,
+            reason=reason,
+            message=message,
+        )
+        mappers.append(grpc_mapper)
+    return mappers
+
+
+def _not_transcoded() -> Json:
+    return {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}}
+
+
 def _rate_limited() -> list[Json]:
     # local_ratelimit answers gRPC callers RESOURCE_EXHAUSTED itself (see rate_limit.py).
     return refusal(
@@ -318,7 +401,13 @@ def local_reply_mappers(
     rate_limited: bool,
 ) -> list[Json]:
     """The HCM's `local_reply_config.mappers`, most specific first."""
-    mappers = [*_token_refusals(settings), *_role_refusals(rules, method_roles)]
+    rules = list(rules)
+    mappers = [
+        *_token_too_large(),
+        *_token_refusals(settings),
+        *_role_refusals(rules, method_roles),
+        *_upload_too_large(settings, rules),
+    ]
     if rate_limited:
         mappers += _rate_limited()
-    return mappers + _other_local_replies()
+    return mappers + _upstream_failures() + _other_local_replies()

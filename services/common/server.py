@@ -33,6 +33,11 @@ log = logging.getLogger("mlplane.server")
 # Uploads arrive as <= 1 MiB chunks (Envoy splits HttpBody at 1 MiB); leave room.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024
+# Request metadata (headers) accepted: more than the gateway's max_request_headers_kb
+# (60 KiB, gateway/limits.py), so whatever the gateway forwards, plus the headers it adds,
+# fits. gRPC's own default (8 KiB soft, 16 KiB hard) refused a 16 KB token the gateway had
+# verified with RESOURCE_EXHAUSTED, a 429 that told the client to retry.
+MAX_METADATA_BYTES = 96 * 1024
 
 
 @dataclass
@@ -73,6 +78,12 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Metadata: more than the gateway forwards (its max_request_headers_kb, plus the
+            # headers it adds), so every oversized header or token is refused at the gateway
+            # with a reason, never here with RESOURCE_EXHAUSTED (a 429 to a REST caller).
+            # Soft and hard limit alike: between the two gRPC refuses at random.
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.so_reuseport", 0),
             # A fixed HTTP/2 receive window per stream instead of BDP probing, which
             # grows it as far as it likes: an upload arriving faster than the store

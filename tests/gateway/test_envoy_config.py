@@ -288,9 +288,13 @@ def test_filter_order_and_core_options(config: Json, descriptor: Path) -> None:
     hcm = _hcm(config)
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.cors",
+        "mlplane.token_size",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.rbac",
+        "mlplane.body_limit.upload",
+        "mlplane.body_limit.upload_json",
+        "mlplane.body_limit.json",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
@@ -367,10 +371,10 @@ def test_rate_limit_off_renders_no_filter(settings: Settings, descriptor: Path) 
     config = _render(settings.model_copy(update={"gateway_rate_limit_per_second": 0}), descriptor)
     names = [f["name"] for f in _hcm(config)["http_filters"]]
     assert "envoy.filters.http.local_ratelimit" not in names
-    # The gateway's own refusals keep their mapping (tokens, roles, REST bodies); nothing
-    # answers 429.
+    # The gateway's own refusals keep their mapping (tokens, roles, bodies over the limit,
+    # services down or slow, REST bodies); nothing answers 429.
     mappers = _hcm(config)["local_reply_config"]["mappers"]
-    assert {m.get("status_code") for m in mappers} == {401, 403, None}
+    assert {m.get("status_code") for m in mappers} == {401, 403, 413, 503, 504, None}
     assert "RATE_LIMITED" not in json.dumps(mappers)
 
 
