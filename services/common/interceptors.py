@@ -16,11 +16,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from services.common import access
 from services.common.auth import TokenVerifier, current_principal_var, require_role
-from services.common.errors import HTTP_STATUS_HEADER, ServiceError, internal, trailing_metadata
+from services.common.errors import (
+    HTTP_STATUS_HEADER,
+    ServiceError,
+    internal,
+    invalid_argument,
+    trailing_metadata,
+)
 from services.common.logs import method_var, request_id_var, subject_var
 from services.common.metrics import ServerMetrics, split_method
 from services.common.validation import RequestValidator
@@ -57,8 +64,13 @@ def set_http_status(status: int) -> None:
     set_response_header(HTTP_STATUS_HEADER, str(status))
 
 
-def rewrap(handler: Handler[Req, Resp], wrap: Wrap) -> Handler[Req, Resp]:
-    """A handler of the same streaming kind whose behaviour is `wrap(behaviour)`."""
+def rewrap(
+    handler: Handler[Req, Resp],
+    wrap: Wrap,
+    deserializer: Callable[[Callable[[bytes], Any]], Callable[[bytes], Any]] | None = None,
+) -> Handler[Req, Resp]:
+    """A handler of the same streaming kind whose behaviour is `wrap(behaviour)` (and whose
+    request deserializer is `deserializer(the old one)`, when given)."""
     req, resp = handler.request_streaming, handler.response_streaming
     make = {
         (False, False): (grpc.unary_unary_rpc_method_handler, handler.unary_unary),
@@ -68,11 +80,51 @@ def rewrap(handler: Handler[Req, Resp], wrap: Wrap) -> Handler[Req, Resp]:
     }
     factory, behavior = make[(req, resp)]
     assert behavior is not None
+    parse = handler.request_deserializer
     return factory(
         wrap(behavior, req, resp),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer(parse) if deserializer and parse else parse,
         response_serializer=handler.response_serializer,
     )
+
+
+class MalformedRequest:
+    """What a request that does not parse as its message type becomes: grpc would answer
+    UNKNOWN ("Unexpected DecodeError") before any interceptor runs, so the parse error is
+    kept and turned into INVALID_ARGUMENT by the observability interceptor."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def refusal(self) -> ServiceError:
+        return invalid_argument(
+            "MALFORMED_REQUEST",
+            "the request is not a valid protobuf message of this method's request type "
+            f"(invalid wire format or a string that is not UTF-8): {self.error}",
+        )
+
+
+def tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse_or_keep_error(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return MalformedRequest(error)
+
+    return parse_or_keep_error
+
+
+def _well_formed(request: Any) -> Any:
+    if isinstance(request, MalformedRequest):
+        raise request.refusal()
+    return request
+
+
+async def _well_formed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _well_formed(request)
 
 
 async def _call_unary(
@@ -204,7 +256,12 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
             return cached
         metrics = self._metrics
 
-        def wrap(behavior: Behavior, _req: bool, response_streaming: bool) -> Behavior:
+        def wrap(behavior: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
+            def checked(request: Any) -> Any:
+                if request_streaming:
+                    return _well_formed_stream(request)
+                return _well_formed(request)
+
             if response_streaming:
 
                 async def stream_behavior(
@@ -213,13 +270,18 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                     call = _Call(method, metrics)
                     call.begin(context)
                     try:
-                        async for item in _iterate(behavior, request, context):
+                        async for item in _iterate(behavior, checked(request), context):
                             await call.flush_headers(context)
                             yield item
                     except ServiceError as error:
                         await call.fail(context, error)
                     except aio.AbortError:
                         call.finish(_code_name(context))
+                        raise
+                    except GeneratorExit:
+                        # grpc closes the stream of a call whose client went away (no
+                        # status can be sent any more): a cancellation, not an error.
+                        call.finish("CANCELLED", "client went away")
                         raise
                     except BaseException as error:
                         await _unexpected(call, context, error)
@@ -233,7 +295,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                 call = _Call(method, metrics)
                 call.begin(context)
                 try:
-                    response = await _call_unary(behavior, request, context)
+                    response = await _call_unary(behavior, checked(request), context)
                 except ServiceError as error:
                     await call.fail(context, error)
                 except aio.AbortError:
@@ -247,7 +309,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
 
             return unary_behavior
 
-        return self._handlers.remember(method, handler, rewrap(handler, wrap))
+        return self._handlers.remember(method, handler, rewrap(handler, wrap, tolerant))
 
 
 async def _unexpected(
