@@ -1,5 +1,6 @@
-"""The S3 side of the upload bench: moto's S3 server in its own process on loopback, and the
-reference figure, boto3's ``upload_file`` of the same file straight to that server."""
+"""The S3 side of the upload bench: an S3 server in its own process on loopback (SeaweedFS by
+default, a real server that checks signatures and checksums; or moto's), and the reference
+figure, boto3's ``upload_file`` of the same file straight to that server."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from botocore.config import Config
 from bench.measure import MIB, Run
 from bench.upload_models import ModelFile
 from services.common.settings import Settings
+from services.stack.seaweedfs import SeaweedFS
 
 BUCKET = "mlplane-bench-models"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
@@ -56,14 +58,89 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class S3Server:
+    """What the bench needs of an S3 server: where it is, its keys, its PID, a client."""
+
+    name = "S3"
+    client: Any
+    credentials: dict[str, str] = CREDENTIALS
+
+    @property
+    def endpoint(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def delete_all(self) -> None:
+        """Drop every object and open multipart upload, so the server's footprint stays flat."""
+        listed = self.client.list_objects_v2(Bucket=BUCKET)
+        for item in listed.get("Contents", []):
+            self.client.delete_object(Bucket=BUCKET, Key=item["Key"])
+        uploads = self.client.list_multipart_uploads(Bucket=BUCKET)
+        for upload in uploads.get("Uploads", []):
+            self.client.abort_multipart_upload(
+                Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+
+    def object_size(self, key: str) -> int:
+        return int(self.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+
+    def object_keys(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=BUCKET)
+        return [str(item["Key"]) for item in listed.get("Contents", [])]
+
+
+class SeaweedServer(S3Server):
+    """SeaweedFS (`weed mini`, services/stack/seaweedfs.py) on 127.0.0.1, every port chosen
+    free, its data in `data_dir`, with the bench's bucket and keys of its own."""
+
+    name = "SeaweedFS"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.server = SeaweedFS(data_dir, buckets=[BUCKET], log_path=data_dir / "weed.log")
+        self.client = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint_url
+
+    @property
+    def pid(self) -> int:
+        if self.server.pid is None:
+            raise RuntimeError("SeaweedFS is not running")
+        return self.server.pid
+
+    def start(self) -> None:
+        self.server.start()
+        creds = self.server.credentials
+        assert creds is not None
+        self.credentials = {
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+        }
+        self.client = s3_client(self.endpoint, self.credentials)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 @dataclass
-class MotoServer:
+class MotoServer(S3Server):
     """``moto_server`` on 127.0.0.1 in a child process (its own GIL), with one bucket."""
 
     log_path: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     client: Any = field(default=None, repr=False)
+    name = "moto"
 
     @property
     def endpoint(self) -> str:
@@ -110,48 +187,30 @@ class MotoServer:
                 self.proc.kill()
                 self.proc.wait(_STOP_TIMEOUT)
 
-    def delete_all(self) -> None:
-        """Drop every object and open multipart upload, so moto's memory stays flat."""
-        listed = self.client.list_objects_v2(Bucket=BUCKET)
-        for item in listed.get("Contents", []):
-            self.client.delete_object(Bucket=BUCKET, Key=item["Key"])
-        uploads = self.client.list_multipart_uploads(Bucket=BUCKET)
-        for upload in uploads.get("Uploads", []):
-            self.client.abort_multipart_upload(
-                Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
 
-    def object_size(self, key: str) -> int:
-        return int(self.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
-
-    def object_keys(self) -> list[str]:
-        listed = self.client.list_objects_v2(Bucket=BUCKET)
-        return [str(item["Key"]) for item in listed.get("Contents", [])]
-
-
-def s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str, credentials: dict[str, str] = CREDENTIALS) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
         config=Config(retries={"max_attempts": 1}),
     )
 
 
-def boto3_upload(moto: MotoServer, model: ModelFile, transfer: str) -> Run:
+def boto3_upload(server: S3Server, model: ModelFile, transfer: str) -> Run:
     """Wall time of ``upload_file`` (client creation excluded: it is made once per process)."""
     _, config = TRANSFERS[transfer]
     key = f"reference/{transfer}/{model.path.name}"
     started = time.perf_counter()
     if config is None:
-        moto.client.upload_file(str(model.path), BUCKET, key)
+        server.client.upload_file(str(model.path), BUCKET, key)
     else:
-        moto.client.upload_file(str(model.path), BUCKET, key, Config=config)
+        server.client.upload_file(str(model.path), BUCKET, key, Config=config)
     seconds = time.perf_counter() - started
-    stored = moto.object_size(key)
-    moto.client.delete_object(Bucket=BUCKET, Key=key)
+    stored = server.object_size(key)
+    server.client.delete_object(Bucket=BUCKET, Key=key)
     if stored != model.size:
         raise RuntimeError(f"boto3 stored {stored} bytes of {model.size}")
     return Run(seconds, {"bytes": float(model.size)})

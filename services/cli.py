@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -40,9 +41,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _up(_args: argparse.Namespace, settings: Settings) -> int:
+def _up(args: argparse.Namespace, settings: Settings) -> int:
     from services.stack.up import run_up
 
+    if args.store is not None:  # the services it starts read it from the environment
+        os.environ["MLPLANE_STORE"] = args.store
+        settings = settings.model_copy(update={"store": args.store})
     return run_up(settings)
 
 
@@ -303,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the whole stack in the foreground (make up)")
+    up.add_argument(
+        "--store",
+        choices=["folder", "s3"],
+        help="the model store (default MLPLANE_STORE, else folder); s3 without "
+        "MLPLANE_S3_ENDPOINT_URL runs an embedded SeaweedFS in the state folder",
+    )
     up.set_defaults(func=_up)
 
     serve = commands.add_parser("serve", help="run one gRPC service")

@@ -3,6 +3,7 @@ services, real Envoy, every port chosen by the kernel (port 0)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -173,6 +174,12 @@ def stop_stack_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> 
 
 def stop_stack(stack: RunningStack) -> list[psutil.Process]:
     """Stop with SIGTERM like Ctrl-C would; return every process left behind."""
+    # Children started again by `mlplane up` after a crash count too.
+    with contextlib.suppress(psutil.Error):
+        known = {p.pid for p in stack.descendants}
+        stack.descendants += [
+            p for p in psutil.Process(stack.proc.pid).children(recursive=True) if p.pid not in known
+        ]
     try:
         stop_stack_process(stack.proc)
     finally:

@@ -175,6 +175,32 @@ class FolderStore:
 
 
 # --- S3 ------------------------------------------------------------------------------
+# How an S3 store refuses a body that does not match the checksum sent with it
+# (Content-MD5, x-amz-checksum-*): AWS and SeaweedFS answer BadDigest.
+_CHECKSUM_REFUSALS = frozenset(
+    {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"}
+)
+
+
+def store_checksum_refused() -> ServiceError:
+    return unavailable(
+        "OBJECT_STORE_CHECKSUM_MISMATCH",
+        "the model store refused the file: the bytes it received did not match their "
+        "checksum; nothing was stored, send it again",
+    )
+
+
+def _s3_failure(exc: BaseException, key: str) -> ServiceError:
+    """The error a caller sees for a failed part or completion; a checksum refusal
+    (bytes changed between the spool's CRC32 and the wire) says so, and is logged."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code in _CHECKSUM_REFUSALS:
+        log.error("the S3 store refused %s: %s (its bytes did not match their checksum)", key, code)
+        return store_checksum_refused()
+    return store_unavailable()
+
+
 class _SpoolPart(Payload):
     """One part's body for aiohttp: a range of the spool file. Over plain http
     the kernel sends it straight from the page cache (`loop.sendfile`): no copy
@@ -352,7 +378,7 @@ class _S3Writer:
             await self._send_full()
         except Exception as exc:
             await self.abort()
-            raise store_unavailable() from exc
+            raise _s3_failure(exc, self._key) from exc
 
     async def _send_full(self) -> None:
         while self._full:
@@ -410,7 +436,7 @@ class _S3Writer:
             )
         except Exception as exc:
             await self.abort()
-            raise store_unavailable() from exc
+            raise _s3_failure(exc, self._key) from exc
 
     async def _let_go_of_spool(self, how: Callable[[], None]) -> None:
         # In a thread: it waits for a write still running in one, and finishes

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,6 +35,8 @@ from services.demo.live import PlantKeeper, Prepared, prepare_demo_plant
 from services.stack.postgres import EmbeddedPostgres
 from services.stack.processes import spawn, stop_process, tail, wait_for_file
 from services.stack.registry import forget_stack, record_stack
+from services.stack.seaweedfs import SeaweedFS, service_env, start_embedded, wants_embedded
+from services.stack.supervisor import Child, Supervisor
 
 log = logging.getLogger("mlplane.up")
 
@@ -51,7 +54,13 @@ class Stack:
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     envoy: EnvoyProcess | None = None
     keeper: PlantKeeper | None = None
+    seaweedfs: SeaweedFS | None = None  # `--store s3` without an endpoint
     info: dict[str, Any] = field(default_factory=dict)
+    # What a restarted child needs to come back as it was: the services' environment and
+    # every port chosen at the first start (Envoy's clusters point at the services' ports,
+    # clients at the gateway's).
+    service_env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -96,12 +105,14 @@ class Stack:
         env["MLPLANE_REGISTRY_DATABASE_URL"] = s.registry_database_url or role_dsn(
             admin_dsn, REGISTRY_ROLE, creds.registry_password
         )
-        ports = {name: self._start_service(name, env) for name in ("query", "models")}
-        self._start_gateway(ports)
-        try:
-            record_stack(s.state_dir, self.info)
-        except OSError as exc:  # only convenience is lost: commands run here still work
-            _warn(f"could not record the stack for commands run elsewhere ({exc})")
+        if wants_embedded(s.store, s.s3_endpoint_url):
+            self.seaweedfs, s3_env = start_embedded(s.state_dir, self.log_dir, s.s3_bucket)
+            env = service_env(env, s3_env)
+            print(f"S3 store: embedded SeaweedFS at {self.seaweedfs.endpoint_url}", flush=True)
+        self.service_env = env
+        self.ports = {name: self._start_service(name, env) for name in ("query", "models")}
+        self._start_gateway(self.ports)
+        self._record()
         if s.demo_plant:
             self.keeper = PlantKeeper(admin_dsn, report=_warn)
             self.keeper.start()
@@ -113,6 +124,79 @@ class Stack:
         self.postgres.ensure_initialized()
         self.postgres.start()
         return self.postgres.dsn()
+
+    def _record(self) -> None:
+        try:
+            record_stack(self.settings.state_dir, self.info)
+        except OSError as exc:  # only convenience is lost: commands run here still work
+            _warn(f"could not record the stack for commands run elsewhere ({exc})")
+
+    def supervised(self) -> list[Child]:
+        """Every child `mlplane up` keeps alive, in the order a restart makes sense."""
+        children: list[Child] = []
+        if self.postgres is not None:
+            children.append(Child("postgres", self.postgres.running, self.restart_postgres))
+        if self.seaweedfs is not None:  # same data, keys and ports: the services' endpoint
+            children.append(Child("seaweedfs", self.seaweedfs.running, self.restart_seaweedfs))
+        for name in self.services:
+            children.append(
+                Child(
+                    f"{name} service",
+                    partial(self._service_running, name),
+                    partial(self.restart_service, name),
+                )
+            )
+        if self.envoy is not None:
+            children.append(Child("envoy", self._envoy_running, self.restart_envoy))
+        return children
+
+    def _service_running(self, name: str) -> bool:
+        return self.services[name].poll() is None
+
+    def _envoy_running(self) -> bool:
+        return self.envoy is not None and self.envoy.running()
+
+    def restart_postgres(self) -> None:
+        assert self.postgres is not None
+        self.postgres.stop()  # reaps the dead postmaster
+        self.postgres.start()
+        self._refresh_pids()
+
+    def restart_seaweedfs(self) -> None:
+        assert self.seaweedfs is not None
+        self.seaweedfs.restart()
+        self._refresh_pids()
+
+    def restart_service(self, name: str) -> None:
+        """The service again, on the ports it had (Envoy's cluster points there)."""
+        stop_process(self.services[name], timeout=5)
+        host, _ = split_hostport(getattr(self.settings, f"{name}_listen"))
+        env = dict(self.service_env)
+        env[f"MLPLANE_{name.upper()}_LISTEN"] = f"{host}:{self.ports[name]['grpc_port']}"
+        env[f"MLPLANE_{name.upper()}_METRICS_PORT"] = str(self.ports[name]["metrics_port"])
+        self._start_service(name, env)
+        self._refresh_pids()
+
+    def restart_envoy(self) -> None:
+        """Envoy again, on the listener and admin ports it had."""
+        if self.envoy is not None:
+            self.envoy.stop()
+        self._start_gateway(
+            self.ports,
+            listen_port=int(self.info["gateway_port"]),
+            admin_port=int(str(self.info["admin_url"]).rsplit(":", 1)[1]),
+        )
+        self._record()
+
+    def _refresh_pids(self) -> None:
+        self.info["pids"] = self.pids()
+        self._write_stack_file()
+        self._record()
+
+    def _write_stack_file(self) -> None:
+        tmp = self.settings.stack_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info, indent=2))
+        tmp.replace(self.settings.stack_file)
 
     def _start_service(self, name: str, env: dict[str, str]) -> dict[str, int]:
         ready = self.run_dir / f"{name}.json"
@@ -130,23 +214,29 @@ class Stack:
             raise StackError(f"{exc}\n--- {log_path} ---\n{tail(log_path)}") from exc
         return {"grpc_port": int(data["grpc_port"]), "metrics_port": int(data["metrics_port"])}
 
-    def _start_gateway(self, ports: dict[str, dict[str, int]]) -> None:
+    def _start_gateway(
+        self,
+        ports: dict[str, dict[str, int]],
+        *,
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+    ) -> None:
         s = self.settings
         query_host, _ = split_hostport(s.query_listen)
         models_host, _ = split_hostport(s.models_listen)
+        gateway_host, configured_port = split_hostport(s.gateway_listen)
         config = render_envoy_config(
             s,
             query_address=(query_host, ports["query"]["grpc_port"]),
             models_address=(models_host, ports["models"]["grpc_port"]),
             descriptor_path=DESCRIPTOR,
-            listen_address=split_hostport(s.gateway_listen),
-            admin_port=s.gateway_admin_port,
+            listen_address=(gateway_host, configured_port if listen_port is None else listen_port),
+            admin_port=s.gateway_admin_port if admin_port is None else admin_port,
         )
         config_path = self.run_dir / "envoy.json"
         write_envoy_config(config_path, config)
         self.envoy = EnvoyProcess(config_path, log_path=self.log_dir / "envoy.log")
         self.envoy.start()
-        gateway_host, _ = split_hostport(s.gateway_listen)
         gateway_port = self.envoy.listener_port()
         self.info = {
             "gateway_url": f"http://{gateway_host}:{gateway_port}",
@@ -158,9 +248,7 @@ class Stack:
             "models_metrics_port": ports["models"]["metrics_port"],
             "pids": self.pids(),
         }
-        tmp = s.stack_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.info, indent=2))
-        tmp.replace(s.stack_file)
+        self._write_stack_file()
 
     def pids(self) -> dict[str, int]:
         pids = {name: proc.pid for name, proc in self.services.items()}
@@ -168,17 +256,9 @@ class Stack:
             pids["postgres"] = self.postgres.pid
         if self.envoy is not None and self.envoy.pid is not None:
             pids["envoy"] = self.envoy.pid
+        if self.seaweedfs is not None and self.seaweedfs.pid is not None:
+            pids["seaweedfs"] = self.seaweedfs.pid
         return pids
-
-    def dead_child(self) -> str | None:
-        for name, proc in self.services.items():
-            if proc.poll() is not None:
-                return f"{name} service exited with code {proc.returncode}"
-        if self.envoy is not None and not self.envoy.running():
-            return "envoy exited"
-        if self.postgres is not None and not self.postgres.running():
-            return "postgres exited"
-        return None
 
     def stop(self) -> None:
         # Reverse order: forget the record, stop appending, stop taking requests, drain
@@ -192,6 +272,8 @@ class Stack:
             with_signal(proc, signal.SIGTERM)
         for proc in self.services.values():
             stop_process(proc, timeout=self.settings.shutdown_grace_seconds + 5)
+        if self.seaweedfs is not None:
+            self.seaweedfs.stop()
         if self.postgres is not None:
             self.postgres.stop()
         self.settings.stack_file.unlink(missing_ok=True)
@@ -299,11 +381,11 @@ def run_up(settings: Settings) -> int:
             return 1
         print(banner(stack.info, settings), flush=True)
         print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
+        # A crashed child is started again with backoff (services/stack/supervisor.py).
+        supervisor = Supervisor(stack.supervised())
         while not stop_requested:
-            problem = stack.dead_child()
-            if problem is not None:
-                print(f"mlplane up: {problem}; stopping (see {stack.log_dir})", file=sys.stderr)
-                return 1
+            for event in supervisor.tick():
+                _warn(f"{event.message} (logs in {stack.log_dir})")
             time.sleep(0.2)
         print("stopping…", flush=True)
         return 0

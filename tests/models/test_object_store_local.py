@@ -1,8 +1,9 @@
 """The local half of the object stores: writers and their local file (the folder
 store's temporary file, S3's spool) and an S3 part's body sent from a range of it, over a
 real loopback socket (sendfile) and through the read path TLS takes. The S3 side
-proper runs against moto in tests/models/test_store_faults.py; here a stand-in S3
-client injects the faults moto will not produce on cue."""
+proper runs against SeaweedFS in tests/models/test_object_store_s3*.py and
+tests/models/test_store_faults.py; here a stand-in S3 client injects the faults a
+real server will not produce on cue."""
 
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
 """Upload ordering under faults, for both stores: the folder store and S3
-(moto's real S3 HTTP server on loopback). Whatever fails, afterwards there is
-no version row, no object, no open multipart upload and no local file (the
-folder store's temporary file, S3's spool)."""
+(SeaweedFS, a real S3 server on loopback: tests/s3_server.py). Whatever fails,
+afterwards there is no version row, no object, no open multipart upload and no
+local file (the folder store's temporary file, S3's spool).
+
+No moto here: every S3 fault these tests need, SeaweedFS produces for real (a
+store down, a store killed mid-upload and back with its state); the faults it
+cannot produce on cue (several parts failing together, a completion cancelled
+after it landed) are injected into a stand-in client in test_object_store_local.py."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -17,21 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import boto3
 import grpc
-import httpx
 import pytest
 from grpc import aio
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
-from moto.server import ThreadedMotoServer
 
 from services.common.devkeys import ensure_dev_keys
 from services.common.errors import unavailable
 from services.common.server import RunningServer, start_server
 from services.common.settings import Settings
 from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
-from services.models import local_files
+from services.models import local_files, object_store
 from services.models.local_files import IDLE_DIR
 from services.models.repository import RegistryRepository
 from services.models.service import models_spec
@@ -39,6 +42,7 @@ from services.models.upload import BLOCK_BYTES
 from services.stack.postgres import EmbeddedPostgres
 from tests.models.onnx_models import linear_model
 from tests.polling import poll_until, wait_until
+from tests.s3_server import S3Bucket
 from tests.tokens import Tokens
 
 BUCKET = "mlplane-models"
@@ -57,8 +61,7 @@ class Rig:
     pg: EmbeddedPostgres
     settings: Settings
     tokens: Tokens
-    moto: ThreadedMotoServer | None
-    s3: Any
+    s3: S3Bucket | None
 
     async def download(self, model_id: str, version: int) -> bytes:
         async with aio.insecure_channel(f"127.0.0.1:{self.server.grpc_port}") as channel:
@@ -93,9 +96,8 @@ class Rig:
         return await asyncio.to_thread(call)
 
     def objects(self) -> list[str]:
-        if self.backend == "s3":
-            listed = self.s3.list_objects_v2(Bucket=BUCKET)
-            return sorted(o["Key"] for o in listed.get("Contents", []))
+        if self.s3 is not None:
+            return self.s3.keys()
         root = self.settings.object_store_dir
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
@@ -112,9 +114,7 @@ class Rig:
         return sorted(idle.iterdir()) if idle.is_dir() else []
 
     def open_multipart_uploads(self) -> int:
-        if self.backend != "s3":
-            return 0
-        return len(self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+        return 0 if self.s3 is None else self.s3.open_uploads()
 
     async def upload_outcomes(self) -> list[str]:
         conn = await asyncpg.connect(self.pg.dsn())
@@ -135,38 +135,28 @@ class Rig:
 
 
 @pytest.fixture(params=["folder", "s3"])
-async def rig(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Rig]:
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """The "s3" rig uses the session's SeaweedFS, its bucket emptied after the test;
+    "s3-own" a SeaweedFS of the test's own, for tests that stop or kill the store."""
     backend: str = request.param
+    s3: S3Bucket | None = None
+    if backend == "s3":
+        s3 = request.getfixturevalue("s3_bucket")
+    elif backend == "s3-own":
+        s3 = request.getfixturevalue("private_seaweedfs")
+        backend = "s3"
     root = Path(tempfile.mkdtemp(prefix="mlplane-store-"))
     pg = EmbeddedPostgres(root / "state")
     pg.start()
-    moto: ThreadedMotoServer | None = None
     server: RunningServer | None = None
-    s3: Any = None
     try:
         creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
         await setup_database(pg.dsn(), creds)
         overrides: dict[str, Any] = {}
-        if backend == "s3":
-            monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto.start()
-            endpoint = f"http://127.0.0.1:{moto._server.server_port}"
-            # moto keeps its state per process: start every test from an empty S3.
-            async with httpx.AsyncClient() as client:
-                (await client.post(f"{endpoint}/moto-api/reset", timeout=10)).raise_for_status()
-            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-            s3.create_bucket(Bucket=BUCKET)
-            overrides = {
-                "store": "s3",
-                "s3_bucket": BUCKET,
-                "s3_endpoint_url": endpoint,
-                # S3's smallest part: a few MB make several parts, some in flight at once.
-                "s3_part_size_bytes": PART_BYTES,
-            }
+        if s3 is not None:
+            assert s3.name == BUCKET
+            # S3's smallest part: a few MB make several parts, some in flight at once.
+            overrides = {**s3.settings(), "s3_part_size_bytes": PART_BYTES}
         settings = Settings(
             state_dir=root / "state",
             registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
@@ -177,12 +167,10 @@ async def rig(
         server = await start_server(
             settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
         )
-        yield Rig(backend, server, pg, settings, Tokens(settings), moto, s3)
+        yield Rig(backend, server, pg, settings, Tokens(settings), s3)
     finally:
         if server is not None:
             await server.stop(1)
-        if moto is not None:
-            moto.stop()
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -195,7 +183,8 @@ async def test_upload_stores_object_and_row(rig: Rig) -> None:
     assert rig.open_multipart_uploads() == 0
     assert rig.local_files() == []
     if rig.backend == "s3":
-        head = rig.s3.head_object(Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx")
+        assert rig.s3 is not None
+        head = rig.s3.client.head_object(Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx")
         assert head["ServerSideEncryption"] == "AES256"
         assert head["ContentLength"] == version.size_bytes
 
@@ -237,10 +226,10 @@ async def test_invalid_model_leaves_nothing(rig: Rig) -> None:
     assert rig.local_files() == []
 
 
+@pytest.mark.parametrize("rig", ["folder", "s3-own"], indirect=True)
 async def test_store_down_is_unavailable_and_leaves_no_row(rig: Rig) -> None:
-    if rig.backend == "s3":
-        assert rig.moto is not None
-        rig.moto.stop()
+    if rig.s3 is not None:
+        rig.s3.server.kill()
     else:
         # A file where the store's folder should be: every write fails.
         shutil.rmtree(rig.settings.object_store_dir)
@@ -319,7 +308,8 @@ async def test_multi_part_upload_round_trips(rig: Rig) -> None:
     assert rig.open_multipart_uploads() == 0
     assert rig.local_files() == []
     if rig.backend == "s3":
-        head = rig.s3.head_object(
+        assert rig.s3 is not None
+        head = rig.s3.client.head_object(
             Bucket=BUCKET, Key=f"demo/{version.model_id}/1.onnx", ChecksumMode="ENABLED"
         )
         # A multipart object's ETag ends in its part count: parts of exactly
@@ -375,10 +365,10 @@ async def test_client_gone_mid_upload_leaves_nothing(rig: Rig) -> None:
     await wait_until(audited, "the cancelled upload is audited")
 
 
-@pytest.mark.parametrize("rig", ["s3"], indirect=True)
+@pytest.mark.parametrize("rig", ["s3-own"], indirect=True)
 async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig) -> None:
-    assert rig.moto is not None
-    port = rig.moto._server.server_port
+    s3 = rig.s3
+    assert s3 is not None
     data = linear_model(5_000_000)
 
     def requests() -> Iterator[pb.UploadModelRequest]:
@@ -386,8 +376,7 @@ async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig)
         for chunk in _chunks(data[:SENT_FIRST]):
             yield pb.UploadModelRequest(chunk=chunk)
         poll_until(lambda: _local_bytes(rig) >= STARTED_PART, "the first part reaches the service")
-        assert rig.moto is not None
-        rig.moto.stop()
+        s3.server.kill()  # SIGKILL: gone mid-request, no goodbye
         for chunk in _chunks(data[SENT_FIRST:]):
             yield pb.UploadModelRequest(chunk=chunk)
 
@@ -397,11 +386,11 @@ async def test_store_gone_mid_upload_is_unavailable_and_leaves_nothing(rig: Rig)
     assert "model store is unavailable" in (caught.value.details() or "")
     assert rig.local_files() == []
     assert await rig.version_rows() == 0
-    # Back up on the same port with the same (in-process) state: no object. The
-    # multipart upload could not be aborted while the store was down: it stays
-    # open (S3 lifecycle rules reap those), holding only the parts sent before.
-    rig.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    rig.moto.start()
+    # Back up with the same data folder (on new ports): no object. The multipart
+    # upload could not be aborted while the store was down: it stays open (S3
+    # lifecycle rules reap those), holding only the parts sent before.
+    s3.server.start()
+    s3.client = s3.server.client()
     assert rig.objects() == []
     assert rig.open_multipart_uploads() == 1
 
@@ -431,3 +420,37 @@ async def test_local_disk_full_is_unavailable_and_leaves_nothing(
     assert rig.open_multipart_uploads() == 0
     assert await rig.version_rows() == 0
     assert await rig.upload_outcomes() == ["STORAGE_FULL"]
+
+
+@pytest.mark.parametrize("rig", ["s3"], indirect=True)
+async def test_bytes_changed_after_their_checksum_are_refused_and_leave_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bit flips in the spool between the CRC32 taken as the bytes arrived and the
+    # part's send (a bad disk): SeaweedFS checks the CRC32 and refuses the part
+    # (moto would have stored it). The caller is told, and nothing is kept.
+    real_send = object_store._S3Writer._send
+
+    async def flipping_send(
+        self: object_store._S3Writer, number: int, body: object_store._SpoolPart, crc32: str
+    ) -> dict[str, Any]:
+        if number == 2:
+            fd = os.open(body._path, os.O_RDWR)
+            try:
+                at = body._offset + 100
+                os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ 0xFF]), at)
+            finally:
+                os.close(fd)
+        return await real_send(self, number, body, crc32)
+
+    monkeypatch.setattr(object_store._S3Writer, "_send", flipping_send)
+    with pytest.raises(grpc.RpcError) as caught:
+        await rig.upload("bit-flip", linear_model(5_000_000))  # four parts
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "did not match their checksum" in (caught.value.details() or "")
+    assert await rig.upload_outcomes() == ["OBJECT_STORE_CHECKSUM_MISMATCH"]
+    assert rig.objects() == []
+    assert rig.open_multipart_uploads() == 0
+    assert rig.local_files() == []
+    assert rig.idle_spools() == []
+    assert await rig.version_rows() == 0
