@@ -350,12 +350,32 @@ class Approvals:
         comment: str,
         request_id: str | None,
     ) -> None:
+        try:
+            await self._archive(principal, model_id, version, comment, request_id)
+        except ServiceError as error:
+            await self._refused(
+                principal,
+                "model.archive",
+                f"model/{model_id}/version/{version}",
+                error,
+                request_id,
+            )
+            raise
+
+    async def _archive(
+        self,
+        principal: Principal,
+        model_id: str,
+        version: int,
+        comment: str,
+        request_id: str | None,
+    ) -> None:
         mid = _uuid(model_id, "modelId")
         async with self._repo.transaction() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT status FROM model_versions WHERE tenant_id = :tenant"
+                        "SELECT status, created_by FROM model_versions WHERE tenant_id = :tenant"
                         " AND model_id = :id AND version = :version FOR UPDATE"
                     ),
                     {"tenant": principal.tenant, "id": mid, "version": version},
@@ -373,6 +393,17 @@ class Approvals:
                     "ALREADY_ARCHIVED",
                     f"version {version} is already ARCHIVED",
                     status=row.status,
+                )
+            # Archiving cancels an open review: while one is open, the same separation of
+            # duties as a decision applies (read after the row lock, which submit takes too).
+            if row.status == "IN_REVIEW" and principal.subject in (
+                row.created_by,
+                *await self._open_submitters(conn, mid, version),
+            ):
+                raise permission_denied(
+                    "SEPARATION_OF_DUTIES",
+                    "the uploader or submitter of a version cannot archive it while it is in "
+                    "review (archiving cancels the review); another approver can",
                 )
             params = {
                 "tenant": principal.tenant,
@@ -399,6 +430,18 @@ class Approvals:
                 {},
             )
             await writes.run(conn)
+
+    async def _open_submitters(
+        self, conn: AsyncConnection, model_id: uuid.UUID, version: int
+    ) -> list[str]:
+        rows = await conn.execute(
+            text(
+                "SELECT submitted_by FROM approval_requests"
+                " WHERE model_id = :id AND version = :version AND state = 'OPEN'"
+            ),
+            {"id": model_id, "version": version},
+        )
+        return [r.submitted_by for r in rows]
 
     # --- reads --------------------------------------------------------------------------
     async def get(self, principal: Principal, approval_id: str) -> ApprovalRecord:

@@ -19,12 +19,20 @@ first. Every reader stops where its own upload ends (validation is told the
 size, parts are ranges of what was written). An idle spool holds earlier
 uploads' bytes until it is overwritten, the store closes or the next process
 starts; a failed upload's spool is always deleted.
+
+A process that dies mid-upload (kill -9, a crash, the machine going down) cannot
+delete its files: `sweep_leftovers` removes them when the service starts next. An
+upload's file is `flock`ed for as long as it is open, so a sweep by one process
+never takes the file of an upload still running in another sharing the folder
+(replicas on one state folder); the kernel drops the lock when its process dies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import logging
 import os
 import threading
 import uuid
@@ -36,6 +44,10 @@ IOV_BATCH = 512
 
 SPOOL_SUFFIX = ".onnx"
 IDLE_DIR = "idle"
+# Validation writes a small skeleton of the model beside the upload's file.
+SKELETON_SUFFIX = ".skeleton.onnx"
+
+log = logging.getLogger("mlplane.models.local_files")
 
 
 def write_all(fd: int, pieces: Sequence[bytes]) -> int:
@@ -78,6 +90,16 @@ class LocalFile:
         self.size = 0
         flags = os.O_WRONLY if reuse else os.O_WRONLY | os.O_CREAT | os.O_EXCL
         self.fd: int | None = os.open(path, flags, 0o600)
+        try:
+            # Held until the descriptor closes: tells `sweep_leftovers` in any process that
+            # this upload is alive. Fresh files are unlocked, so this does not wait.
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            if not reuse:
+                path.unlink(missing_ok=True)
+            raise
 
     def write(self, pieces: Sequence[bytes]) -> None:
         with self.lock:
@@ -97,6 +119,46 @@ class LocalFile:
         with self.lock:
             self.close_locked()
             self.path.unlink(missing_ok=True)
+
+
+def sweep_leftovers(directory: Path) -> list[Path]:
+    """Delete the upload files in `directory` (not its subfolders) that no process has
+    open, with their validation skeletons: what an upload in a process that died left
+    behind. Returns what was removed. Blocking; for service start."""
+    if not directory.is_dir():
+        return []
+    entries = [p for p in directory.iterdir() if p.is_file()]
+    removed = [
+        path
+        for path in entries
+        if not path.name.endswith(SKELETON_SUFFIX) and _remove_unless_locked(path)
+    ]
+    for skeleton in (p for p in entries if p.name.endswith(SKELETON_SUFFIX)):
+        owner = skeleton.parent / skeleton.name[: -len(SKELETON_SUFFIX)]
+        # A skeleton is deleted by its validation; one whose upload file is gone is a leftover.
+        if not owner.exists():
+            with contextlib.suppress(FileNotFoundError):
+                skeleton.unlink()
+                removed.append(skeleton)
+    if removed:
+        log.info("removed %d leftover upload file(s) in %s", len(removed), directory)
+    return removed
+
+
+def _remove_unless_locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # an upload in progress holds it
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 class SpoolFiles:

@@ -13,9 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.rpc import error_details_pb2
 from mlplane.v1 import model_registry_pb2 as pb
 
-from services.common.errors import invalid_argument
+from services.common.errors import ServiceError, invalid_argument
 from services.common.validation import RequestValidator
 
 FORM_FIELDS = ("name", "description", "labels", "metrics", "trainingExportIds", "sha256")
@@ -29,6 +30,23 @@ class UploadMetadata:
     metrics: dict[str, float] = field(default_factory=dict)
     training_export_ids: list[str] = field(default_factory=list)
     sha256: str | None = None
+
+
+def field_error(reason: str, message: str, field: str) -> ServiceError:
+    """INVALID_ARGUMENT naming the field twice, as the contract's rules do: in the
+    ErrorInfo's metadata and in a BadRequest.FieldViolation (what clients and the web app
+    read to mark the field)."""
+    error = invalid_argument(reason, message, field=field)
+    error.details.append(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=field, description=message, reason=reason
+                )
+            ]
+        )
+    )
+    return error
 
 
 def from_message(message: pb.UploadModelMetadata) -> UploadMetadata:
@@ -51,10 +69,10 @@ def parse_form_metadata(fields: dict[str, str], validator: RequestValidator) -> 
     `trainingExportIds` a JSON list or comma-separated ids)."""
     unknown = sorted(set(fields) - set(FORM_FIELDS))
     if unknown:
-        raise invalid_argument(
+        raise field_error(
             "UNKNOWN_FORM_FIELD",
             f"unknown form field {unknown[0][:64]!r}; expected {', '.join(FORM_FIELDS)} and file",
-            field=unknown[0][:64],
+            unknown[0][:64],
         )
     message = pb.UploadModelMetadata(
         name=fields.get("name", ""),
@@ -71,10 +89,10 @@ def parse_form_metadata(fields: dict[str, str], validator: RequestValidator) -> 
 def _labels(text: str) -> dict[str, str]:
     labels = _json_object(text, "labels")
     if not all(isinstance(v, str) for v in labels.values()):
-        raise invalid_argument(
+        raise field_error(
             "MALFORMED_FIELD",
             'labels must map names to strings: {"team": "reliability"}',
-            field="labels",
+            "labels",
         )
     return labels
 
@@ -91,11 +109,11 @@ def _metrics(text: str) -> dict[str, float]:
             except OverflowError:
                 number = None
         if number is None:
-            raise invalid_argument(
+            raise field_error(
                 "MALFORMED_FIELD",
                 f"metrics[{json.dumps(key[:64])}] must be a number that fits a double, "
                 'e.g. {"roc_auc": 0.91}',
-                field="metrics",
+                "metrics",
             )
         numbers[key] = number
     return numbers
@@ -107,10 +125,10 @@ def _export_ids(text: str) -> list[str]:
         return [i.strip() for i in raw.split(",") if i.strip()]
     parsed = _json(raw, "trainingExportIds")
     if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
-        raise invalid_argument(
+        raise field_error(
             "MALFORMED_FIELD",
             "trainingExportIds must be a JSON list of export ids or ids separated by commas",
-            field="trainingExportIds",
+            "trainingExportIds",
         )
     return parsed
 
@@ -120,7 +138,7 @@ def _json(text: str, name: str) -> Any:
         return json.loads(text)
     # ValueError covers malformed JSON and integers past Python's digit limit.
     except (ValueError, RecursionError) as exc:
-        raise invalid_argument("MALFORMED_FIELD", f"{name} is not valid JSON", field=name) from exc
+        raise field_error("MALFORMED_FIELD", f"{name} is not valid JSON", name) from exc
 
 
 def _json_object(text: str, name: str) -> dict[str, Any]:
@@ -128,5 +146,5 @@ def _json_object(text: str, name: str) -> dict[str, Any]:
         return {}
     value = _json(text, name)
     if not isinstance(value, dict):
-        raise invalid_argument("MALFORMED_FIELD", f"{name} must be a JSON object", field=name)
+        raise field_error("MALFORMED_FIELD", f"{name} must be a JSON object", name)
     return value

@@ -14,14 +14,34 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.common.errors import invalid_argument
+from services.common.errors import ServiceError, invalid_argument
 from services.common.validation import RequestValidator
-from services.models.metadata import UploadMetadata, parse_form_metadata
+from services.models.metadata import (
+    FORM_FIELDS,
+    UploadMetadata,
+    field_error,
+    parse_form_metadata,
+)
 
 MAX_FIELD_BYTES = 64 * 1024
 FILE_FIELD = "file"
+# A browser sends two or three header lines a part; these bound what a hand-made body can
+# make the parser collect (python-multipart refuses past them: MALFORMED_FORM).
+MAX_PART_HEADERS = 16
+MAX_PART_HEADER_BYTES = 4096
+
+
+def malformed_form(detail: str) -> ServiceError:
+    """The body is not the multipart/form-data its Content-Type announced."""
+    return invalid_argument(
+        "MALFORMED_FORM",
+        "the request body is not well-formed multipart/form-data "
+        "(check that its boundary is the one in Content-Type, and its part headers)",
+        detail=detail[:200],
+    )
 
 
 @dataclass
@@ -51,7 +71,8 @@ class _FormEvents:
                 "on_part_data": self._part_data,
                 "on_part_end": self._part_end,
             },
-            max_header_count=16,
+            max_header_count=MAX_PART_HEADERS,
+            max_header_size=MAX_PART_HEADER_BYTES,
         )
 
     def _part_begin(self) -> None:
@@ -72,8 +93,18 @@ class _FormEvents:
         self._header_value.clear()
 
     def _headers_finished(self) -> None:
+        # Part headers are refused unless they are UTF-8 without control characters: the
+        # names end up in messages, logs and the audit trail, and a field name decoded
+        # "with replacement" would be a name the client never sent.
+        for key, value in self._headers.items():
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise malformed_form(f"part header {key[:64]!r} is not UTF-8") from exc
+            if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text + key):
+                raise malformed_form(f"part header {key[:64]!r} holds control characters")
         _, options = parse_options_header(self._headers.get("content-disposition", b""))
-        self._part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._part.name = options.get(b"name", b"").decode("utf-8")
         self._part.is_file = self._part.name == FILE_FIELD
         if self._part.is_file:
             self.events.append(("file_begin", None))
@@ -84,10 +115,10 @@ class _FormEvents:
             return
         self._part.value += data[start:end]
         if len(self._part.value) > MAX_FIELD_BYTES:
-            raise invalid_argument(
+            raise field_error(
                 "FORM_FIELD_TOO_LARGE",
-                f"form field {self._part.name!r} is over {MAX_FIELD_BYTES} bytes",
-                field=self._part.name,
+                f"form field {self._part.name[:64]!r} is over {MAX_FIELD_BYTES} bytes",
+                self._part.name[:64],
             )
 
     def _part_end(self) -> None:
@@ -97,27 +128,43 @@ class _FormEvents:
         try:
             text = self._part.value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise invalid_argument(
+            raise field_error(
                 "INVALID_UTF8",
                 f"form field {self._part.name[:64]!r} is not valid UTF-8 text",
-                field=self._part.name[:64],
+                self._part.name[:64],
             ) from exc
         self.events.append(("field", (self._part.name, text)))
 
     def feed(self, data: bytes) -> list[tuple[str, Any]]:
-        self.parser.write(data)
+        # The parser raises ValueErrors of its own on a body that does not follow the
+        # announced boundary, or on too many or too long part headers: a 400, not a 500.
+        try:
+            self.parser.write(data)
+        except FormParserError as exc:
+            raise malformed_form(str(exc)) from exc
         events, self.events = self.events, []
         return events
 
+    def finalize(self) -> None:
+        try:
+            self.parser.finalize()
+        except FormParserError as exc:
+            raise malformed_form(str(exc)) from exc
+
 
 def boundary_of(content_type: str) -> bytes:
-    kind, options = parse_options_header(content_type)
+    try:
+        # python-multipart encodes the header as Latin-1: other text cannot be a boundary.
+        kind, options = parse_options_header(content_type)
+    except UnicodeEncodeError:
+        kind, options = b"", {}
     boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise invalid_argument(
+    # RFC 2046: 1-70 characters; python-multipart refuses over 256 with a ValueError.
+    if kind != b"multipart/form-data" or not boundary or len(boundary) > 70:
+        raise field_error(
             "NOT_MULTIPART",
             "send the model as multipart/form-data (fields name, description, …, then file)",
-            field="Content-Type",
+            "Content-Type",
         )
     return boundary
 
@@ -151,24 +198,28 @@ async def read_multipart(
             if kind == "field":
                 name, text = value
                 if name in fields:
-                    raise invalid_argument(
-                        "DUPLICATE_FORM_FIELD", f"form field {name!r} appears twice", field=name
+                    raise field_error(
+                        "DUPLICATE_FORM_FIELD", f"form field {name[:64]!r} appears twice", name[:64]
                     )
+                if name not in FORM_FIELDS:
+                    # Refused as it arrives: the fields held before the file are then at
+                    # most len(FORM_FIELDS) x MAX_FIELD_BYTES, whatever the body brings.
+                    parse_form_metadata({name: text}, validator)
                 fields[name] = text
             elif kind == "file_begin":
                 if "name" not in fields:
-                    raise invalid_argument(
+                    raise field_error(
                         "FILE_BEFORE_FIELDS",
                         "the form's file field came before its name field: send the text "
                         "fields (name, description, …) first and the file last (append the "
                         "file last to a FormData; with curl, put -F file=@model.onnx last)",
-                        field="name",
+                        "name",
                     )
                 metadata = parse_form_metadata(fields, validator)
                 return MultipartUpload(metadata, _file_chunks(pending, more, form))
         if not await more():
-            raise invalid_argument(
-                "MISSING_FILE", "the form has no 'file' field with the ONNX model", field="file"
+            raise field_error(
+                "MISSING_FILE", "the form has no 'file' field with the ONNX model", FILE_FIELD
             )
 
 
@@ -180,10 +231,10 @@ async def _file_chunks(
         while pending:
             kind, value = pending.pop(0)
             if finished:
-                raise invalid_argument(
+                raise field_error(
                     "FIELD_AFTER_FILE",
                     "form fields must come before the file (put the file field last)",
-                    field=str(value[0]) if kind == "field" else FILE_FIELD,
+                    str(value[0]) if kind == "field" else FILE_FIELD,
                 )
             if kind == "file_data":
                 yield value
@@ -193,4 +244,4 @@ async def _file_chunks(
             break
     if not finished:
         raise invalid_argument("TRUNCATED_FORM", "the upload ended before the file did")
-    form.parser.finalize()
+    form.finalize()

@@ -23,8 +23,14 @@ PENDING_APPROVAL = "PENDING_APPROVAL"
 
 @dataclass(frozen=True)
 class Reservation:
+    """Where an upload's bytes go while they stream: the name's model id and a storage
+    slot, `{tenant}/{model_id}/{slot}.onnx`. Not the version number: that is allocated
+    only when the upload is accepted, in the transaction that stores its row, so refused
+    and abandoned uploads burn no number (versions are 1, 2, 3… without gaps). Without a
+    race the slot is the version; see `reserve_version`."""
+
     model_id: str
-    version: int
+    slot: int
 
 
 @dataclass(frozen=True)
@@ -111,11 +117,30 @@ def database_unavailable() -> Exception:
     )
 
 
+# asyncpg's own: what SQLAlchemy's adapter wraps in a generic `Error` (e.g. "the database
+# system is starting up" while PostgreSQL recovers after a crash).
+_ASYNCPG_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
 def _is_connection_error(exc: sqlalchemy.exc.DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
-    name = type(exc.orig).__name__ if exc.orig is not None else ""
-    return "Connection" in name or "CannotConnect" in name or "Shutdown" in name
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, _ASYNCPG_DOWN):
+            return True
+        name = type(cause).__name__
+        if "Connection" in name or "CannotConnect" in name or "Shutdown" in name:
+            return True
+        cause = cause.__cause__
+    return False
 
 
 class RegistryRepository:
@@ -160,6 +185,12 @@ class RegistryRepository:
 
     # --- writes ---------------------------------------------------------------------
     async def reserve_version(self, tenant: str, name: str) -> Reservation:
+        """The name's model id (made on first use; invisible until a version row exists)
+        and a storage slot no other upload holds. Slots count up; a failed upload gives its
+        slot back when no later one was handed out (`release_slot`), so without concurrent
+        uploads of one name the slot equals the version the upload gets. When uploads of
+        one name race and one fails, later keys run ahead of the versions they hold (the
+        row's `storage_key` is what reads use)."""
         async with self.transaction() as conn:
             row = (
                 await conn.execute(
@@ -175,12 +206,32 @@ class RegistryRepository:
                     {"tenant": tenant, "name": name, "model_id": uuid.uuid4()},
                 )
             ).one()
-        return Reservation(model_id=str(row.model_id), version=int(row.version))
+        return Reservation(model_id=str(row.model_id), slot=int(row.version))
 
-    async def record_version(self, new: NewVersion, *, request_id: str | None) -> None:
-        params = {
+    async def release_slot(self, tenant: str, name: str, reservation: Reservation) -> None:
+        """Give a failed upload's slot back if it is still the last one handed out (only
+        once no row can name the slot's object)."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE model_names SET next_version = next_version - 1"
+                    " WHERE tenant_id = :tenant AND name = :name AND model_id = :model_id"
+                    " AND next_version = :slot + 1"
+                ),
+                {
+                    "tenant": tenant,
+                    "name": name,
+                    "model_id": uuid.UUID(reservation.model_id),
+                    "slot": reservation.slot,
+                },
+            )
+
+    async def record_version(self, new: NewVersion, *, request_id: str | None) -> int:
+        """Store the accepted upload's rows and return its version number, allocated here:
+        one more than the model's latest, under the `models` row's lock, so concurrent
+        uploads of one name get consecutive numbers in the order they commit."""
+        params: dict[str, Any] = {
             "model_id": uuid.UUID(new.reservation.model_id),
-            "version": new.reservation.version,
             "tenant": new.tenant,
             "name": new.name,
             "description": new.description,
@@ -193,28 +244,32 @@ class RegistryRepository:
             "signature": json.dumps(new.signature),
             "actor": new.created_by,
             "request_id": request_id,
-            "resource": f"model/{new.reservation.model_id}/version/{new.reservation.version}",
             "detail": json.dumps(
                 {"name": new.name, "sha256": new.sha256, "size_bytes": new.size_bytes}
             ),
         }
         async with self.transaction() as conn:
-            # The newest version's description describes the model.
-            await conn.execute(
-                text(
-                    """
-                    INSERT INTO models (model_id, tenant_id, name, description, latest_version,
-                                        created_by)
-                    VALUES (:model_id, :tenant, :name, :description, :version, :actor)
-                    ON CONFLICT (model_id) DO UPDATE SET
-                      description = CASE WHEN EXCLUDED.latest_version > models.latest_version
-                                         THEN EXCLUDED.description ELSE models.description END,
-                      latest_version = greatest(models.latest_version, EXCLUDED.latest_version),
-                      update_time = now()
-                    """
-                ),
-                params,
-            )
+            # The version is allocated by the upsert (the row lock orders concurrent
+            # uploads); the newest version's description describes the model.
+            version = (
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO models (model_id, tenant_id, name, description,
+                                            latest_version, created_by)
+                        VALUES (:model_id, :tenant, :name, :description, 1, :actor)
+                        ON CONFLICT (model_id) DO UPDATE SET
+                          description = EXCLUDED.description,
+                          latest_version = models.latest_version + 1,
+                          update_time = now()
+                        RETURNING latest_version
+                        """
+                    ),
+                    params,
+                )
+            ).scalar_one()
+            params["version"] = int(version)
+            params["resource"] = f"model/{new.reservation.model_id}/version/{version}"
             await conn.execute(
                 text(
                     """
@@ -249,6 +304,7 @@ class RegistryRepository:
                 ),
                 params,
             )
+        return int(version)
 
     async def audit(
         self,
@@ -403,6 +459,18 @@ class RegistryRepository:
                 limit,
             )
         return [_version(r) for r in rows]
+
+    async def version_stored_at(self, tenant: str, model_id: str, key: str) -> int | None:
+        """The version whose object is `key`, if its row exists."""
+        async with self._driver() as conn:
+            found = await conn.fetchval(
+                "SELECT version FROM model_versions"
+                " WHERE tenant_id = $1 AND model_id = $2 AND storage_key = $3",
+                tenant,
+                uuid.UUID(model_id),
+                key,
+            )
+        return None if found is None else int(found)
 
     async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
         async with self._driver() as conn:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -164,7 +165,7 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         record, chunks = await self._catalog.content(principal, model_id, version)
         set_response_header("x-mlplane-sha256", record.sha256)
         set_response_header(
-            "content-disposition", f'attachment; filename="{record.name}-v{record.version}.onnx"'
+            "content-disposition", content_disposition(f"{record.name}-v{record.version}.onnx")
         )
         first = True
         async for chunk in chunks:
@@ -237,6 +238,16 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         return _version(
             await self._catalog.get_version(principal, request.model_id, request.version)
         )
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the file name as RFC 6266 wants it: `filename*=UTF-8''…`
+    percent-encoded (any text, one header line whatever the name holds), and a plain
+    `filename="…"` fallback of safe ASCII for clients that ignore `filename*`. The
+    contract's name rule keeps new names plain; rows stored before it, or written by hand,
+    must still not break the header (a newline in it fails the whole response)."""
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _canonical_id(model_id: str) -> str:

@@ -1,17 +1,21 @@
 """The upload pipeline: stream, hash, size-check, validate, store, record.
 
 Ordering is what makes it lose nothing:
-  1. metadata is validated and a (model id, version) reserved: nothing stored yet;
+  1. metadata is validated and a (model id, storage slot) reserved: nothing stored
+     yet, and nothing a user can see (the version number comes in step 5);
   2. bytes stream to the object store's invisible writer, which keeps them in
      a local file (the folder store's temporary file; S3's spool, which the
      parts are sent from) that validation reads; the size limit is enforced
      as it is crossed;
   3. the ONNX file is validated; a bad file aborts the writer: nothing stored;
   4. the writer commits: the object is durable;
-  5. the version row commits, then the writer lets go of its local file. If
-     recording fails, the row is read back: the object is deleted unless the
-     row did commit after all (a lost COMMIT reply, a cancel right after it).
-Any failure in between aborts the writer, so no object and no row remain.
+  5. the version row commits with the next version number of the model, allocated
+     in that transaction (refused uploads burn none), then the writer lets go of
+     its local file. If recording fails, the row is read back: the object is
+     deleted unless the row did commit after all (a lost COMMIT reply, a cancel
+     right after it).
+Any failure in between aborts the writer, so no object and no row remain, and
+gives the storage slot back when no row can name it.
 """
 
 from __future__ import annotations
@@ -20,17 +24,22 @@ import asyncio
 import errno
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import grpc
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, unavailable
+from services.models.local_files import sweep_leftovers
 from services.models.metadata import UploadMetadata
 from services.models.object_store import (
+    FolderStore,
     ObjectStore,
     ObjectWriter,
+    S3Store,
     object_key,
     store_unavailable,
 )
@@ -66,6 +75,10 @@ class Uploader:
         self._repo = repo
         self._store = store
         self._max_bytes = max_bytes
+        # The service is starting: files of uploads a previous process did not finish
+        # (it was killed mid-upload) are removed now; nothing else would ever do it.
+        for folder in _local_upload_folders(store):
+            sweep_leftovers(folder)
 
     async def upload(
         self,
@@ -79,7 +92,7 @@ class Uploader:
             return await self._upload(principal, metadata, chunks, request_id)
         except (ServiceError, asyncio.CancelledError) as error:
             outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else error.reason
-            await self._audit_failure(principal, metadata, outcome, request_id)
+            await _to_the_end(self._audit_failure(principal, metadata, outcome, request_id))
             raise
 
     async def _upload(
@@ -97,8 +110,12 @@ class Uploader:
                 field="trainingExportIds",
             )
         reservation = await self._repo.reserve_version(principal.tenant, metadata.name)
-        key = object_key(principal.tenant, reservation.model_id, reservation.version)
-        writer = await self._store.writer(key)
+        key = object_key(principal.tenant, reservation.model_id, reservation.slot)
+        try:
+            writer = await self._store.writer(key)
+        except BaseException:
+            await _to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
+            raise
         committed = False
         try:
             digest, size = await self._stream(chunks, writer)
@@ -128,32 +145,49 @@ class Uploader:
                 signature=_signature_json(signature),
                 created_by=principal.subject,
             )
-            await self._repo.record_version(new, request_id=request_id)
+            version = await self._repo.record_version(new, request_id=request_id)
         except BaseException:
-            if committed and await self._recorded(principal.tenant, reservation, key):
+            # Before `commit` no row can exist; after it, ask the database.
+            row = (
+                await _to_the_end(self._row_for(principal.tenant, reservation, key))
+                if committed
+                else "none"
+            )
+            if row == "stored":
                 # The row committed although the call failed after it (a cancel, or a
                 # reply lost during COMMIT): the object stays with its row.
-                await writer.release()
+                await _to_the_end(writer.release())
             else:
                 # Also after `commit`: no row names the object, so it must go.
-                await writer.abort()
+                await _to_the_end(writer.abort())
+            if row == "none":
+                # Certainly no row: the slot may serve the next upload of the name.
+                await _to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
             raise
         await writer.release()
-        record = await self._repo.get_version(
-            principal.tenant, reservation.model_id, reservation.version
-        )
+        record = await self._repo.get_version(principal.tenant, reservation.model_id, version)
         assert record is not None
         return record
 
-    async def _recorded(self, tenant: str, reservation: Reservation, key: str) -> bool:
-        """Whether the version row exists after `record_version` failed. When that
+    async def _row_for(
+        self, tenant: str, reservation: Reservation, key: str
+    ) -> Literal["stored", "none", "unknown"]:
+        """Whether a version row names `key` after `record_version` failed. When that
         cannot be told the object goes, as for a failed row, and its key is logged."""
         try:
-            found = await self._repo.get_version(tenant, reservation.model_id, reservation.version)
+            found = await self._repo.version_stored_at(tenant, reservation.model_id, key)
         except Exception:
             log.error("could not tell whether version row for %s committed; removing it", key)
-            return False
-        return found is not None
+            return "unknown"
+        return "none" if found is None else "stored"
+
+    async def _give_back(self, tenant: str, name: str, reservation: Reservation) -> None:
+        """Return a failed upload's storage slot, so keys keep matching versions. Best
+        effort: a slot not given back only makes later keys run ahead of their versions."""
+        try:
+            await self._repo.release_slot(tenant, name, reservation)
+        except Exception:
+            log.warning("could not give back storage slot %s of %s", reservation.slot, name)
 
     async def _stream(
         self, chunks: AsyncIterator[bytes], writer: ObjectWriter
@@ -225,6 +259,40 @@ async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
             pending, pending_bytes = [], 0
     if pending:
         yield pending
+
+
+_T = TypeVar("_T")
+
+
+async def _to_the_end(cleanup: Coroutine[Any, Any, _T]) -> _T:
+    """Run a clean-up step to its end even when the upload is cancelled (again) meanwhile:
+    grpc cancels a handler whose client went away, and that can strike while the handler
+    is already cleaning up after the stream broke. A cancelled `asyncio.to_thread` whose
+    job had not started yet never runs it, which left `.part` files behind (issue #14).
+    The cancel is passed on once the step is done."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise  # the step itself was cancelled: nothing left to wait for
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+
+def _local_upload_folders(store: ObjectStore) -> list[Path]:
+    """Where the store keeps uploads' local files: the folder store's temporary files,
+    S3's spools (their idle ones are the store's own business: `SpoolFiles.clear_idle`)."""
+    if isinstance(store, FolderStore):
+        return [store.root / ".incoming"]
+    if isinstance(store, S3Store):
+        return [store.spools.directory]
+    return []
 
 
 def _signature_json(signature: OnnxSignature) -> dict[str, object]:
