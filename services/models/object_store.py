@@ -28,6 +28,7 @@ from aiohttp.payload import Payload
 
 from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
+from services.common.tasks import to_the_end
 from services.models.local_files import LocalFile, SpoolFiles
 
 log = logging.getLogger("mlplane.models.object_store")
@@ -138,8 +139,9 @@ class _FolderWriter:
         return None  # the temporary file became the object
 
     async def abort(self) -> None:
-        # In a thread: it waits for a write or commit still running in one.
-        await asyncio.to_thread(self._abort_sync)
+        # In a thread: it waits for a write or commit still running in one; to its end even
+        # if this await is cancelled (a queued to_thread job never runs when cancelled).
+        await to_the_end(asyncio.to_thread(self._abort_sync))
 
 
 class FolderStore:
@@ -439,11 +441,11 @@ class _S3Writer:
             raise _s3_failure(exc, self._key) from exc
 
     async def _let_go_of_spool(self, how: Callable[[], None]) -> None:
-        # In a thread: it waits for a write still running in one, and finishes
-        # even if this await is cancelled. A spool that cannot be deleted fails
-        # neither a recorded upload nor the store's cleanup.
+        # In a thread: it waits for a write still running in one; to its end even if
+        # this await is cancelled (a queued to_thread job never runs when cancelled). A
+        # spool that cannot be deleted fails neither a recorded upload nor the cleanup.
         try:
-            await asyncio.to_thread(how)
+            await to_the_end(asyncio.to_thread(how))
         except OSError as exc:
             log.warning("could not remove an upload's spool %s: %s", self._file.path, exc)
 

@@ -24,15 +24,16 @@ import asyncio
 import errno
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import grpc
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, unavailable
+from services.common.tasks import to_the_end
 from services.models.local_files import sweep_leftovers
 from services.models.metadata import UploadMetadata
 from services.models.object_store import (
@@ -92,7 +93,7 @@ class Uploader:
             return await self._upload(principal, metadata, chunks, request_id)
         except (ServiceError, asyncio.CancelledError) as error:
             outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else error.reason
-            await _to_the_end(self._audit_failure(principal, metadata, outcome, request_id))
+            await to_the_end(self._audit_failure(principal, metadata, outcome, request_id))
             raise
 
     async def _upload(
@@ -114,7 +115,7 @@ class Uploader:
         try:
             writer = await self._store.writer(key)
         except BaseException:
-            await _to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
+            await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
             raise
         committed = False
         try:
@@ -149,20 +150,20 @@ class Uploader:
         except BaseException:
             # Before `commit` no row can exist; after it, ask the database.
             row = (
-                await _to_the_end(self._row_for(principal.tenant, reservation, key))
+                await to_the_end(self._row_for(principal.tenant, reservation, key))
                 if committed
                 else "none"
             )
             if row == "stored":
                 # The row committed although the call failed after it (a cancel, or a
                 # reply lost during COMMIT): the object stays with its row.
-                await _to_the_end(writer.release())
+                await to_the_end(writer.release())
             else:
                 # Also after `commit`: no row names the object, so it must go.
-                await _to_the_end(writer.abort())
+                await to_the_end(writer.abort())
             if row == "none":
                 # Certainly no row: the slot may serve the next upload of the name.
-                await _to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
+                await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
             raise
         await writer.release()
         record = await self._repo.get_version(principal.tenant, reservation.model_id, version)
@@ -259,30 +260,6 @@ async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
             pending, pending_bytes = [], 0
     if pending:
         yield pending
-
-
-_T = TypeVar("_T")
-
-
-async def _to_the_end(cleanup: Coroutine[Any, Any, _T]) -> _T:
-    """Run a clean-up step to its end even when the upload is cancelled (again) meanwhile:
-    grpc cancels a handler whose client went away, and that can strike while the handler
-    is already cleaning up after the stream broke. A cancelled `asyncio.to_thread` whose
-    job had not started yet never runs it, which left `.part` files behind (issue #14).
-    The cancel is passed on once the step is done."""
-    task = asyncio.ensure_future(cleanup)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise  # the step itself was cancelled: nothing left to wait for
-            cancelled = True
-            continue
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
 
 
 def _local_upload_folders(store: ObjectStore) -> list[Path]:
