@@ -602,7 +602,16 @@ def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                explicit_http_config={"http2_protocol_options": {}},
+                # Envoy's defaults (256 MiB windows) let a few streams whose clients stopped
+                # reading fill the one HTTP/2 connection to the service and stall every other
+                # caller behind them; windows sized as Envoy's edge-proxy guidance suggests
+                # keep each stalled stream to 1 MiB of the connection's 64 MiB.
+                explicit_http_config={
+                    "http2_protocol_options": {
+                        "initial_stream_window_size": 1024 * 1024,
+                        "initial_connection_window_size": 64 * 1024 * 1024,
+                    }
+                },
             )
         },
         "health_checks": [

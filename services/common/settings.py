@@ -145,6 +145,28 @@ class Settings(BaseSettings):
     query_statement_timeout_seconds: float = Field(
         default=300.0, description="Server-side limit on one export query."
     )
+    # Limits that keep one user's exports from taking the QueryService from the others.
+    query_exports_per_user: int = Field(
+        default=4,
+        ge=1,
+        description="Exports (ExportHistory, ExportHistoryCsv, DownloadExport) one user "
+        "(tenant, subject) may run at once; beyond it: 429 / RESOURCE_EXHAUSTED "
+        "TOO_MANY_EXPORTS.",
+    )
+    query_interactive_connections: int = Field(
+        default=3,
+        ge=1,
+        description="Connections of the QueryService pool (MLPLANE_DB_POOL_SIZE) exports never "
+        "take, kept for interactive queries; exports share the rest (at least 1), and one that "
+        "finds none free within the connect timeout gets 429 EXPORT_CAPACITY_REACHED.",
+    )
+    query_export_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An export whose client takes no data for this long is ended "
+        "(DEADLINE_EXCEEDED / EXPORT_IDLE_TIMEOUT, recorded as failed) and its database "
+        "connection given back.",
+    )
     page_token_secret: str | None = Field(
         default=None,
         description="Key that signs page tokens and download links (default: a key made in "

@@ -9,9 +9,10 @@ longer change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from services.query.encoders import (
     sample_batch,
 )
 from services.query.grants import may_read
+from services.query.limits import ExportLimiter, ExportSlot
 from services.query.request import ExportQuery, FailureEventsQuery
 from services.query.store import (
     AssetRow,
@@ -58,6 +60,9 @@ class PreparedExport:
     asset: AssetRow
     tags: list[TagRow]  # in column order
     request_id: str | None
+    # The export's share of the pool (services/query/limits.py), given back when its
+    # COPY ends; None outside an admitted export (tests).
+    slot: ExportSlot | None = None
 
     @property
     def tag_index(self) -> TagIndex:
@@ -86,6 +91,11 @@ class HistoryService:
         self._store = store
         self._settings = settings
         self._pages = page_tokens
+        self._limits = ExportLimiter(
+            per_user=settings.query_exports_per_user,
+            connections=max(1, settings.db_pool_size - settings.query_interactive_connections),
+            wait=settings.db_connect_timeout_seconds,
+        )
         # Manifest and audit writes that must outlive a cancelled handler.
         self._closing: dict[str, asyncio.Task[ExportRecord]] = {}
 
@@ -121,6 +131,13 @@ class HistoryService:
         return readable, next_token
 
     # --- exports ----------------------------------------------------------------
+    def export_slot(
+        self, principal: Principal, *, interactive: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[ExportSlot]:
+        """Admission of one export (per-user bound, the exports' share of the pool unless
+        `interactive`), held for the RPC; refused with 429 before anything is read."""
+        return self._limits.admit(principal, interactive=interactive)
+
     async def prepare_export(
         self,
         principal: Principal,
@@ -129,6 +146,7 @@ class HistoryService:
         request_id: str | None,
         row_cap: int | None = None,
         export_id: str | None = None,
+        slot: ExportSlot | None = None,
     ) -> PreparedExport:
         """Every check, then the export's "running" manifest. `export_id` is a download
         link's: an export of that id recorded already means the link was used."""
@@ -151,6 +169,7 @@ class HistoryService:
             asset=asset,
             tags=tags,
             request_id=request_id,
+            slot=slot,
         )
         await self._store.begin_export(
             prepared.export_id, principal.tenant, principal.subject, query, request_id
@@ -271,38 +290,38 @@ class HistoryService:
 
     async def stream(
         self, prepared: PreparedExport, *, client_gone: Callable[[], bool] = lambda: False
-    ) -> AsyncIterator[ExportPart]:
+    ) -> AsyncGenerator[ExportPart, None]:
         """The export's data parts; the manifest is closed when the stream ends.
         `client_gone` tells a failure caused by the client leaving (whatever
         exception that surfaced as) from a real one."""
         digest = Digest()
         outcome = "failed"
+        parts: AsyncGenerator[ExportPart, None] = (
+            self._csv(prepared, digest)
+            if prepared.query.encoding == "csv"
+            else self._binary(prepared, digest)
+        )
         try:
-            if prepared.query.encoding == "csv":
-                async for chunk in self._csv(prepared, digest):
-                    yield chunk
-            else:
-                async for part in self._binary(prepared, digest):
+            async with contextlib.aclosing(parts):
+                async for part in parts:
                     yield part
             outcome = "completed"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
             raise
-        except BaseException as error:
-            # A cancellation can surface as another exception (asyncpg turns one
-            # that lands mid-COPY into InternalClientError) before gRPC flags the
-            # call as cancelled; the task's pending cancel request tells it apart.
+        except Exception as error:
+            # A cancellation can surface as another exception before gRPC flags the
+            # call as cancelled; the task's pending cancel request tells it apart. It
+            # ends as a cancellation (quietly: the RPC's own log line says CANCELLED).
             task = asyncio.current_task()
             if client_gone() or (task is not None and task.cancelling() > 0):
                 outcome = "cancelled"
-            log.info(
-                "export %s ended early (%s): %s",
-                prepared.export_id,
-                outcome,
-                type(error).__name__,
-            )
+                raise asyncio.CancelledError from None
+            log.info("export %s failed: %s", prepared.export_id, type(error).__name__)
             raise
         finally:
+            if prepared.slot is not None:
+                prepared.slot.release()
             self._close_later(prepared, outcome, digest)
 
     async def manifest(self, prepared: PreparedExport) -> ExportRecord:
@@ -355,26 +374,30 @@ class HistoryService:
         return record
 
     # --- internals ----------------------------------------------------------------
-    async def _csv(self, prepared: PreparedExport, digest: Digest) -> AsyncIterator[DataChunk]:
+    async def _csv(
+        self, prepared: PreparedExport, digest: Digest
+    ) -> AsyncGenerator[DataChunk, None]:
         names = {t.tag_pk: t.name for t in prepared.tags}
         pending = bytearray()
         lines = 0
-        async for chunk in self._store.copy_out(
-            prepared.asset.asset_pk, prepared.query, self._tag_pks(prepared), csv_tag_names=names
-        ):
-            pending += chunk
-            if len(pending) >= _CSV_CHUNK_BYTES:
-                lines += pending.count(b"\n")
-                digest.update(pending)
-                yield DataChunk(bytes(pending))
-                pending.clear()
+        chunks = self._copy_out(prepared, csv_tag_names=names)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                pending += chunk
+                if len(pending) >= _CSV_CHUNK_BYTES:
+                    lines += pending.count(b"\n")
+                    digest.update(pending)
+                    yield DataChunk(bytes(pending))
+                    pending.clear()
         lines += pending.count(b"\n")
         digest.update(pending)
         digest.rows = max(lines - 1, 0)  # the header line
         if pending:
             yield DataChunk(bytes(pending))
 
-    async def _binary(self, prepared: PreparedExport, digest: Digest) -> AsyncIterator[ExportPart]:
+    async def _binary(
+        self, prepared: PreparedExport, digest: Digest
+    ) -> AsyncGenerator[ExportPart, None]:
         query = prepared.query
         aggregates = query.resolution is not None
         decoder = BinaryCopyDecoder(AGGREGATE_ROW if aggregates else SAMPLE_ROW)
@@ -396,18 +419,18 @@ class HistoryService:
             digest.update(data)
             return MessageBatch(message)
 
-        async for chunk in self._store.copy_out(
-            prepared.asset.asset_pk, query, self._tag_pks(prepared)
-        ):
-            rows = decoder.feed(chunk)
-            if len(rows):
-                held.append(rows)
-                held_rows += len(rows)
-            while held_rows >= batch_rows:
-                merged = np.concatenate(held)
-                yield flush(merged[:batch_rows])
-                rest = merged[batch_rows:]
-                held, held_rows = ([rest] if len(rest) else []), len(rest)
+        chunks = self._copy_out(prepared)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                rows = decoder.feed(chunk)
+                if len(rows):
+                    held.append(rows)
+                    held_rows += len(rows)
+                while held_rows >= batch_rows:
+                    merged = np.concatenate(held)
+                    yield flush(merged[:batch_rows])
+                    rest = merged[batch_rows:]
+                    held, held_rows = ([rest] if len(rest) else []), len(rest)
         decoder.finish()
         if held_rows:
             yield flush(np.concatenate(held))
@@ -415,6 +438,20 @@ class HistoryService:
             tail = arrow.close()
             digest.update(tail)
             yield DataChunk(tail)
+
+    def _copy_out(
+        self, prepared: PreparedExport, *, csv_tag_names: dict[int, str] | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        return self._store.copy_out(
+            prepared.asset.asset_pk,
+            prepared.query,
+            self._tag_pks(prepared),
+            csv_tag_names=csv_tag_names,
+            idle_timeout=self._settings.query_export_idle_timeout_seconds,
+            # The export's share of the pool is free once its connection is back, even
+            # while a stalled client still holds the stream open.
+            on_release=prepared.slot.release if prepared.slot is not None else None,
+        )
 
     @staticmethod
     def _tag_pks(prepared: PreparedExport) -> list[int]:
@@ -452,7 +489,15 @@ class HistoryService:
 
         task = asyncio.get_running_loop().create_task(close())
         self._closing[prepared.export_id] = task
-        task.add_done_callback(lambda _: self._closing.pop(prepared.export_id, None))
+
+        def done(task: asyncio.Task[ExportRecord]) -> None:
+            self._closing.pop(prepared.export_id, None)
+            if not task.cancelled():
+                # Retrieved here (a cancelled export's manifest is never awaited; the
+                # failure was logged above): no "Task exception was never retrieved".
+                task.exception()
+
+        task.add_done_callback(done)
 
     @staticmethod
     def _audit_entry(

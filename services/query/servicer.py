@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.common.interceptors import set_response_header
 from services.common.logs import request_id_var, subject_var
 from services.common.settings import Settings
 from services.query.history import DataChunk, HistoryService, PreparedExport
+from services.query.limits import ExportSlot
 from services.query.links import ExportLinks
 from services.query.request import (
     Encoding,
@@ -57,24 +59,34 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> AsyncIterator[pb.ExportHistoryResponse]:
         encoding: Encoding = "arrow" if request.format == pb.Export.ARROW else "rows"
         rest_json = _is_transcoded(context) and encoding == "rows"
-        prepared = await self._prepare(request, encoding, context, rest_json=rest_json)
-        yield pb.ExportHistoryResponse(header=_header(prepared))
-        async for part in self._history.stream(prepared, client_gone=context.cancelled):
-            if isinstance(part, DataChunk):
-                yield pb.ExportHistoryResponse(arrow=pb.ArrowBatch(data=part.data))
-            elif isinstance(part.message, pb.SampleBatch):
-                yield pb.ExportHistoryResponse(samples=part.message)
-            else:
-                yield pb.ExportHistoryResponse(aggregates=part.message)
-        manifest = await self._history.manifest(prepared)
+        # A REST JSON export is row-capped: an interactive query, not a bulk export.
+        admission = self._history.export_slot(current_principal(), interactive=rest_json)
+        async with admission as slot:
+            prepared = await self._prepare(
+                request, encoding, context, rest_json=rest_json, slot=slot
+            )
+            yield pb.ExportHistoryResponse(header=_header(prepared))
+            parts = self._history.stream(prepared, client_gone=context.cancelled)
+            async with contextlib.aclosing(parts):
+                async for part in parts:
+                    if isinstance(part, DataChunk):
+                        yield pb.ExportHistoryResponse(arrow=pb.ArrowBatch(data=part.data))
+                    elif isinstance(part.message, pb.SampleBatch):
+                        yield pb.ExportHistoryResponse(samples=part.message)
+                    else:
+                        yield pb.ExportHistoryResponse(aggregates=part.message)
+            manifest = await self._history.manifest(prepared)
         yield pb.ExportHistoryResponse(manifest=_export(manifest))
 
     async def ExportHistoryCsv(
         self, request: pb.ExportHistoryCsvRequest, context: Any
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        prepared = await self._prepare(request, "csv", context, rest_json=False)
-        async for body in self._csv_document(prepared, context):
-            yield body
+        async with self._history.export_slot(current_principal()) as slot:
+            prepared = await self._prepare(request, "csv", context, rest_json=False, slot=slot)
+            document = self._csv_document(prepared, context)
+            async with contextlib.aclosing(document):
+                async for body in document:
+                    yield body
 
     async def CreateExportLink(
         self, request: pb.CreateExportLinkRequest, context: Any
@@ -98,31 +110,39 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         require_role(grant.principal, stands_for, access.allowed_roles(stands_for))
         current_principal_var.set(grant.principal)
         subject_var.set(grant.principal.subject)
-        prepared = await self._history.prepare_export(
-            grant.principal,
-            grant.query,
-            request_id=request_id_var.get(),
-            export_id=request.export_id,
-        )
-        async for body in self._csv_document(prepared, context):
-            yield body
+        async with self._history.export_slot(grant.principal) as slot:
+            prepared = await self._history.prepare_export(
+                grant.principal,
+                grant.query,
+                request_id=request_id_var.get(),
+                export_id=request.export_id,
+                slot=slot,
+            )
+            document = self._csv_document(prepared, context)
+            async with contextlib.aclosing(document):
+                async for body in document:
+                    yield body
 
     async def _csv_document(
         self, prepared: PreparedExport, context: Any
-    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+    ) -> AsyncGenerator[httpbody_pb2.HttpBody, None]:
         set_response_header("x-mlplane-export-id", prepared.export_id)
         set_response_header(
             "content-disposition",
             f'attachment; filename="{prepared.asset.asset_id}-{prepared.export_id[:8]}.csv"',
         )
         first = True
-        async for part in self._history.stream(prepared, client_gone=context.cancelled):
-            assert isinstance(part, DataChunk)
-            if first:
-                first = False
-                yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=part.data)
-            else:
-                yield httpbody_pb2.HttpBody(data=part.data)
+        parts = self._history.stream(prepared, client_gone=context.cancelled)
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                assert isinstance(part, DataChunk)
+                if first:
+                    first = False
+                    yield httpbody_pb2.HttpBody(
+                        content_type="text/csv; charset=utf-8", data=part.data
+                    )
+                else:
+                    yield httpbody_pb2.HttpBody(data=part.data)
         if first:  # no rows at all: still a CSV document with its header line
             yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=b"")
         manifest = await self._history.manifest(prepared)
@@ -189,12 +209,14 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         context: Any,
         *,
         rest_json: bool,
+        slot: ExportSlot,
     ) -> PreparedExport:
         return await self._history.prepare_export(
             current_principal(),
             self._query(request, encoding),
             request_id=request_id_var.get(),
             row_cap=self._settings.query_rest_row_cap if rest_json else None,
+            slot=slot,
         )
 
 

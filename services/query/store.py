@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
@@ -21,6 +21,7 @@ import grpc
 from asyncpg.pool import PoolConnectionProxy
 
 from services.common.errors import ServiceError, unavailable
+from services.common.tasks import to_the_end
 from services.query.grants import Grant
 from services.query.request import ExportQuery
 
@@ -93,6 +94,25 @@ def database_unavailable() -> ServiceError:
     )
 
 
+class _ClientIdle(Exception):
+    """The consumer took no chunk within the idle timeout."""
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+def export_idle_timeout(seconds: float) -> ServiceError:
+    shown = f"{seconds:g}"
+    return ServiceError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "EXPORT_IDLE_TIMEOUT",
+        f"the export was ended because its client read nothing for {shown} s",
+        metadata={"idleTimeoutSeconds": shown},
+    )
+
+
 class HistoryStore:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout: float) -> None:
         self._pool = pool
@@ -129,21 +149,60 @@ class HistoryStore:
             conn = await self._pool.acquire(timeout=self._acquire_timeout)
         except _DB_DOWN as exc:
             raise database_unavailable() from exc
+        clean = False
         try:
             yield conn
+            clean = True
         except _DB_DOWN as exc:
             raise database_unavailable() from exc
+        except asyncpg.PostgresError:
+            clean = True  # the server refused a statement; the session is in sync
+            raise
         finally:
-            with contextlib.suppress(*_DB_DOWN, asyncio.CancelledError):
-                await self._pool.release(conn)
+            await self._give_back(conn, clean=clean)
+
+    async def _give_back(self, conn: Connection, *, clean: bool) -> None:
+        """Return a connection to the pool in a state the next caller can use.
+
+        A connection whose work ended abnormally (cancelled, or failed mid-protocol, as
+        an abandoned COPY does) is terminated rather than reset: resetting one whose
+        COPY is still in flight is what fails with asyncpg's "cannot switch to state 15;
+        another operation is in progress" (MagicStack/asyncpg#784). The pool's slot stays,
+        and the next acquire opens a fresh connection in it.
+        """
+        if not clean:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        # Waited for to its end even if this task is cancelled (again) meanwhile: the
+        # connection must be back before the export's share of the pool is.
+        with contextlib.suppress(Exception):  # a failed reset: asyncpg terminated it
+            await to_the_end(self._pool.release(conn))
 
     async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         async with self._connection() as conn:
             return await work(conn)
 
+    async def _read(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """A read: retried once on a fresh connection when the pooled one turns out to be
+        dead (the database restarted since it was opened), so the first callers after a
+        restart are answered instead of getting a 503 each for every stale connection."""
+        for attempt in (1, 2):
+            try:
+                return await self._run(work)
+            except ServiceError as error:
+                cause = error.__cause__
+                stale = isinstance(
+                    cause, (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError)
+                )
+                if attempt == 2 or not stale:
+                    raise
+                # Every idle connection opened before the restart is dead too.
+                await self._pool.expire_connections()
+        raise AssertionError("unreachable")
+
     # --- reads ----------------------------------------------------------------
     async def grants_for(self, tenant: str) -> list[Grant]:
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.fetch(
                 "SELECT principal_kind, principal, asset_pattern FROM asset_grants"
                 " WHERE tenant_id = $1",
@@ -153,7 +212,7 @@ class HistoryStore:
         return [Grant(r["principal_kind"], r["principal"], r["asset_pattern"]) for r in rows]
 
     async def list_assets(self, tenant: str, *, after: str, limit: int) -> list[AssetRow]:
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.fetch(
                 """
                 SELECT a.asset_pk, a.asset_id, a.display_name,
@@ -186,7 +245,7 @@ class HistoryStore:
             if with_range
             else "NULL AS first_time, NULL AS last_time"
         )
-        row = await self._run(
+        row = await self._read(
             lambda c: c.fetchrow(
                 f"""
                 SELECT a.asset_pk, a.asset_id, a.display_name, {times},
@@ -206,7 +265,7 @@ class HistoryStore:
         self, asset_pk: int, query: ExportQuery, tag_pks: list[int], cap: int
     ) -> int:
         sql, args = _select(asset_pk, query, tag_pks, columns="1", order=False)
-        count = await self._run(
+        count = await self._read(
             lambda c: c.fetchval(
                 f"SELECT count(*) FROM ({sql} LIMIT {int(cap) + 1}) AS capped",  # noqa: S608
                 *args,
@@ -215,7 +274,7 @@ class HistoryStore:
         return int(count)
 
     async def get_export(self, tenant: str, export_id: str) -> ExportRecord | None:
-        row = await self._run(
+        row = await self._read(
             lambda c: c.fetchrow(
                 "SELECT * FROM exports WHERE tenant_id = $1 AND export_id = $2",
                 tenant,
@@ -233,7 +292,7 @@ class HistoryStore:
         limit: int,
     ) -> list[ExportRecord]:
         """A subject's exports, newest first, from just before `before` (a page's last)."""
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.fetch(
                 """
                 SELECT * FROM exports
@@ -262,7 +321,7 @@ class HistoryStore:
     ) -> list[FailureEventRow]:
         """Failures starting in [start, end), ordered by (start_time, event_pk),
         resuming after the `after` position."""
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.fetch(
                 """
                 SELECT event_pk, start_time, end_time, failure_mode, description
@@ -301,45 +360,63 @@ class HistoryStore:
         tag_pks: list[int],
         *,
         csv_tag_names: dict[int, str] | None = None,
-    ) -> AsyncIterator[bytes]:
-        """COPY the export's rows out, as binary (default) or CSV with a header."""
+        idle_timeout: float | None = None,
+        on_release: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """COPY the export's rows out, as binary (default) or CSV with a header.
+
+        A producer task owns the connection: it runs the COPY into a bounded queue and
+        gives the connection back when the COPY ends, however it ends, then calls
+        `on_release`. When the consumer takes no chunk for `idle_timeout` seconds (its
+        client stopped reading) the producer gives up: the connection goes back at once,
+        and the consumer, if it ever reads on, gets the chunks already queued and then
+        `export_idle_timeout`. When the consumer goes away (client gone), the producer
+        is cancelled and the connection terminated (a COPY in flight cannot be reset).
+        """
         if csv_tag_names is not None:
             sql, args = _csv_select(asset_pk, query, tag_pks, csv_tag_names)
             fmt: dict[str, Any] = {"format": "csv", "header": True}
         else:
             sql, args = _select(asset_pk, query, tag_pks, columns=None, order=True)
             fmt = {"format": "binary"}
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+        queue: asyncio.Queue[bytes | _End] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
 
-        async with self._connection() as conn:
-
-            async def sink(chunk: bytes) -> None:
-                await queue.put(chunk)
-
-            async def produce() -> None:
-                try:
-                    await conn.copy_from_query(sql, *args, output=sink, **fmt)
-                finally:
-                    await queue.put(None)
-
-            task = asyncio.create_task(produce())
+        async def sink(chunk: bytes) -> None:
+            if not queue.full():
+                queue.put_nowait(chunk)
+                return
             try:
-                while (chunk := await queue.get()) is not None:
-                    yield chunk
-                await task  # surfaces database errors raised after the last chunk
+                await asyncio.wait_for(queue.put(chunk), idle_timeout)
+            except TimeoutError:
+                raise _ClientIdle from None
+
+        async def produce() -> None:
+            end = _End(None)
+            try:
+                async with self._connection() as conn:
+                    await conn.copy_from_query(sql, *args, output=sink, **fmt)
+            except _ClientIdle:
+                assert idle_timeout is not None
+                end = _End(export_idle_timeout(idle_timeout))
+            except Exception as error:  # handed to the consumer, raised there
+                end = _End(error)
             finally:
-                if not task.done():
-                    # The client went away (or we failed): cancel the COPY on
-                    # the server before the connection goes back to the pool.
-                    task.cancel()
-                    while not task.done():
-                        with contextlib.suppress(asyncio.QueueEmpty):
-                            queue.get_nowait()  # unblock a producer waiting on a full queue
-                        await asyncio.sleep(0)
-                    with contextlib.suppress(
-                        asyncio.CancelledError, *_DB_DOWN, asyncpg.PostgresError
-                    ):
-                        await task
+                if on_release is not None:
+                    on_release()
+            await queue.put(end)
+
+        task = asyncio.create_task(produce())
+        try:
+            while not isinstance(item := await queue.get(), _End):
+                yield item
+            if item.error is not None:
+                raise item.error
+        finally:
+            if not task.done():
+                # The consumer went away: stop the COPY and wait until the connection is
+                # back (terminated: see _give_back), even if cancelled again meanwhile.
+                task.cancel()
+                await asyncio.wait({task})
 
     # --- the only writes: through SECURITY DEFINER functions ------------------
     async def _write(

@@ -958,3 +958,16 @@ def test_with_a_real_issuer_the_app_is_told_how_to_sign_in(
         "clientId": "mlplane-web",
         "scope": "openid",
     }
+
+
+def test_service_connections_keep_small_windows(settings: Settings, descriptor: Path) -> None:
+    """A stream whose client stopped reading holds at most 1 MiB of the one HTTP/2 connection
+    to a service (64 MiB), not Envoy's default 256 MiB that lets a few fill it."""
+    config = _render(settings, descriptor)
+    for name in ("query", "models"):
+        cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == name)
+        options = cluster["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]["explicit_http_config"]["http2_protocol_options"]
+        assert options["initial_stream_window_size"] == 1024 * 1024
+        assert options["initial_connection_window_size"] == 64 * 1024 * 1024
