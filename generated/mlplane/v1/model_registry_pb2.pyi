@@ -353,7 +353,9 @@ class ModelVersion(_message.Message):
     name: _builtins.str
     """Name of the model."""
     version: _builtins.int
-    """Version number, from 1."""
+    """Version number, from 1, without gaps: a number is given only to an
+    accepted upload, in the transaction that stores it.
+    """
     status: Global___ModelVersion.Status.ValueType
     """Lifecycle status."""
     description: _builtins.str

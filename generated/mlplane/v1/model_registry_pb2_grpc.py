@@ -265,7 +265,9 @@ class ModelRegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ArchiveModelVersion(self, request, context):
-        """Archives a version; archived versions cannot be submitted.
+        """Archives a version; archived versions cannot be submitted. A version in
+        review cannot be archived by its uploader or submitter (separation of
+        duties, as for approve and reject: 403 `SEPARATION_OF_DUTIES`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

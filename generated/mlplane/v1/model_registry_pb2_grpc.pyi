@@ -103,7 +103,10 @@ class ModelRegistryStub:
     RejectModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]
     """Rejects the version under review; a comment is required."""
     ArchiveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]
-    """Archives a version; archived versions cannot be submitted."""
+    """Archives a version; archived versions cannot be submitted. A version in
+    review cannot be archived by its uploader or submitter (separation of
+    duties, as for approve and reject: 403 `SEPARATION_OF_DUTIES`).
+    """
 
 @_typing.type_check_only
 class ModelRegistryAsyncStub(ModelRegistryStub):
@@ -179,7 +182,10 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     RejectModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Rejects the version under review; a comment is required."""
     ArchiveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
-    """Archives a version; archived versions cannot be submitted."""
+    """Archives a version; archived versions cannot be submitted. A version in
+    review cannot be archived by its uploader or submitter (separation of
+    duties, as for approve and reject: 403 `SEPARATION_OF_DUTIES`).
+    """
 
 class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
     """The governed registry of trained ONNX models and their approval workflow.
@@ -348,6 +354,9 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _model_registry_pb2.ArchiveModelVersionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
-        """Archives a version; archived versions cannot be submitted."""
+        """Archives a version; archived versions cannot be submitted. A version in
+        review cannot be archived by its uploader or submitter (separation of
+        duties, as for approve and reject: 403 `SEPARATION_OF_DUTIES`).
+        """
 
 def add_ModelRegistryServicer_to_server(servicer: ModelRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

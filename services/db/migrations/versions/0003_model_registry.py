@@ -3,8 +3,9 @@
 `model_names` hands out (model id, version number) before an upload starts, so
 the object key `{tenant}/{model_id}/{version}.onnx` is known while the bytes
 stream to the store. A `models` row and a `model_versions` row are written
-only when the object is durably stored, in one transaction; a failed upload
-leaves at most a burned version number behind (visible as a gap).
+only when the object is durably stored, in one transaction. (Since issue #14 the
+version number itself is given in that transaction: `model_names` hands out a storage
+slot only, and a failed upload burns no version number.)
 
 Revision ID: 0003
 Revises: 0002

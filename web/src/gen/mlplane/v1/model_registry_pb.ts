@@ -542,7 +542,8 @@ export type ModelVersion = Message<"mlplane.v1.ModelVersion"> & {
   name: string;
 
   /**
-   * Version number, from 1.
+   * Version number, from 1, without gaps: a number is given only to an
+   * accepted upload, in the transaction that stores it.
    *
    * @generated from field: int64 version = 3;
    */
@@ -654,7 +655,8 @@ export type ModelVersionJson = {
   name?: string;
 
   /**
-   * Version number, from 1.
+   * Version number, from 1, without gaps: a number is given only to an
+   * accepted upload, in the transaction that stores it.
    *
    * @generated from field: int64 version = 3;
    */
@@ -2591,7 +2593,9 @@ export const ModelRegistry: GenService<{
     output: typeof ApprovalSchema;
   },
   /**
-   * Archives a version; archived versions cannot be submitted.
+   * Archives a version; archived versions cannot be submitted. A version in
+   * review cannot be archived by its uploader or submitter (separation of
+   * duties, as for approve and reject: 403 `SEPARATION_OF_DUTIES`).
    *
    * @generated from rpc mlplane.v1.ModelRegistry.ArchiveModelVersion
    */
