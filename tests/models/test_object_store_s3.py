@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import os
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,13 +71,22 @@ def test_seaweedfs_listens_on_loopback_only_on_the_ports_it_was_given(
     otherwise: every listener is named on its command line, on 127.0.0.1."""
     assert seaweedfs.pid is not None
     assert seaweedfs.ports is not None
-    listening = [
-        c.laddr
-        for c in psutil.Process(seaweedfs.pid).net_connections("inet")
-        if c.status == psutil.CONN_LISTEN
-    ]
-    assert {a.ip for a in listening} == {"127.0.0.1"}
-    assert sorted(a.port for a in listening) == sorted(seaweedfs.ports.all())
+    names = {getattr(seaweedfs.ports, n): n for n in seaweedfs.ports.__dataclass_fields__}
+    # Readiness is S3 answering; the admin listener comes up a moment later.
+    deadline = time.monotonic() + 30
+    while True:
+        listening = [
+            c.laddr
+            for c in psutil.Process(seaweedfs.pid).net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert {a.ip for a in listening} == {"127.0.0.1"}
+        ports = sorted(a.port for a in listening)
+        assert set(ports) <= set(names), [p for p in ports if p not in names]
+        if ports == sorted(names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert ports == sorted(names), [names[p] for p in names if p not in ports]
 
 
 async def test_put_get_stream_delete(store: S3Store, s3_bucket: S3Bucket) -> None:

@@ -119,14 +119,13 @@ test.describe("an upload the server refuses", () => {
       restoreStore();
     }
     expect(storeFiles(), "nothing half-stored in the object store").toEqual(before);
-    // The form kept everything, the file included: the same click now goes through. It is v2:
-    // the refused attempt burned v1 (by design: services/db/migrations/versions/0003 hands
-    // out version numbers before the bytes arrive; a failed upload leaves a gap).
+    // The form kept everything, the file included: the same click now goes through. It is v1:
+    // a refused upload burns no version number (issue #14).
     await uploadButton(page).click();
-    await expect(page.getByRole("status").filter({ hasText: `Uploaded ${name} v2` })).toBeVisible();
+    await expect(page.getByRole("status").filter({ hasText: `Uploaded ${name} v1` })).toBeVisible();
     const [model] = await modelsNamed(name);
-    expect(model?.latestVersion).toBe("2");
-    expect((await apiGet(`models/${model?.modelId ?? ""}/versions/1`)).status).toBe(404);
+    expect(model?.latestVersion).toBe("1");
+    expect((await apiGet(`models/${model?.modelId ?? ""}/versions/2`)).status).toBe(404);
   });
 });
 
