@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.http_rules import RpcRule, template_to_regex
 from gateway.rbac import method_is
+from services.common.auth import MAX_AUTHORIZATION_BYTES
 
 Json = dict[str, Any]
 
@@ -37,9 +38,8 @@ Json = dict[str, Any]
 # test_hostile_requests.py). Over it, HTTP/1.1 callers get a 431; an HTTP/2 (gRPC) caller's
 # stream or connection is reset by Envoy's codec, before any filter or local reply can run.
 MAX_REQUEST_HEADERS_KB = 60
-# The whole `Authorization` header value ("Bearer " and the JWT). Tokens from real OIDC
-# issuers are a few KiB at most (Entra ID replaces large group lists with an overage claim).
-MAX_TOKEN_BYTES = 8 * 1024
+# The whole `Authorization` header value; the services refuse the same (services/common/auth.py).
+MAX_TOKEN_BYTES = MAX_AUTHORIZATION_BYTES
 # Any REST body but a model upload: JSON requests of a few KiB.
 MAX_JSON_BODY_BYTES = 1024 * 1024
 # The multipart form's text fields around the model file (name, description, labels,
@@ -69,13 +69,6 @@ function envoy_on_request(request_handle)
   end
 end
 """
-
-
-def token_too_large_message() -> str:
-    return (
-        f"the token is larger than the gateway accepts ({MAX_TOKEN_BYTES:,} bytes for the "
-        "Authorization header): ask the issuer for a token with fewer claims"
-    )
 
 
 def token_size_filter() -> Json:

@@ -34,12 +34,11 @@ from gateway.limits import (
     json_upload_limit_bytes,
     rest_binding_filter,
     token_too_large,
-    token_too_large_message,
     upload_limit_bytes,
 )
 from gateway.rate_limit import RATE_LIMITED_MESSAGE, is_grpc_request, status_is
 from gateway.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_KEY, ROLES_CLAIM
-from services.common.auth import role_refusal, token_refusal
+from services.common.auth import role_refusal, token_refusal, token_too_large_message
 from services.common.settings import Settings
 
 Json = dict[str, Any]

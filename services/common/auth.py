@@ -29,6 +29,18 @@ _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+# The whole `Authorization` value ("Bearer " and the JWT). Tokens from real OIDC issuers are
+# a few KiB at most (Entra ID replaces large group lists with an overage claim).
+MAX_AUTHORIZATION_BYTES = 8 * 1024
+
+
+def token_too_large_message() -> str:
+    return (
+        f"the token is larger than mlplane accepts ({MAX_AUTHORIZATION_BYTES:,} bytes for the "
+        "Authorization header): ask the issuer for a token with fewer claims"
+    )
+
+
 def token_refusal(reason: str, settings: Settings) -> str:
     """What a caller is told for a refused token, by reason: the same words at the gateway
     (Envoy's own refusals are rewritten to these) and at the services, each saying what to
@@ -263,6 +275,10 @@ class TokenVerifier:
         """The bearer token of a call's metadata."""
         for key, value in metadata or ():
             if key == "authorization" and isinstance(value, str):
+                if len(value.encode()) > MAX_AUTHORIZATION_BYTES:
+                    # As the gateway refuses it: a caller reaching a service directly must
+                    # not get further (nor cost a signature check) with what it would not.
+                    raise unauthenticated("TOKEN_TOO_LARGE", token_too_large_message())
                 scheme, _, token = value.partition(" ")
                 if scheme.lower() == "bearer" and token.strip():
                     return token.strip()

@@ -110,10 +110,12 @@ class _FolderWriter:
             if fd is None:
                 raise OSError(errno.EBADF, "the upload was aborted")
             os.fsync(fd)
-            self._file.close_locked()
             self._final.parent.mkdir(parents=True, exist_ok=True)
+            # Renamed while still open, so still flock-ed: a replica's start sweep never
+            # sees it in .incoming unlocked (it would take it for a crashed upload's).
             os.replace(self._file.path, self._final)
             self._committed = True
+            self._file.close_locked()
             # The rename is durable only once the directory entry is on disk.
             directory = os.open(self._final.parent, os.O_RDONLY)
             try:

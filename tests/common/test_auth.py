@@ -172,3 +172,18 @@ async def test_cached_token_is_dropped_when_its_key_is_rotated_out(
     with pytest.raises(ServiceError) as caught:
         await verifier.verify(old)
     assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_token_over_8_kib_is_refused_before_it_is_verified(
+    settings: Settings, tokens: Tokens
+) -> None:
+    """The services refuse what the gateway refuses, for callers that reach them directly."""
+    big = tokens.valid("data_scientist", subject="s" * 9000)
+    assert len(big) > 8 * 1024
+    with pytest.raises(ServiceError) as refused:
+        TokenVerifier(settings).token_of((("authorization", f"Bearer {big}"),))
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert refused.value.reason == "TOKEN_TOO_LARGE"
+    assert "fewer claims" in refused.value.message
+    fits = tokens.valid("data_scientist")
+    assert TokenVerifier(settings).token_of((("authorization", f"Bearer {fits}"),)) == fits
