@@ -155,6 +155,11 @@ class HistoryStore:
             clean = True
         except _DB_DOWN as exc:
             raise database_unavailable() from exc
+        except asyncpg.InternalClientError as exc:
+            # The client's protocol state is broken ("cannot switch to state 15; another
+            # operation is in progress"): seen when the server died mid-COPY (bench/soak.py).
+            # The connection is terminated below; the caller may try again.
+            raise database_unavailable() from exc
         except asyncpg.PostgresError:
             clean = True  # the server refused a statement; the session is in sync
             raise
