@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import random
 import signal
@@ -59,16 +58,9 @@ class Tally:
         self.answers[(kind, code)] += 1
 
 
-def _pids(stack: RunningStack) -> dict[str, int]:
-    return {
-        k: int(v)
-        for k, v in json.loads((stack.state_dir / "stack.json").read_text())["pids"].items()
-    }
-
-
 def _memory(stack: RunningStack) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name, pid in _pids(stack).items():
+    for name, pid in stack.pids().items():
         try:
             out[name] = psutil.Process(pid).memory_info().rss / 2**20
         except psutil.Error:
@@ -227,11 +219,11 @@ async def faults(
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=10) as client:
         for child, at in FAULTS:
             await asyncio.sleep(max(0.0, start + at * seconds - time.monotonic()))
-            pid = _pids(stack)[child]
+            pid = stack.pids()[child]
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
             print(f"[{time.monotonic() - start:6.1f}s] killed {child} (PID {pid})", flush=True)
-            while _pids(stack).get(child) == pid or not await _probe(client, headers):
+            while stack.pids().get(child) == pid or not await _probe(client, headers):
                 if time.monotonic() - killed > 180:
                     tally.recoveries[child] = float("inf")
                     break

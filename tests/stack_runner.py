@@ -109,6 +109,11 @@ class RunningStack:
     def admin_dsn(self) -> str:
         return EmbeddedPostgres(self.state_dir).dsn()
 
+    def pids(self) -> dict[str, int]:
+        """The children's PIDs now (`mlplane up` rewrites them when it restarts one)."""
+        recorded = json.loads((self.state_dir / "stack.json").read_text())["pids"]
+        return {name: int(pid) for name, pid in recorded.items()}
+
     def log(self) -> str:
         return (self.state_dir / "up.log").read_text(errors="replace")
 

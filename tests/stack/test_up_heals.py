@@ -5,7 +5,6 @@ took to recover is printed (`pytest -rP`), not asserted: the machines are noisy.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import time
@@ -14,16 +13,9 @@ from pathlib import Path
 import httpx
 
 from tests.models.onnx_models import linear_model
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import start_stack, stop_stack
 
 RECOVERY_DEADLINE = 120.0
-
-
-def _pids(stack: RunningStack) -> dict[str, int]:
-    return {
-        k: int(v)
-        for k, v in json.loads((stack.state_dir / "stack.json").read_text())["pids"].items()
-    }
 
 
 def _serving(
@@ -73,13 +65,13 @@ def test_each_crashed_child_comes_back_and_nothing_acknowledged_is_lost(stack_ro
             model_path = f"/api/v1/models/{kept[0][0]['modelId']}"
             assert _serving(client, headers, model_path, [])
             for child in ("query", "models", "envoy", "postgres"):
-                before = _pids(stack)
+                before = stack.pids()
                 os.kill(before[child], signal.SIGKILL)
                 killed = time.monotonic()
                 deadline = killed + RECOVERY_DEADLINE
                 seen: list[str] = []
                 while True:
-                    now_pids = _pids(stack)
+                    now_pids = stack.pids()
                     if now_pids.get(child, before[child]) != before[child] and _serving(
                         client, headers, model_path, seen
                     ):
@@ -97,7 +89,7 @@ def test_each_crashed_child_comes_back_and_nothing_acknowledged_is_lost(stack_ro
                     allowed = {"ConnectError", "RemoteProtocolError", "ReadError"}
                 assert set(seen) <= allowed, f"while {child} was down: {sorted(set(seen))}"
                 # The others kept their processes: only the dead child was started again.
-                others = {k: v for k, v in _pids(stack).items() if k != child}
+                others = {k: v for k, v in stack.pids().items() if k != child}
                 assert others == {k: v for k, v in before.items() if k != child}
                 # Accepted writes after the recovery too, each kept.
                 data = linear_model(16, seed=len(kept) + 1)
