@@ -115,10 +115,12 @@ export function AppLayout({ config }: { config: AppConfig }) {
     close();
   }, [location.pathname, close]);
 
+  // Below 992 px (a laptop's half-screen window) the navigation folds behind the burger, so
+  // the tables keep their columns instead of scrolling sideways.
   return (
     <AppShell
       header={{ height: 56 }}
-      navbar={{ width: 232, breakpoint: "sm", collapsed: { mobile: !opened } }}
+      navbar={{ width: 232, breakpoint: "md", collapsed: { mobile: !opened } }}
       padding={{ base: "sm", sm: "lg" }}
     >
       <AppShell.Header>
@@ -127,7 +129,7 @@ export function AppLayout({ config }: { config: AppConfig }) {
         </VisuallyHidden>
         <Group h="100%" px="md" justify="space-between" wrap="nowrap">
           <Group gap="xs" wrap="nowrap">
-            <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={opened ? "Close navigation" : "Open navigation"} />
+            <Burger opened={opened} onClick={toggle} hiddenFrom="md" size="sm" aria-label={opened ? "Close navigation" : "Open navigation"} />
             <RouterNavLink to="/" style={{ display: "flex", alignItems: "center", gap: 8, textDecoration: "none", color: "inherit" }} aria-label="mlplane home">
               <img src="/favicon.svg" alt="" width={26} height={26} />
               <Text fw={700} size="lg">
