@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
+from services.common.metrics import PoolUsage
 from services.common.settings import Settings
 
 
@@ -60,3 +62,11 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
         except Exception as error:
             # The pool drops this connection and checks out (or opens) another.
             raise exc.DisconnectionError(str(error)) from error
+
+
+def pool_usage(engine: AsyncEngine, max_size: int) -> PoolUsage:
+    """The engine's pool now (for the `mlplane_db_pool_*` gauges); read it on its loop."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return PoolUsage(in_use=0, idle=0, max=max_size)
+    return PoolUsage(in_use=pool.checkedout(), idle=pool.checkedin(), max=max_size)

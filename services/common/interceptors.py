@@ -29,7 +29,7 @@ from services.common.errors import (
     trailing_metadata,
 )
 from services.common.logs import method_var, request_id_var, subject_var
-from services.common.metrics import ServerMetrics, split_method
+from services.common.metrics import MethodMetrics, ServerMetrics
 from services.common.validation import RequestValidator
 
 log = logging.getLogger("mlplane.rpc")
@@ -122,8 +122,12 @@ def _well_formed(request: Any) -> Any:
     return request
 
 
-async def _well_formed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _well_formed_stream(
+    requests: AsyncIterator[Any], metrics: MethodMetrics
+) -> AsyncIterator[Any]:
+    received = metrics.received
     async for request in requests:
+        received.inc()
         yield _well_formed(request)
 
 
@@ -160,7 +164,7 @@ def _metadata_value(context: aio.ServicerContext[Any, Any], key: str) -> str | N
 class _Call:
     """Per-call bookkeeping of the observability interceptor."""
 
-    def __init__(self, method: str, metrics: ServerMetrics) -> None:
+    def __init__(self, method: str, metrics: MethodMetrics) -> None:
         self.method = method
         self.metrics = metrics
         self.started = time.perf_counter()
@@ -174,7 +178,7 @@ class _Call:
         subject_var.set(None)
         self.headers = [("x-request-id", request_id)]
         response_headers_var.set(self.headers)
-        self.metrics.in_flight.labels(*split_method(self.method)).inc()
+        self.metrics.started.inc()
 
     async def flush_headers(self, context: aio.ServicerContext[Any, Any]) -> None:
         if not self.headers_sent:
@@ -200,9 +204,9 @@ class _Call:
         await context.abort(error.code, error.message, trailing_metadata=metadata)
 
     def finish(self, code: str, message: str = "") -> None:
+        """The call ended with `code`, a grpc.StatusCode name ("OK", "CANCELLED")."""
         elapsed = time.perf_counter() - self.started
-        self.metrics.observe(self.method, code, elapsed)
-        self.metrics.in_flight.labels(*split_method(self.method)).dec()
+        self.metrics.handled(code, elapsed)
         level = logging.INFO if code in ("OK", "CANCELLED") else logging.WARNING
         if code == "INTERNAL":
             level = logging.ERROR
@@ -235,8 +239,10 @@ class _Rewrapper:
 
 
 class ObservabilityInterceptor(aio.ServerInterceptor):
-    """Request id, JSON access log, latency/error metrics, and the translation
-    of `ServiceError` (or any surprise) into a rich gRPC status."""
+    """Request id, JSON access log, the go-grpc-prometheus server metrics (started,
+    handled by code, messages received and sent, handling seconds; labelled with the
+    method's streaming kind), and the translation of `ServiceError` (or any surprise)
+    into a rich gRPC status."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
@@ -254,12 +260,15 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
         cached = self._handlers.cached(method, handler)
         if cached is not None:
             return cached
-        metrics = self._metrics
 
         def wrap(behavior: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
+            metrics = self._metrics.method(method, request_streaming, response_streaming)
+            received, sent = metrics.received, metrics.sent
+
             def checked(request: Any) -> Any:
                 if request_streaming:
-                    return _well_formed_stream(request)
+                    return _well_formed_stream(request, metrics)
+                received.inc()
                 return _well_formed(request)
 
             if response_streaming:
@@ -272,6 +281,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                     try:
                         async for item in _iterate(behavior, checked(request), context):
                             await call.flush_headers(context)
+                            sent.inc()
                             yield item
                     except ServiceError as error:
                         await call.fail(context, error)
@@ -305,6 +315,7 @@ class ObservabilityInterceptor(aio.ServerInterceptor):
                     await _unexpected(call, context, error)
                 await call.flush_unary(context)
                 call.finish("OK")
+                sent.inc()
                 return response
 
             return unary_behavior

@@ -45,8 +45,9 @@ class ServiceSpec:
     """What differs between the two services."""
 
     name: str  # fully qualified, e.g. mlplane.v1.QueryService
-    register: Callable[[aio.Server], Awaitable[Callable[[], Awaitable[None]]]]
-    # register adds the servicer and returns an async cleanup (pools, clients)
+    register: Callable[[aio.Server, ServerMetrics], Awaitable[Callable[[], Awaitable[None]]]]
+    # register adds the servicer and returns an async cleanup (pools, clients); it puts
+    # its domain metrics and database pools on the server's metrics
 
 
 @dataclass
@@ -93,7 +94,8 @@ async def start_server(
             ("grpc.http2.lookahead_bytes", RECEIVE_WINDOW_BYTES),
         ],
     )
-    cleanup = await spec.register(server)
+    cleanup = await spec.register(server, metrics)
+    metrics.initialize((spec.name, health.SERVICE_NAME, reflection.SERVICE_NAME))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -104,7 +106,7 @@ async def start_server(
     if bound == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    metrics_server = metrics.serve(metrics_port)
+    metrics_server = metrics.serve(metrics_port, settings.metrics_address)
     for name in ("", spec.name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(

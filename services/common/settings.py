@@ -36,11 +36,12 @@ class Settings(BaseSettings):
     # written to the state folder's stack.json.
     query_listen: str = Field(default="127.0.0.1:50051", description="QueryService gRPC address.")
     models_listen: str = Field(default="127.0.0.1:50052", description="ModelRegistry gRPC address.")
-    query_metrics_port: int = Field(
-        default=9101, description="QueryService /metrics port (loopback)."
-    )
-    models_metrics_port: int = Field(
-        default=9102, description="ModelRegistry /metrics port (loopback)."
+    query_metrics_port: int = Field(default=9101, description="QueryService /metrics port.")
+    models_metrics_port: int = Field(default=9102, description="ModelRegistry /metrics port.")
+    metrics_address: str = Field(
+        default="127.0.0.1",
+        description="Address the services serve /metrics on (0.0.0.0 in a container, "
+        "for Prometheus to scrape).",
     )
     gateway_listen: str = Field(
         default="127.0.0.1:8080", description="Envoy listener (REST + gRPC)."

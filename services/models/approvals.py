@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
+from services.common.metrics import OK, ApprovalMetrics
 from services.common.pagination import Page, PageTokens, invalid_page_token, page_of, page_size
 from services.models.repository import RegistryRepository, VersionRecord
 
@@ -104,10 +105,12 @@ class Approvals:
         pages: PageTokens,
         *,
         on_event: Callable[[], None] = lambda: None,
+        metrics: ApprovalMetrics | None = None,
     ) -> None:
         self._repo = repo
         self._pages = pages
         self._on_event = on_event  # wakes the outbox relay after a commit
+        self._metrics = metrics or ApprovalMetrics()
 
     async def _refused(
         self,
@@ -138,12 +141,15 @@ class Approvals:
         request_id: str | None,
     ) -> ApprovalRecord:
         try:
-            return await self._submit(principal, model_id, version, comment, request_id)
+            record = await self._submit(principal, model_id, version, comment, request_id)
         except ServiceError as error:
+            self._metrics.recorded("submit", error.reason)
             await self._refused(
                 principal, "approval.submit", f"model/{model_id}", error, request_id
             )
             raise
+        self._metrics.recorded("submit", OK)
+        return record
 
     async def _submit(
         self,
@@ -243,12 +249,16 @@ class Approvals:
         comment: str,
         request_id: str | None,
     ) -> ApprovalRecord:
-        action = "approval.approve" if approve else "approval.reject"
+        kind = "approve" if approve else "reject"
+        action = f"approval.{kind}"
         try:
-            return await self._decide(principal, approval_id, approve, comment, request_id)
+            record = await self._decide(principal, approval_id, approve, comment, request_id)
         except ServiceError as error:
+            self._metrics.recorded(kind, error.reason)
             await self._refused(principal, action, f"approval/{approval_id}", error, request_id)
             raise
+        self._metrics.recorded(kind, OK)
+        return record
 
     async def _decide(
         self,
@@ -353,6 +363,7 @@ class Approvals:
         try:
             await self._archive(principal, model_id, version, comment, request_id)
         except ServiceError as error:
+            self._metrics.recorded("archive", error.reason)
             await self._refused(
                 principal,
                 "model.archive",
@@ -361,6 +372,7 @@ class Approvals:
                 request_id,
             )
             raise
+        self._metrics.recorded("archive", OK)
 
     async def _archive(
         self,

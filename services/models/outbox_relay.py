@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from services.common.errors import ServiceError
+from services.common.metrics import OutboxMetrics
 from services.common.settings import Settings
 from services.models.repository import RegistryRepository
 
@@ -38,8 +39,15 @@ def sign(secret: str, body: bytes) -> str:
 
 
 class OutboxRelay:
-    def __init__(self, repo: RegistryRepository, settings: Settings) -> None:
+    def __init__(
+        self,
+        repo: RegistryRepository,
+        settings: Settings,
+        *,
+        metrics: OutboxMetrics | None = None,
+    ) -> None:
         self._repo = repo
+        self._metrics = metrics or OutboxMetrics()
         self._urls = list(settings.webhook_urls)
         self._secret = settings.webhook_secret or ""
         self._poll = settings.webhook_poll_seconds
@@ -67,6 +75,7 @@ class OutboxRelay:
         while True:
             try:
                 delivered = await self.deliver_due()
+                await self.measure_backlog()
             except ServiceError:
                 delivered = 0  # database down: try again at the next poll
             except Exception:
@@ -123,6 +132,21 @@ class OutboxRelay:
                         {"pk": row.event_pk, "error": error[:500], "delay": delay},
                     )
         return delivered
+
+    async def measure_backlog(self) -> None:
+        """Undelivered events and the age of the oldest, for the outbox gauges: measured
+        here, on the relay's loop, since /metrics is served from another thread."""
+        async with self._repo.transaction(read_only=True) as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) AS pending,"
+                        " COALESCE(EXTRACT(EPOCH FROM now() - min(create_time)), 0) AS age"
+                        " FROM outbox_events WHERE delivered_time IS NULL"
+                    )
+                )
+            ).one()
+        self._metrics.measured(int(row.pending), float(row.age))
 
     async def _post_all(self, payload: dict[str, Any]) -> str | None:
         body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()

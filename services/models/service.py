@@ -8,7 +8,8 @@ from datetime import timedelta
 from grpc import aio
 from mlplane.v1 import model_registry_pb2, model_registry_pb2_grpc
 
-from services.common.db import create_engine
+from services.common.db import create_engine, pool_usage
+from services.common.metrics import ApprovalMetrics, OutboxMetrics, ServerMetrics, UploadMetrics
 from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
@@ -25,21 +26,28 @@ SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].f
 
 
 def models_spec(settings: Settings) -> ServiceSpec:
-    async def register(server: aio.Server) -> Callable[[], Awaitable[None]]:
+    async def register(server: aio.Server, metrics: ServerMetrics) -> Callable[[], Awaitable[None]]:
         if not settings.registry_database_url:
             raise RuntimeError("MLPLANE_REGISTRY_DATABASE_URL is not set (mlplane up sets it)")
-        repo = RegistryRepository(create_engine(settings.registry_database_url, settings))
+        engine = create_engine(settings.registry_database_url, settings)
+        metrics.pools.watch("registry", lambda: pool_usage(engine, settings.db_pool_size))
+        repo = RegistryRepository(engine)
         store = await open_store(settings)
         uploader = Uploader(repo, store, max_bytes=settings.max_model_bytes)
         key = ensure_page_token_key(settings)
         pages = PageTokens(key)
         links = ModelLinks(key, timedelta(seconds=settings.export_link_seconds))
         catalog = Catalog(repo, store, pages)
-        relay = OutboxRelay(repo, settings)
+        relay = OutboxRelay(repo, settings, metrics=OutboxMetrics(metrics.registry))
         relay.start()
-        approvals = Approvals(repo, pages, on_event=relay.nudge)
+        approvals = Approvals(
+            repo, pages, on_event=relay.nudge, metrics=ApprovalMetrics(metrics.registry)
+        )
         model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
-            ModelRegistryServicer(uploader, catalog, approvals, links), server
+            ModelRegistryServicer(
+                uploader, catalog, approvals, links, uploads=UploadMetrics(metrics.registry)
+            ),
+            server,
         )
 
         async def cleanup() -> None:

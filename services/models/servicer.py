@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,9 +16,10 @@ from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from services.common import access
 from services.common.auth import Principal, current_principal, current_principal_var, require_role
-from services.common.errors import invalid_argument
+from services.common.errors import ServiceError, invalid_argument
 from services.common.interceptors import set_http_status, set_response_header
 from services.common.logs import request_id_var, subject_var
+from services.common.metrics import OK, UploadMetrics
 from services.common.validation import RequestValidator
 from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
@@ -30,9 +32,16 @@ from services.models.upload import Uploader
 
 class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     def __init__(
-        self, uploader: Uploader, catalog: Catalog, approvals: Approvals, links: ModelLinks
+        self,
+        uploader: Uploader,
+        catalog: Catalog,
+        approvals: Approvals,
+        links: ModelLinks,
+        *,
+        uploads: UploadMetrics | None = None,
     ) -> None:
         self._uploader = uploader
+        self._uploads = uploads or UploadMetrics()
         self._catalog = catalog
         self._approvals = approvals
         self._links = links
@@ -80,9 +89,22 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     async def _upload(
         self, metadata: UploadMetadata, chunks: AsyncIterator[bytes]
     ) -> pb.ModelVersion:
-        record = await self._uploader.upload(
-            current_principal(), metadata, chunks, request_id=request_id_var.get()
-        )
+        received = 0  # the file's bytes that arrived, for the upload metrics
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal received
+            async for chunk in chunks:
+                received += len(chunk)
+                yield chunk
+
+        try:
+            record = await self._uploader.upload(
+                current_principal(), metadata, counted(), request_id=request_id_var.get()
+            )
+        except BaseException as error:
+            self._uploads.finished(_upload_outcome(error), received)
+            raise
+        self._uploads.finished(OK, received)
         set_http_status(201)
         return _version(record)
 
@@ -238,6 +260,12 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         return _version(
             await self._catalog.get_version(principal, request.model_id, request.version)
         )
+
+
+def _upload_outcome(error: BaseException) -> str:
+    if isinstance(error, ServiceError):
+        return error.reason
+    return "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
 
 
 def content_disposition(filename: str) -> str:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
+from services.common.metrics import ExportMetrics
 from services.common.pagination import PageTokens, invalid_page_token, page_size
 from services.common.settings import Settings
 from services.query.binary_copy import BinaryCopyDecoder
@@ -87,8 +88,16 @@ ExportPart = DataChunk | MessageBatch
 
 
 class HistoryService:
-    def __init__(self, store: HistoryStore, settings: Settings, page_tokens: PageTokens) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        settings: Settings,
+        page_tokens: PageTokens,
+        *,
+        metrics: ExportMetrics | None = None,
+    ) -> None:
         self._store = store
+        self._metrics = metrics or ExportMetrics()
         self._settings = settings
         self._pages = page_tokens
         self._limits = ExportLimiter(
@@ -322,6 +331,7 @@ class HistoryService:
         finally:
             if prepared.slot is not None:
                 prepared.slot.release()
+            self._metrics.finished(prepared.query.encoding, outcome, digest.rows)
             self._close_later(prepared, outcome, digest)
 
     async def manifest(self, prepared: PreparedExport) -> ExportRecord:

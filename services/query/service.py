@@ -8,6 +8,7 @@ from datetime import timedelta
 from grpc import aio
 from mlplane.v1 import query_service_pb2, query_service_pb2_grpc
 
+from services.common.metrics import ExportMetrics, ServerMetrics
 from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
@@ -20,7 +21,7 @@ SERVICE_NAME = query_service_pb2.DESCRIPTOR.services_by_name["QueryService"].ful
 
 
 def query_spec(settings: Settings) -> ServiceSpec:
-    async def register(server: aio.Server) -> Callable[[], Awaitable[None]]:
+    async def register(server: aio.Server, metrics: ServerMetrics) -> Callable[[], Awaitable[None]]:
         if not settings.query_database_url:
             raise RuntimeError("MLPLANE_QUERY_DATABASE_URL is not set (mlplane up sets it)")
         store = await HistoryStore.open(
@@ -29,8 +30,11 @@ def query_spec(settings: Settings) -> ServiceSpec:
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout=settings.query_statement_timeout_seconds,
         )
+        metrics.pools.watch("query", store.pool_usage)
         key = ensure_page_token_key(settings)
-        history = HistoryService(store, settings, PageTokens(key))
+        history = HistoryService(
+            store, settings, PageTokens(key), metrics=ExportMetrics(metrics.registry)
+        )
         links = ExportLinks(key, timedelta(seconds=settings.export_link_seconds))
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(
             QueryServicer(history, settings, links), server

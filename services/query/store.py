@@ -21,6 +21,7 @@ import grpc
 from asyncpg.pool import PoolConnectionProxy
 
 from services.common.errors import ServiceError, unavailable
+from services.common.metrics import PoolUsage
 from services.common.tasks import to_the_end
 from services.query.grants import Grant
 from services.query.request import ExportQuery
@@ -142,6 +143,10 @@ class HistoryStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    def pool_usage(self) -> PoolUsage:
+        size, idle = self._pool.get_size(), self._pool.get_idle_size()
+        return PoolUsage(in_use=size - idle, idle=idle, max=self._pool.get_max_size())
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:

@@ -162,10 +162,58 @@ async def test_service_errors_carry_error_info(echo: tuple[str, Tokens, ServerMe
     assert info is not None
     assert (info.reason, info.domain) == ("BAD_INPUT", "mlplane")
     sample = metrics.registry.get_sample_value(
-        "mlplane_grpc_server_handled_total",
-        {"grpc_service": SERVICE, "grpc_method": "Unary", "grpc_code": "INVALID_ARGUMENT"},
+        "grpc_server_handled_total",
+        {
+            "grpc_type": "unary",
+            "grpc_service": SERVICE,
+            "grpc_method": "Unary",
+            "grpc_code": "InvalidArgument",
+        },
     )
     assert sample == 1.0
+
+
+def _sample(metrics: ServerMetrics, name: str, kind: str, method: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(
+        name, {"grpc_type": kind, "grpc_service": SERVICE, "grpc_method": method, **labels}
+    )
+    return 0.0 if value is None else value
+
+
+async def test_metrics_keep_each_kind_and_count_messages(
+    echo: tuple[str, Tokens, ServerMetrics],
+) -> None:
+    """go-grpc-prometheus's series: the streaming kind in grpc_type, messages counted as
+    they go (a unary call: one in, one out when it succeeds)."""
+    target, tokens, metrics = echo
+    await _call_all(target, tokens.valid("data_scientist"))
+    # (grpc_type, messages received, messages sent) of each call in _call_all_sync
+    expected = {
+        "Unary": ("unary", 1, 1),
+        "ServerStream": ("server_stream", 1, 3),
+        "ClientStream": ("client_stream", 2, 1),
+        "Bidi": ("bidi_stream", 2, 2),
+    }
+    for method, (kind, received, sent) in expected.items():
+        assert _sample(metrics, "grpc_server_started_total", kind, method) == 1, method
+        assert _sample(metrics, "grpc_server_handled_total", kind, method, grpc_code="OK") == 1, (
+            method
+        )
+        assert _sample(metrics, "grpc_server_msg_received_total", kind, method) == received
+        assert _sample(metrics, "grpc_server_msg_sent_total", kind, method) == sent, method
+        assert _sample(metrics, "grpc_server_handling_seconds_count", kind, method) == 1
+
+
+async def test_metrics_name_codes_as_go_does(echo: tuple[str, Tokens, ServerMetrics]) -> None:
+    target, tokens, metrics = echo
+    await _call_all(target, None)
+    await _call_all(target, tokens.wrong_role())
+    for method, kind in (("Unary", "unary"), ("Bidi", "bidi_stream")):
+        for code in ("Unauthenticated", "PermissionDenied"):
+            got = _sample(metrics, "grpc_server_handled_total", kind, method, grpc_code=code)
+            assert got == 1, (method, code)
+        # a refused call sends nothing
+        assert _sample(metrics, "grpc_server_msg_sent_total", kind, method) == 0
 
 
 async def test_error_mid_stream_keeps_sent_messages(

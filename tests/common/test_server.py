@@ -52,7 +52,9 @@ def test_serve_reports_ports_and_stops_on_sigterm(tmp_path: Path, service: str) 
             )
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         metrics = httpx.get(f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=5)
-        assert "mlplane_grpc_server_handled_total" in metrics.text
+        # Every method initialised before any call, as go-grpc-prometheus does.
+        assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Check",' in metrics.text
+        assert "_created" not in metrics.text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         stderr = proc.stderr.read().decode() if proc.stderr else ""

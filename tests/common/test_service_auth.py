@@ -121,8 +121,11 @@ def test_metrics_count_errors_by_code(stack: RunningStack) -> None:
 
     _call(stack, "query", None)
     text = httpx.get(f"http://127.0.0.1:{stack.info['query_metrics_port']}/metrics").text
-    assert (
-        'mlplane_grpc_server_handled_total{grpc_code="UNAUTHENTICATED",grpc_method="ListAssets",'
-        'grpc_service="mlplane.v1.QueryService"}' in text
+    series = (
+        'grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="ListAssets",'
+        'grpc_service="mlplane.v1.QueryService",grpc_type="unary"} '
     )
-    assert "mlplane_grpc_server_handling_seconds_bucket" in text
+    counts = [float(line[len(series) :]) for line in text.splitlines() if line.startswith(series)]
+    assert counts, series
+    assert counts[0] >= 1
+    assert "grpc_server_handling_seconds_bucket" in text

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from grpc import aio
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.devkeys import ensure_dev_keys
 from services.common.server import RunningServer, start_server
@@ -113,6 +115,19 @@ async def rig_dir() -> AsyncIterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def _metrics(server: RunningServer) -> dict[str, float]:
+    """The server's /metrics as {'name{label="value",…}': value} (labels sorted)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{server.metrics_port}/metrics")).text
+    return {
+        sample.name + json.dumps(dict(sorted(sample.labels.items())), separators=(",", ":")): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[str, float]:
     async def requests() -> AsyncIterator[pb.UploadModelRequest]:
         yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="hooked"))
@@ -165,6 +180,11 @@ async def test_events_delivered_in_order_signed_and_retried(
             ("approval.requested", 3, True),
             ("approval.decided", 1, True),
         ]
+        # The relay measures the outbox after each pass: delivered, nothing is pending.
+        while (await _metrics(server))["mlplane_outbox_pending_events{}"] != 0:
+            assert time.monotonic() < deadline, "the outbox gauge never went back to 0"
+            await asyncio.sleep(0.05)
+        assert (await _metrics(server))["mlplane_outbox_oldest_pending_event_age_seconds{}"] == 0
     finally:
         await server.stop(1)
         pg.stop()
@@ -191,6 +211,15 @@ async def test_a_dead_webhook_never_blocks_submissions(rig_dir: Path) -> None:
         assert "unreachable" in rows[0]["last_error"]
         # In order per model: the decision waits behind the undelivered request.
         assert rows[1]["attempts"] == 0
+        seen = await _metrics(server)
+        assert seen["mlplane_outbox_pending_events{}"] == 2
+        assert seen["mlplane_outbox_oldest_pending_event_age_seconds{}"] > 0
+        assert seen['mlplane_model_uploads_total{"outcome":"ok"}'] == 1
+        assert seen['mlplane_model_upload_bytes_total{"outcome":"ok"}'] == len(linear_model(4))
+        assert seen['mlplane_approval_actions_total{"action":"submit","outcome":"ok"}'] == 1
+        assert seen['mlplane_approval_actions_total{"action":"approve","outcome":"ok"}'] == 1
+        assert seen['mlplane_db_pool_max_connections{"pool":"registry"}'] == 10
+        assert seen['mlplane_db_pool_connections{"pool":"registry","state":"idle"}'] >= 1
     finally:
         await server.stop(1)
         pg.stop()
