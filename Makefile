@@ -11,7 +11,7 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.ts \
 	web/tsconfig.json web/package.json -type f 2>/dev/null)
 
-.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz
+.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz deploy-tools deploy-check
 
 help:
 	@echo "make up        embedded PostgreSQL + both services + Envoy on :8080 (foreground)"
@@ -20,6 +20,8 @@ help:
 	@echo "make web       build the web app (web/dist), which make up serves on the gateway"
 	@echo "make fmt       format with ruff"
 	@echo "make fuzz      the fuzz suite at length (every RPC and the multipart upload, 400 requests each)"
+	@echo "make deploy-check  the images and the Helm chart, offline: hadolint, helm lint, helm template"
+	@echo "               with each value set through kubernetes-validate, the CRs, the gateway render"
 	@echo "make bench     export, upload and approval benchmarks against the real stack (bench/README.md)"
 
 $(STAMP): pyproject.toml
@@ -61,6 +63,24 @@ web-check: $(WEB_STAMP)
 chromium:
 	@bash scripts/ensure_chromium.sh
 
+# helm and promtool, pinned and checksum-verified, into .tools/bin (deploy/README.md).
+deploy-tools:
+	@bash scripts/ensure_deploy_tools.sh
+
+# The images and the chart, checked offline (tests/deploy; about half a minute; `make test` runs
+# the same tests): hadolint on both Dockerfiles; helm lint with values.schema.json; helm template
+# with the default values, the external-services and oidc examples and every switch off, each
+# through kubernetes-validate --strict; the ServiceMonitor and PrometheusRule against their CRDs;
+# the gateway pod's `mlplane gateway render` through envoy --mode validate; the migration Job
+# and both services run with the chart's commands and settings against a real PostgreSQL; and
+# promtool on the alert rules (tests/deploy/test_monitoring.py, without its running-stack test).
+DEPLOY_TESTS := tests/deploy/test_images.py tests/deploy/test_chart.py \
+	tests/deploy/test_custom_resources.py tests/deploy/test_gateway_render.py \
+	tests/deploy/test_workloads.py
+deploy-check: $(STAMP) deploy-tools
+	$(BIN)/python -m pytest -q $(DEPLOY_TESTS) tests/deploy/test_monitoring.py \
+		--deselect tests/deploy/test_monitoring.py::test_every_metric_the_dashboard_and_alerts_use_is_exported
+
 buf-lint: $(NODE_STAMP)
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --exit-code --diff --path protos/mlplane
@@ -83,7 +103,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) chromium buf-lint buf-breaking lint typecheck web-check
+test: $(STAMP) deploy-tools chromium buf-lint buf-breaking lint typecheck web-check
 	$(BIN)/python -m pytest
 
 # The property-based fuzz suite at length: every RPC from its descriptors and raw multipart
@@ -101,4 +121,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.approval_bench
 
 clean:
-	rm -rf $(VENV) node_modules web/node_modules web/dist .mlplane .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/node_modules web/dist .mlplane .pytest_cache .mypy_cache .ruff_cache .tools

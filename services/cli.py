@@ -302,6 +302,88 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# `mlplane gateway render` without a web app: a web_dir with no index.html (Settings.web_dist_dir).
+_NO_WEB_APP = Path("/nonexistent/mlplane-no-web-app")
+
+
+def _gateway_render(args: argparse.Namespace, settings: Settings) -> int:
+    """The Envoy bootstrap `make up` runs, for a gateway whose services live elsewhere
+    (Kubernetes Services, containers): the same renderer, the same descriptor set, the
+    same settings; only the addresses are given. With --out-dir the result is a bundle
+    that needs nothing outside it: envoy.json, the descriptor set, the web app's files
+    and their gzipped copies (and, without a JWKS URL, the JWKS is expected at
+    OUT_DIR/keys/jwks.json, where the renderer points Envoy)."""
+    import json
+    import shutil
+
+    from gateway.envoy_config import render_envoy_config, write_envoy_config
+    from services.common.settings import split_hostport
+    from services.stack.up import DESCRIPTOR
+
+    def hostport(value: str | None, default: str) -> tuple[str, int]:
+        return split_hostport(value if value is not None else default)
+
+    try:
+        query_address = hostport(args.query_address, settings.query_listen)
+        models_address = hostport(args.models_address, settings.models_listen)
+        listen_address = hostport(args.listen, settings.gateway_listen)
+    except ValueError as exc:
+        print(f"mlplane gateway render: {exc}", file=sys.stderr)
+        return 2
+    descriptor: Path = args.descriptor if args.descriptor is not None else DESCRIPTOR
+    if not descriptor.is_file():
+        print(f"mlplane gateway render: no descriptor set at {descriptor}", file=sys.stderr)
+        return 2
+    web: Path | None = None if args.no_web else (args.web_dist or settings.web_dist_dir)
+    if web is not None and not (web / "index.html").is_file():
+        print(f"mlplane gateway render: no web app (index.html) in {web}", file=sys.stderr)
+        return 2
+    admin_port: int = settings.gateway_admin_port if args.admin_port is None else args.admin_port
+    output: Path | None = args.output
+    out_dir: Path | None = args.out_dir
+    if out_dir is not None:
+        out_dir = out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        bundled = out_dir / "mlplane.pb"
+        if descriptor.resolve() != bundled:
+            shutil.copyfile(descriptor, bundled)
+        descriptor = bundled
+        dist = out_dir / "dist"
+        if web is not None and web.resolve() != dist:
+            shutil.rmtree(dist, ignore_errors=True)
+            shutil.copytree(web, dist)
+        elif web is None:
+            shutil.rmtree(dist, ignore_errors=True)
+        # The state folder decides where the gzipped copies (OUT_DIR/web) and a local
+        # JWKS (OUT_DIR/keys/jwks.json) are looked for.
+        settings = settings.model_copy(
+            update={"state_dir": out_dir, "web_dir": dist if web is not None else _NO_WEB_APP}
+        )
+        if output is None:
+            output = out_dir / "envoy.json"
+    else:
+        settings = settings.model_copy(update={"web_dir": web or _NO_WEB_APP})
+    try:
+        config = render_envoy_config(
+            settings,
+            query_address=query_address,
+            models_address=models_address,
+            descriptor_path=descriptor,
+            listen_address=listen_address,
+            admin_port=admin_port,
+        )
+    except ValueError as exc:
+        print(f"mlplane gateway render: {exc}", file=sys.stderr)
+        return 2
+    if output is None or str(output) == "-":
+        json.dump(config, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_envoy_config(output, config)
+        print(f"mlplane gateway render: wrote {output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -421,6 +503,70 @@ def build_parser() -> argparse.ArgumentParser:
         "setup", help="migrate MLPLANE_DATABASE_URL and create the service roles"
     )
     setup.set_defaults(func=_db_setup)
+
+    gateway = commands.add_parser("gateway", help="the Envoy gateway's configuration")
+    gateway_commands = gateway.add_subparsers(dest="gateway_command", required=True)
+    render = gateway_commands.add_parser(
+        "render",
+        help="print or write the Envoy configuration `make up` would run, for given addresses",
+        description="Render the gateway's Envoy bootstrap (JSON, which is also YAML) with the "
+        "renderer and settings (MLPLANE_*) `make up` uses, for services at the given "
+        "addresses: host names (Kubernetes Services, resolved by DNS) or IP addresses. Prints "
+        "it on stdout, or with --out-dir writes a self-contained bundle: envoy.json, "
+        "mlplane.pb (the descriptor set), dist/ (the web app) and web/ (its gzipped copies). "
+        "Without MLPLANE_JWT_JWKS_URL Envoy reads the JWKS from OUT_DIR/keys/jwks.json "
+        "(from MLPLANE_STATE_DIR/keys/jwks.json without --out-dir).",
+    )
+    render.add_argument(
+        "--query-address",
+        metavar="HOST:PORT",
+        help="the QueryService (default MLPLANE_QUERY_LISTEN), e.g. mlplane-query:50051",
+    )
+    render.add_argument(
+        "--models-address",
+        metavar="HOST:PORT",
+        help="the ModelRegistry (default MLPLANE_MODELS_LISTEN), e.g. mlplane-models:50052",
+    )
+    render.add_argument(
+        "--listen",
+        metavar="IP:PORT",
+        help="Envoy's listener (default MLPLANE_GATEWAY_LISTEN), e.g. 0.0.0.0:8080",
+    )
+    render.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="Envoy's admin port, always on 127.0.0.1 (default MLPLANE_GATEWAY_ADMIN_PORT)",
+    )
+    render.add_argument(
+        "--descriptor",
+        type=Path,
+        metavar="FILE",
+        help="the descriptor set (default: the project's generated/mlplane.pb, as make up)",
+    )
+    web_app = render.add_mutually_exclusive_group()
+    web_app.add_argument(
+        "--web-dist",
+        type=Path,
+        metavar="DIR",
+        help="the built web app to serve at / (default MLPLANE_WEB_DIR, else web/dist when "
+        "built, as make up)",
+    )
+    web_app.add_argument("--no-web", action="store_true", help="serve the API only")
+    render.add_argument(
+        "--out-dir",
+        type=Path,
+        metavar="DIR",
+        help="write the self-contained bundle here (the config refers to files in DIR only)",
+    )
+    render.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where the config goes ('-' = stdout; default stdout, or DIR/envoy.json)",
+    )
+    render.set_defaults(func=_gateway_render)
 
     # Client verbs (assets, export, upload, submit, models, versions, download,
     # approvals): they talk to a running gateway through the SDK.
