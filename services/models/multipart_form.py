@@ -111,7 +111,9 @@ class _FormEvents:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._part.is_file:
-            self.events.append(("file_data", bytes(data[start:end])))
+            # A view, not a copy: python-multipart hands over the immutable bytes it was
+            # fed (or its boundary constant), so the slice stays valid after this call.
+            self.events.append(("file_data", memoryview(data)[start:end]))
             return
         self._part.value += data[start:end]
         if len(self._part.value) > MAX_FIELD_BYTES:

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_writer import StreamWriter
 from aiohttp.payload import Payload
+from isal import isal_zlib
 
 from services.common.errors import ServiceError, unavailable
 from services.common.settings import Settings
@@ -366,7 +366,7 @@ class _S3Writer:
             view = memoryview(piece)
             while view:
                 take = min(len(view), self._part_size - self._part_bytes)
-                self._part_crc = zlib.crc32(view[:take], self._part_crc)
+                self._part_crc = isal_zlib.crc32(view[:take], self._part_crc)
                 self._part_bytes += take
                 view = view[take:]
                 if self._part_bytes == self._part_size:
