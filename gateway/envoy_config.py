@@ -14,8 +14,9 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from gateway.http_rules import (
@@ -59,6 +60,7 @@ from services.common.access import LINK_METHODS, METHOD_ROLES, OPEN_SERVICE_PREF
 from services.common.settings import Settings
 
 Json = dict[str, Any]
+Address = tuple[str, int]
 
 QUERY_SERVICE = "mlplane.v1.QueryService"
 MODEL_REGISTRY = "mlplane.v1.ModelRegistry"
@@ -91,6 +93,33 @@ MAX_DOWNSTREAM_CONNECTIONS = 50_000
 
 # Exports and uploads stream for as long as they take; only silence ends a stream.
 STREAM_IDLE_TIMEOUT = "300s"
+
+# Envoy's active health checks of each service replica (gRPC health, on the service's own
+# name). A replica that turns NOT_SERVING (on SIGTERM: services/common/server.py) is out of
+# rotation after at most INTERVAL x UNHEALTHY_THRESHOLD seconds: its drain
+# (MLPLANE_SHUTDOWN_DRAIN_SECONDS) lasts longer, so no call reaches it once it stops.
+HEALTH_CHECK_INTERVAL_SECONDS = 2
+HEALTH_CHECK_TIMEOUT_SECONDS = 1
+HEALTH_CHECK_UNHEALTHY_THRESHOLD = 2
+
+# Retries, to another replica (previous_hosts), by what a call is:
+# * a read (each REST binding a GET: gets, lists, exports, downloads) also after a reset, as a
+#   replica killed mid-call resets it: a read done twice is still a read. Envoy retries only
+#   while nothing of the response has reached the client.
+# * any other unary call (submit, approve, reject, archive, links) only when it certainly never
+#   reached a service: the connection failed or was refused, the stream was refused (HTTP/2
+#   REFUSED_STREAM: a server that is stopping takes no new streams), or a reset came before any
+#   byte of the request was sent. After a later reset it may have committed; a retry would
+#   turn the caller's success into a 409.
+# * a client-streaming upload never, not even after a refused connection: a replay needs the
+#   whole stream, Envoy keeps at most its buffer limit (1 MiB) of it, and an upload that outgrows
+#   that while a retry waits for its backoff is answered 507, not the 503 its client knows to
+#   retry. No upload is retried behind the client's back (the SDK never retries one either);
+#   the outlier detection below keeps new uploads off a replica that refused one.
+RETRY_ON_READS = "reset,connect-failure,refused-stream"
+RETRY_ON_WRITES = "connect-failure,refused-stream,reset-before-request"
+RETRIES = 2
+RETRY_MIN_CONCURRENCY = 32
 
 # Services cannot return 201/202/413 through gRPC, so they send `x-http-status` as
 # metadata. Only transcoded (non-gRPC) responses are rewritten; the header never leaves
@@ -489,6 +518,63 @@ def _body_limit_routes(rules: list[RpcRule], limits: list[BodyLimit]) -> list[Js
     return routes
 
 
+def is_read(rule: RpcRule) -> bool:
+    """A call that changes nothing when done twice: every REST binding of it is a GET."""
+    return (
+        bool(rule.bindings)
+        and not rule.client_streaming
+        and all(binding.method == "GET" for binding in rule.bindings)
+    )
+
+
+def _retry_policy(retry_on: str) -> Json:
+    return {
+        "retry_on": retry_on,
+        "num_retries": RETRIES,
+        # Another replica, when there is one.
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": _typed(
+                    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                ),
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
+
+
+def _service_routes(rules: list[RpcRule]) -> list[Json]:
+    """Each service's gRPC paths (REST requests arrive here too, re-routed by the transcoder),
+    with the retry policy each kind of call allows (see RETRY_ON_READS): a route per read and
+    per upload, then the service's prefix for the rest."""
+    routes: list[Json] = []
+    for service, cluster in SERVICE_CLUSTERS.items():
+        forward: Json = {
+            "cluster": cluster,
+            "timeout": "0s",
+            # Let gRPC clients' deadlines (grpc-timeout) bound the stream.
+            "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+        }
+        for rule in (rule for rule in rules if rule.service == service):
+            if is_read(rule):
+                route = {**forward, "retry_policy": _retry_policy(RETRY_ON_READS)}
+            elif rule.client_streaming:
+                route = dict(forward)
+            else:
+                continue
+            name = f"{cluster}-{rule.name}"
+            routes.append({"name": name, "match": {"path": rule.grpc_path}, "route": route})
+        routes.append(
+            {
+                "name": cluster,
+                "match": {"prefix": f"/{service}/"},
+                "route": {**forward, "retry_policy": _retry_policy(RETRY_ON_WRITES)},
+            }
+        )
+    return routes
+
+
 def _routes(settings: Settings, web_files: list[WebFile], rules: list[RpcRule]) -> list[Json]:
     routes: list[Json] = [
         {"name": "healthz", "match": {"path": HEALTHZ_PATH}, **_direct(200, "ok\n", "text/plain")},
@@ -496,19 +582,7 @@ def _routes(settings: Settings, web_files: list[WebFile], rules: list[RpcRule]) 
         # and rbac without a token; they must end here, never at a service.
         _not_found_route("preflight", {"prefix": "/", "headers": [method_is("OPTIONS")["header"]]}),
     ]
-    for service, cluster in SERVICE_CLUSTERS.items():
-        routes.append(
-            {
-                "name": cluster,
-                "match": {"prefix": f"/{service}/"},
-                "route": {
-                    "cluster": cluster,
-                    "timeout": "0s",
-                    # Let gRPC clients' deadlines (grpc-timeout) bound the stream.
-                    "max_stream_duration": {"grpc_timeout_header_max": "0s"},
-                },
-            }
-        )
+    routes += _service_routes(rules)
     # The REST surface: routed by the transcoder (which re-routes by the gRPC path); what
     # it does not take ends in a 404 here, never in the web app's pages.
     limits = body_limits(settings.max_model_bytes)
@@ -587,16 +661,38 @@ def _http_connection_manager(
     )
 
 
-def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:
-    host = _upstream_host(address[0])
+def _addresses(value: Address | Sequence[Address]) -> list[Address]:
+    """One (host, port), or a list of them (the replicas of `mlplane up --replicas N`)."""
+    if len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int):
+        return [(value[0], value[1])]
+    found = [(str(host), int(port)) for host, port in cast("Sequence[Address]", value)]
+    if not found:
+        raise ValueError("a service cluster needs at least one address")
+    return found
+
+
+def _service_cluster(name: str, service: str, addresses: list[Address]) -> Json:
+    """A service's cluster: every replica an endpoint, balanced request by request and
+    health-checked on the service's gRPC health status.
+
+    On Kubernetes the one address is the service's headless name, which resolves to every
+    ready pod (STRICT_DNS makes each a host); `mlplane up --replicas N` lists its N
+    processes' ports instead (STATIC). Either way the same policy and the same checks."""
+    hosts = [(_upstream_host(host), port) for host, port in addresses]
     return {
         "name": name,
-        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "type": "STATIC" if all(_is_ip(host) for host, _ in hosts) else "STRICT_DNS",
         "connect_timeout": "2s",
+        "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": _socket_address(host, address[1])}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(host, port)}}
+                        for host, port in hosts
+                    ]
+                }
             ],
         },
         "typed_extension_protocol_options": {
@@ -616,22 +712,53 @@ def _service_cluster(name: str, service: str, address: tuple[str, int]) -> Json:
         },
         "health_checks": [
             {
-                "timeout": "1s",
-                "interval": "2s",
-                "no_traffic_interval": "2s",
-                "unhealthy_threshold": 2,
+                "timeout": f"{HEALTH_CHECK_TIMEOUT_SECONDS}s",
+                "interval": f"{HEALTH_CHECK_INTERVAL_SECONDS}s",
+                "no_traffic_interval": f"{HEALTH_CHECK_INTERVAL_SECONDS}s",
+                "unhealthy_threshold": HEALTH_CHECK_UNHEALTHY_THRESHOLD,
                 "healthy_threshold": 1,
                 "grpc_health_check": {"service_name": service},
             }
         ],
+        # A replica that refuses or resets a connection (it died, or is restarting) is taken
+        # out at once, not after its next two health checks: calls that cannot be retried
+        # (uploads) stop going there. Its first passing health check brings it back. Never
+        # more than half of the replicas; with one replica nothing changes (a cluster whose
+        # every host is out is balanced over all of them, as when all fail health checks).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "enforcing_consecutive_5xx": 0,
+            "enforcing_consecutive_gateway_failure": 0,
+            "enforcing_success_rate": 0,
+            "enforcing_local_origin_success_rate": 0,
+            "max_ejection_percent": 50,
+            "successful_active_health_check_uneject_host": True,
+        },
+        # Retries go to another replica (routes' retry_policy); Envoy's default allows only 3
+        # at once per cluster, fewer than the calls a replica that dies under load had in
+        # flight. A budget instead: retries up to a quarter of the cluster's active requests,
+        # never fewer than RETRY_MIN_CONCURRENCY at once.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "retry_budget": {
+                        "budget_percent": {"value": 25.0},
+                        "min_retry_concurrency": RETRY_MIN_CONCURRENCY,
+                    },
+                }
+            ]
+        },
     }
 
 
 def render_envoy_config(
     settings: Settings,
     *,
-    query_address: tuple[str, int],
-    models_address: tuple[str, int],
+    query_address: Address | Sequence[Address],
+    models_address: Address | Sequence[Address],
     descriptor_path: Path,
     listen_address: tuple[str, int],
     admin_port: int,
@@ -639,6 +766,8 @@ def render_envoy_config(
 ) -> dict[str, Any]:
     """The Envoy bootstrap for the gateway, as a JSON-serialisable dict.
 
+    `query_address` / `models_address`: a service's (host, port), or a list of them, one per
+    replica; a host name is resolved to every address it has (a headless Service).
     Raises ValueError for a descriptor set Envoy's transcoder would refuse at start-up.
     """
     unsupported = unsupported_response_bodies(descriptor_path, SERVICE_CLUSTERS)
@@ -652,8 +781,8 @@ def render_envoy_config(
     if ":" in listen_host:
         listener_address["socket_address"]["ipv4_compat"] = True
     clusters = [
-        _service_cluster(QUERY_CLUSTER, QUERY_SERVICE, query_address),
-        _service_cluster(MODELS_CLUSTER, MODEL_REGISTRY, models_address),
+        _service_cluster(QUERY_CLUSTER, QUERY_SERVICE, _addresses(query_address)),
+        _service_cluster(MODELS_CLUSTER, MODEL_REGISTRY, _addresses(models_address)),
     ]
     if settings.jwt_jwks_url is not None:
         clusters.append(_jwks_cluster(settings.jwt_jwks_url))

@@ -34,6 +34,8 @@ class RpcRule:
     # `response_body` of every binding that sets one (checked against Envoy's limits).
     response_bodies: tuple[str, ...] = ()
     output_type: str = ""
+    # The client streams its request (an upload): a retry could not replay it.
+    client_streaming: bool = False
 
     @property
     def grpc_path(self) -> str:
@@ -85,6 +87,7 @@ def load_rpc_rules(descriptor_path: Path, services: Iterable[str]) -> list[RpcRu
                         _response_bodies(method.options.Extensions[annotations_pb2.http])
                     ),
                     output_type=method.output_type.lstrip("."),
+                    client_streaming=method.client_streaming,
                 )
                 for method in service.method
             ]

@@ -47,7 +47,19 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     if args.store is not None:  # the services it starts read it from the environment
         os.environ["MLPLANE_STORE"] = args.store
         settings = settings.model_copy(update={"store": args.store})
+    if args.replicas is not None:
+        settings = settings.model_copy(update={"replicas": args.replicas})
     return run_up(settings)
+
+
+def _replica_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 16:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 16, got {text!r}")
+    return count
 
 
 def _located(settings: Settings, command: str) -> Settings | None:
@@ -394,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["folder", "s3"],
         help="the model store (default MLPLANE_STORE, else folder); s3 without "
         "MLPLANE_S3_ENDPOINT_URL runs an embedded SeaweedFS in the state folder",
+    )
+    up.add_argument(
+        "--replicas",
+        type=_replica_count,
+        metavar="N",
+        help="processes of each service behind the gateway, balanced and health-checked as "
+        "on Kubernetes (default MLPLANE_REPLICAS, else 1)",
     )
     up.set_defaults(func=_up)
 

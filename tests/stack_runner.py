@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,22 @@ class RunningStack:
         recorded = json.loads((self.state_dir / "stack.json").read_text())["pids"]
         return {name: int(pid) for name, pid in recorded.items()}
 
+    def replicas(self, service: str) -> list[dict[str, Any]]:
+        """Every replica of `service` now, in order: `name` (`query`, `query-2`, …), `pid`,
+        `grpc_port`, `metrics_port` (`mlplane up --replicas N`; one entry otherwise)."""
+        recorded = json.loads((self.state_dir / "stack.json").read_text())
+        pids = {name: int(pid) for name, pid in recorded["pids"].items()}
+        return [
+            {**replica, "pid": pids[replica["name"]]} for replica in recorded["replicas"][service]
+        ]
+
+    def replica_pids(self, service: str) -> list[int]:
+        return [int(replica["pid"]) for replica in self.replicas(service)]
+
+    def replica_targets(self, service: str) -> list[str]:
+        """`127.0.0.1:PORT` of each replica's gRPC server, straight, not through the gateway."""
+        return [f"127.0.0.1:{replica['grpc_port']}" for replica in self.replicas(service)]
+
     def log(self) -> str:
         return (self.state_dir / "up.log").read_text(errors="replace")
 
@@ -137,11 +154,14 @@ def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_stack(state_dir: Path, *, timeout: float = 180.0, **env: str) -> RunningStack:
+def start_stack(
+    state_dir: Path, *, timeout: float = 180.0, up_args: Sequence[str] = (), **env: str
+) -> RunningStack:
+    """`mlplane up [UP_ARGS]` (e.g. `up_args=("--replicas", "2")`), ready."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(state_dir / "up.log", "ab")  # noqa: SIM115 (owned by the child)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up"],
+        [sys.executable, "-m", "services.cli", "up", *up_args],
         cwd=ROOT,
         env=stack_env(state_dir, **env),
         stdin=subprocess.DEVNULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -59,8 +60,18 @@ class RunningServer:
     cleanup: Callable[[], Awaitable[None]]
     metrics_server: Any
 
-    async def stop(self, grace: float) -> None:
+    async def stop(
+        self, grace: float | None, *, drain: float = 0.0, cut_short: asyncio.Event | None = None
+    ) -> None:
+        """Stop: health turns NOT_SERVING first (for "" and the service's name alike, so
+        readiness probes and the gateway's health checks see it); then, for `drain` seconds,
+        calls are still served, old and new, while load balancers take this process out of
+        rotation (`cut_short` ends that early); then in-flight calls get `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            waiter = cut_short.wait() if cut_short is not None else asyncio.sleep(drain)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, drain)
         await self.server.stop(grace)
         self.metrics_server.shutdown()
         await self.cleanup()
@@ -147,13 +158,33 @@ async def run_until_signalled(
                 "metrics_port": running.metrics_port,
             },
         )
+    # SIGTERM (Kubernetes, a rolling restart): drain, then stop. SIGINT (`mlplane up` stopping
+    # the whole stack, after its gateway): no one routes here any more, stop at once. A second
+    # signal during the drain cuts it short.
     stop = asyncio.Event()
+    drained = asyncio.Event()
+    signals: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        signals.append(sig)
+        if stop.is_set() or sig == signal.SIGINT:
+            drained.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
-    log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
-    await running.stop(settings.shutdown_grace_seconds)
+    drain = 0.0 if drained.is_set() else settings.shutdown_drain_seconds
+    log.info(
+        "stopping",
+        extra={
+            "signal": signal.Signals(signals[0]).name,
+            "drain_seconds": drain,
+            "grace_seconds": settings.shutdown_grace_seconds,
+        },
+    )
+    await running.stop(settings.shutdown_grace_seconds, drain=drain, cut_short=drained)
     log.info("stopped")
 
 

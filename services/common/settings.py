@@ -234,6 +234,23 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, description="How long in-flight RPCs may finish on SIGTERM."
     )
+    shutdown_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        # Longer than the gateway takes to see it (its health checks: every 2 s, out after 2
+        # failures; gateway/envoy_config.py), so no call reaches a service that has stopped.
+        description="On SIGTERM a service first reports NOT_SERVING and keeps serving for this "
+        "long, while the gateway (or Kubernetes' readiness probe) takes it out of rotation; "
+        "then in-flight RPCs get MLPLANE_SHUTDOWN_GRACE_SECONDS to finish. SIGINT skips it.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="`mlplane up`: processes of each service behind the gateway (the first on "
+        "the configured ports, the others on free ports).",
+    )
 
     @field_validator("query_listen", "models_listen", "gateway_listen")
     @classmethod

@@ -88,7 +88,15 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def deliver_due(self) -> int:
-        """One pass: the oldest due event of each model. Returns how many were delivered."""
+        """One pass: the oldest due event of each model. Returns how many were delivered.
+
+        Several relays (one per ModelRegistry replica) share the outbox. Each claims the events
+        it delivers with a row lock held until its transaction ends (after the POST and the
+        UPDATE), and skips those another holds; a relay that dies loses its locks with its
+        connection, so another takes the event over. `delivered_time IS NULL` is checked on the
+        locked row itself: a relay whose snapshot predates another's commit would otherwise lock
+        the just-delivered row (PostgreSQL re-checks only the outer conditions on the newest
+        version of a row it locks) and post it a second time."""
         async with self._repo.transaction() as conn:
             rows = (
                 await conn.execute(
@@ -99,6 +107,7 @@ class OutboxRelay:
                                SELECT DISTINCT ON (model_id) event_pk FROM outbox_events
                                 WHERE delivered_time IS NULL
                                 ORDER BY model_id, event_pk)
+                           AND e.delivered_time IS NULL
                            AND e.next_attempt_time <= now()
                          ORDER BY e.event_pk
                          LIMIT 50

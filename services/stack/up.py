@@ -41,6 +41,17 @@ from services.stack.supervisor import Child, Supervisor
 log = logging.getLogger("mlplane.up")
 
 DESCRIPTOR = Path(__file__).resolve().parents[2] / "generated" / "mlplane.pb"
+SERVICES = ("query", "models")
+
+
+def replica_name(service: str, index: int) -> str:
+    """`query`, `query-2`, …: the first replica keeps the service's own name (its log, ready
+    file, PID key and stack.json ports are those of a one-replica stack)."""
+    return service if index == 1 else f"{service}-{index}"
+
+
+def service_of(replica: str) -> str:
+    return replica.split("-", 1)[0]
 
 
 class StackError(RuntimeError):
@@ -51,6 +62,7 @@ class StackError(RuntimeError):
 class Stack:
     settings: Settings
     postgres: EmbeddedPostgres | None = None
+    # Every service process by replica name (`query`, `query-2`, …, `models`, …).
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     envoy: EnvoyProcess | None = None
     keeper: PlantKeeper | None = None
@@ -110,12 +122,36 @@ class Stack:
             env = service_env(env, s3_env)
             print(f"S3 store: embedded SeaweedFS at {self.seaweedfs.endpoint_url}", flush=True)
         self.service_env = env
-        self.ports = {name: self._start_service(name, env) for name in ("query", "models")}
+        # Every replica spawned at once, then each awaited: they import and connect in parallel.
+        spawned = {
+            replica_name(service, index): self._spawn_service(
+                replica_name(service, index), self._replica_env(service, index, env)
+            )
+            for service in SERVICES
+            for index in range(1, s.replicas + 1)
+        }
+        self.ports = {name: self._await_service(name, ready) for name, ready in spawned.items()}
         self._start_gateway(self.ports)
         self._record()
         if s.demo_plant:
             self.keeper = PlantKeeper(admin_dsn, report=_warn)
             self.keeper.start()
+
+    def _replica_env(self, service: str, index: int, env: dict[str, str]) -> dict[str, str]:
+        """The first replica listens where configured; the others on free ports (recorded in
+        stack.json), on the same host."""
+        if index == 1:
+            return env
+        host, _ = split_hostport(getattr(self.settings, f"{service}_listen"))
+        return {
+            **env,
+            f"MLPLANE_{service.upper()}_LISTEN": f"{host}:0",
+            f"MLPLANE_{service.upper()}_METRICS_PORT": "0",
+        }
+
+    def replicas(self, service: str) -> list[str]:
+        """The service's replica names, in order."""
+        return [name for name in self.services if service_of(name) == service]
 
     def _start_database(self) -> str:
         if self.settings.database_url:
@@ -138,7 +174,7 @@ class Stack:
             children.append(Child("postgres", self.postgres.running, self.restart_postgres))
         if self.seaweedfs is not None:  # same data, keys and ports: the services' endpoint
             children.append(Child("seaweedfs", self.seaweedfs.running, self.restart_seaweedfs))
-        for name in self.services:
+        for name in self.services:  # each replica on its own: one crash restarts one process
             children.append(
                 Child(
                     f"{name} service",
@@ -168,13 +204,14 @@ class Stack:
         self._refresh_pids()
 
     def restart_service(self, name: str) -> None:
-        """The service again, on the ports it had (Envoy's cluster points there)."""
+        """The replica again, on the ports it had (Envoy's cluster points there)."""
         stop_process(self.services[name], timeout=5)
-        host, _ = split_hostport(getattr(self.settings, f"{name}_listen"))
+        service = service_of(name)
+        host, _ = split_hostport(getattr(self.settings, f"{service}_listen"))
         env = dict(self.service_env)
-        env[f"MLPLANE_{name.upper()}_LISTEN"] = f"{host}:{self.ports[name]['grpc_port']}"
-        env[f"MLPLANE_{name.upper()}_METRICS_PORT"] = str(self.ports[name]["metrics_port"])
-        self._start_service(name, env)
+        env[f"MLPLANE_{service.upper()}_LISTEN"] = f"{host}:{self.ports[name]['grpc_port']}"
+        env[f"MLPLANE_{service.upper()}_METRICS_PORT"] = str(self.ports[name]["metrics_port"])
+        self._await_service(name, self._spawn_service(name, env))
         self._refresh_pids()
 
     def restart_envoy(self) -> None:
@@ -198,20 +235,23 @@ class Stack:
         tmp.write_text(json.dumps(self.info, indent=2))
         tmp.replace(self.settings.stack_file)
 
-    def _start_service(self, name: str, env: dict[str, str]) -> dict[str, int]:
+    def _spawn_service(self, name: str, env: dict[str, str]) -> Path:
+        """Start replica `name` (`query`, `models-2`, …); returns the file it writes when ready."""
         ready = self.run_dir / f"{name}.json"
         ready.unlink(missing_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        proc = spawn(
-            [sys.executable, "-m", "services.cli", "serve", name, "--ready-file", str(ready)],
-            log_path=log_path,
-            env=env,
+        argv = [sys.executable, "-m", "services.cli", "serve", service_of(name)]
+        self.services[name] = spawn(
+            [*argv, "--ready-file", str(ready)], log_path=self.log_dir / f"{name}.log", env=env
         )
-        self.services[name] = proc
+        return ready
+
+    def _await_service(self, name: str, ready: Path) -> dict[str, int]:
+        log_path = self.log_dir / f"{name}.log"
         try:
-            data = json.loads(wait_for_file(ready, proc, timeout=60, what=f"{name} service"))
+            text = wait_for_file(ready, self.services[name], timeout=60, what=f"{name} service")
         except (RuntimeError, TimeoutError) as exc:
             raise StackError(f"{exc}\n--- {log_path} ---\n{tail(log_path)}") from exc
+        data = json.loads(text)
         return {"grpc_port": int(data["grpc_port"]), "metrics_port": int(data["metrics_port"])}
 
     def _start_gateway(
@@ -225,10 +265,12 @@ class Stack:
         query_host, _ = split_hostport(s.query_listen)
         models_host, _ = split_hostport(s.models_listen)
         gateway_host, configured_port = split_hostport(s.gateway_listen)
+        # One endpoint per replica, in the cluster the chart's render makes of a headless
+        # Service's pods: same balancing, same health checks (gateway/envoy_config.py).
         config = render_envoy_config(
             s,
-            query_address=(query_host, ports["query"]["grpc_port"]),
-            models_address=(models_host, ports["models"]["grpc_port"]),
+            query_address=[(query_host, ports[r]["grpc_port"]) for r in self.replicas("query")],
+            models_address=[(models_host, ports[r]["grpc_port"]) for r in self.replicas("models")],
             descriptor_path=DESCRIPTOR,
             listen_address=(gateway_host, configured_port if listen_port is None else listen_port),
             admin_port=s.gateway_admin_port if admin_port is None else admin_port,
@@ -246,6 +288,12 @@ class Stack:
             "models_port": ports["models"]["grpc_port"],
             "query_metrics_port": ports["query"]["metrics_port"],
             "models_metrics_port": ports["models"]["metrics_port"],
+            # Every replica's ports, the first one's included (its keys above stay as they
+            # were for one-replica stacks); its PID is `pids[<name>]`.
+            "replicas": {
+                service: [{"name": r, **ports[r]} for r in self.replicas(service)]
+                for service in SERVICES
+            },
             "pids": self.pids(),
         }
         self._write_stack_file()
@@ -268,10 +316,12 @@ class Stack:
             self.keeper.stop()
         if self.envoy is not None:
             self.envoy.stop()
+        # SIGINT, not SIGTERM: the gateway is gone, so there is nobody to drain from (see
+        # services/common/server.py); in-flight calls still get the grace period.
         for proc in self.services.values():
-            with_signal(proc, signal.SIGTERM)
+            with_signal(proc, signal.SIGINT)
         for proc in self.services.values():
-            stop_process(proc, timeout=self.settings.shutdown_grace_seconds + 5)
+            stop_process(proc, sig=signal.SIGINT, timeout=self.settings.shutdown_grace_seconds + 5)
         if self.seaweedfs is not None:
             self.seaweedfs.stop()
         if self.postgres is not None:
@@ -349,9 +399,7 @@ def banner(info: dict[str, Any], settings: Settings) -> str:
             f"  gRPC:     grpcurl -plaintext -protoset generated/mlplane.pb "
             f'-H "authorization: Bearer $TOKEN" {url.removeprefix("http://")} '
             "mlplane.v1.ModelRegistry/ListModels",
-            f"  services: query :{info['query_port']}  models :{info['models_port']}  "
-            f"metrics :{info['query_metrics_port']} / :{info['models_metrics_port']}  "
-            f"envoy admin {info['admin_url']}",
+            *_services_lines(info),
             f"  state:    {settings.state_dir.resolve()}  (logs in logs/)",
             *(
                 ["  data:     the demo plant, tenant demo, kept up to now (a sample a minute)"]
@@ -362,6 +410,24 @@ def banner(info: dict[str, Any], settings: Settings) -> str:
             "",
         ]
     )
+
+
+def _services_lines(info: dict[str, Any]) -> list[str]:
+    replicas = info.get("replicas", {})
+    if all(len(replicas.get(service, [])) <= 1 for service in SERVICES):
+        return [
+            f"  services: query :{info['query_port']}  models :{info['models_port']}  "
+            f"metrics :{info['query_metrics_port']} / :{info['models_metrics_port']}  "
+            f"envoy admin {info['admin_url']}"
+        ]
+    lines: list[str] = []
+    for service in SERVICES:
+        ports = " ".join(f":{r['grpc_port']}" for r in replicas[service])
+        metrics = " ".join(f":{r['metrics_port']}" for r in replicas[service])
+        label = "services:" if not lines else ""
+        lines.append(f"  {label:<9} {service} x{len(replicas[service])} {ports}  metrics {metrics}")
+    lines.append(f"  envoy:    admin {info['admin_url']}")
+    return lines
 
 
 def run_up(settings: Settings) -> int:

@@ -32,6 +32,8 @@ def test_serve_reports_ports_and_stops_on_sigterm(tmp_path: Path, service: str) 
         # database is down.
         "MLPLANE_QUERY_DATABASE_URL": f"postgresql://nobody:x@/none?host={tmp_path}/no-db",
         "MLPLANE_REGISTRY_DATABASE_URL": f"postgresql://nobody:x@/none?host={tmp_path}/no-db",
+        # The drain is tests/common/test_server_drain.py's subject; not this test's.
+        "MLPLANE_SHUTDOWN_DRAIN_SECONDS": "0",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", service, "--ready-file", str(ready)],
