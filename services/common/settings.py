@@ -216,6 +216,20 @@ class Settings(BaseSettings):
         description="S3 store: spool files of recorded uploads kept for the next uploads "
         "to overwrite (each as large as the largest upload it held; 0 deletes every spool).",
     )
+    orphan_min_age_seconds: int = Field(
+        default=3600,
+        ge=60,
+        # An upload's object exists for milliseconds before its row commits; an hour leaves
+        # any upload in flight, in any replica, far behind (services/models/orphans.py).
+        description="Stored model files that no version names (an upload cut off between "
+        "storing its file and recording its row) are removed once this old.",
+    )
+    orphan_sweep_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How often the models service looks for such files (and once at start); "
+        "0 never.",
+    )
 
     # Approval events (the outbox relay).
     webhook_urls: list[str] = Field(

@@ -18,6 +18,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,6 +83,9 @@ class ObjectStore(Protocol):
     def read(self, key: str) -> AsyncIterator[bytes]: ...
     async def delete(self, key: str) -> None: ...
     async def exists(self, key: str) -> bool: ...
+    def listing(self) -> AsyncIterator[tuple[str, datetime]]:
+        """Every stored object's key and last-modified time (UTC); not uploads in flight."""
+
     async def close(self) -> None: ...
 
 
@@ -173,6 +177,20 @@ class FolderStore:
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread((self.root / key).is_file)
+
+    async def listing(self) -> AsyncIterator[tuple[str, datetime]]:
+        for key, mtime in await asyncio.to_thread(self._listing_sync):
+            yield key, datetime.fromtimestamp(mtime, UTC)
+
+    def _listing_sync(self) -> list[tuple[str, float]]:
+        found: list[tuple[str, float]] = []
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # .incoming: in flight
+            for name in files:
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                    found.append((path.relative_to(self.root).as_posix(), path.stat().st_mtime))
+        return found
 
     async def close(self) -> None:
         return None
@@ -595,6 +613,12 @@ class S3Store:
                 return False
             raise
         return True
+
+    async def listing(self) -> AsyncIterator[tuple[str, datetime]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                yield str(item["Key"]), item["LastModified"].astimezone(UTC)
 
     async def pending_uploads(self) -> int:
         """Multipart uploads started and neither completed nor aborted (tests use it)."""

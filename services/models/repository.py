@@ -472,6 +472,16 @@ class RegistryRepository:
             )
         return None if found is None else int(found)
 
+    async def named_keys(self, keys: list[str]) -> set[str]:
+        """Which of `keys` a version row names (storage keys are unique across tenants)."""
+        if not keys:
+            return set()
+        async with self._driver() as conn:
+            rows = await conn.fetch(
+                "SELECT storage_key FROM model_versions WHERE storage_key = ANY($1::text[])", keys
+            )
+        return {str(row["storage_key"]) for row in rows}
+
     async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
         async with self._driver() as conn:
             row = await conn.fetchrow(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -16,7 +18,8 @@ from services.common.settings import Settings
 from services.models.approvals import Approvals
 from services.models.catalog import Catalog
 from services.models.links import ModelLinks
-from services.models.object_store import open_store
+from services.models.object_store import ObjectStore, open_store
+from services.models.orphans import SweepResult, sweep_orphans, sweep_periodically
 from services.models.outbox_relay import OutboxRelay
 from services.models.repository import RegistryRepository
 from services.models.servicer import ModelRegistryServicer
@@ -43,6 +46,7 @@ def models_spec(settings: Settings) -> ServiceSpec:
         approvals = Approvals(
             repo, pages, on_event=relay.nudge, metrics=ApprovalMetrics(metrics.registry)
         )
+        sweeper = _start_orphan_sweep(settings, store, repo)
         model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(
             ModelRegistryServicer(
                 uploader, catalog, approvals, links, uploads=UploadMetrics(metrics.registry)
@@ -51,6 +55,10 @@ def models_spec(settings: Settings) -> ServiceSpec:
         )
 
         async def cleanup() -> None:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await relay.stop()
             await store.close()
             await repo.close()
@@ -58,3 +66,17 @@ def models_spec(settings: Settings) -> ServiceSpec:
         return cleanup
 
     return ServiceSpec(name=SERVICE_NAME, register=register)
+
+
+def _start_orphan_sweep(
+    settings: Settings, store: ObjectStore, repo: RegistryRepository
+) -> asyncio.Task[None] | None:
+    if settings.orphan_sweep_seconds == 0:
+        return None
+    min_age = timedelta(seconds=settings.orphan_min_age_seconds)
+
+    async def sweep() -> SweepResult:
+        return await sweep_orphans(store, repo.named_keys, min_age=min_age)
+
+    every = timedelta(seconds=settings.orphan_sweep_seconds)
+    return asyncio.get_running_loop().create_task(sweep_periodically(sweep, every))

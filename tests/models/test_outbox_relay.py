@@ -7,9 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -104,15 +102,6 @@ async def _start(root: Path, url: str) -> tuple[EmbeddedPostgres, RunningServer,
         settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
     )
     return pg, server, Tokens(settings)
-
-
-@pytest.fixture
-async def rig_dir() -> AsyncIterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="mlplane-outbox-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _metrics(server: RunningServer) -> dict[str, float]:
