@@ -2,24 +2,33 @@
 
 Runs as the admin (owner) role: migrations first, then the two application
 roles and their grants, all idempotent, so every `mlplane up` can run it.
+
+`run_setup` (`python -m services.db.setup`, the Helm chart's migration Job; the body meant
+for `mlplane db setup`) sets the roles' passwords to those of the DSNs the services will use
+(MLPLANE_QUERY_DATABASE_URL, MLPLANE_REGISTRY_DATABASE_URL) when they are given, and otherwise
+to random ones kept in the state folder's db-roles.json; it never prints a password.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.common.db import async_url
+from services.common.db import async_url, tls_connect_args
+from services.common.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,12 +61,61 @@ QUERY_FUNCTIONS = (
 AUDIT_TABLES = ("audit_log",)
 
 _PASSWORD_OK = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+PASSWORD_RULE = "16-128 characters of A-Z a-z 0-9 _ -"  # noqa: S105 - a rule, not a password
+
+ROLES_FILE = "db-roles.json"
+QUERY_DSN_SETTING = "MLPLANE_QUERY_DATABASE_URL"
+REGISTRY_DSN_SETTING = "MLPLANE_REGISTRY_DATABASE_URL"
+
+
+class SetupError(ValueError):
+    """A setting `mlplane db setup` cannot use; the message holds no password."""
+
+
+def role_password(dsn: str, role: str, setting: str) -> str:
+    """The password of a role DSN, checked: it must connect as `role`, with a usable password."""
+    try:
+        url = make_url(dsn)
+    except (exc.ArgumentError, ValueError):
+        # SQLAlchemy's message quotes the whole string, password included.
+        raise SetupError(f"{setting} is not a database URL") from None
+    if url.username != role:
+        raise SetupError(f"{setting} must connect as {role}, not {url.username or 'no user'}")
+    if not url.password:
+        raise SetupError(f"{setting} must carry {role}'s password")
+    password = str(url.password)
+    if not _PASSWORD_OK.match(password):
+        raise SetupError(f"{setting}: {role}'s password must be {PASSWORD_RULE}")
+    return password
+
+
+def masked(dsn: str) -> str:
+    """A DSN fit for a log: its password (if any) as ***."""
+    return make_url(dsn).render_as_string(hide_password=True)
 
 
 @dataclass(frozen=True)
 class RoleCredentials:
     query_password: str
     registry_password: str
+
+    @classmethod
+    def for_setup(
+        cls, state_file: Path, *, query_dsn: str | None, registry_dsn: str | None
+    ) -> RoleCredentials:
+        """The passwords of the role DSNs the services will use, where given; the others
+        from `state_file` (made with random passwords when missing). With both DSNs given
+        nothing is read or written there."""
+        query = role_password(query_dsn, QUERY_ROLE, QUERY_DSN_SETTING) if query_dsn else None
+        registry = (
+            role_password(registry_dsn, REGISTRY_ROLE, REGISTRY_DSN_SETTING)
+            if registry_dsn
+            else None
+        )
+        if query is not None and registry is not None:
+            return cls(query, registry)
+        stored = cls.load_or_create(state_file)
+        return cls(query or stored.query_password, registry or stored.registry_password)
 
     @classmethod
     def load_or_create(cls, path: Path) -> RoleCredentials:
@@ -141,7 +199,9 @@ def _roles_sql(creds: RoleCredentials) -> list[str]:
 
 
 async def setup_database(admin_dsn: str, creds: RoleCredentials) -> None:
-    engine: AsyncEngine = create_async_engine(async_url(admin_dsn), poolclass=None)
+    engine: AsyncEngine = create_async_engine(
+        async_url(admin_dsn), connect_args=tls_connect_args(admin_dsn), poolclass=None
+    )
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_migrate)
@@ -152,3 +212,45 @@ async def setup_database(admin_dsn: str, creds: RoleCredentials) -> None:
                 await conn.execute(text(statement))
     finally:
         await engine.dispose()
+
+
+def _check_admin_dsn(dsn: str) -> None:
+    try:
+        make_url(dsn)
+    except (exc.ArgumentError, ValueError):
+        raise SetupError("MLPLANE_DATABASE_URL is not a database URL") from None
+    async_url(dsn)  # a bad sslmode is refused before connecting
+
+
+def run_setup(settings: Settings, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`mlplane db setup`: migrate MLPLANE_DATABASE_URL, set the roles, say so without secrets."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    admin = settings.database_url
+    if not admin:
+        print("mlplane db setup: set MLPLANE_DATABASE_URL to an admin DSN", file=err)
+        return 2
+    state_file = settings.state_dir / ROLES_FILE
+    given = {QUERY_ROLE: settings.query_database_url, REGISTRY_ROLE: settings.registry_database_url}
+    try:
+        _check_admin_dsn(admin)
+        creds = RoleCredentials.for_setup(
+            state_file, query_dsn=given[QUERY_ROLE], registry_dsn=given[REGISTRY_ROLE]
+        )
+    except ValueError as error:  # SetupError, or async_url's refusal of an sslmode
+        print(f"mlplane db setup: {error}", file=err)
+        return 2
+    asyncio.run(setup_database(admin, creds))
+    print(f"mlplane db setup: schema at head; roles {QUERY_ROLE} and {REGISTRY_ROLE} set", file=out)
+    for setting, role, password in (
+        (QUERY_DSN_SETTING, QUERY_ROLE, creds.query_password),
+        (REGISTRY_DSN_SETTING, REGISTRY_ROLE, creds.registry_password),
+    ):
+        dsn = given[role]
+        source = f"password from {setting}" if dsn else f"password in {state_file}"
+        print(f"{setting}={masked(dsn or role_dsn(admin, role, password))}  ({source})", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_setup(Settings()))

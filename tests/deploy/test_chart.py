@@ -525,9 +525,57 @@ def test_migration_is_a_pre_install_and_pre_upgrade_hook() -> None:
     assert "serviceAccountName" not in spec
     (container,) = spec["containers"]
     assert "envFrom" not in container
-    assert "db" in container["args"][0]
-    assert "setup" in container["args"][0]
+    # `mlplane db setup`'s code, with no script around it.
+    assert container["command"] == ["python", "-m", "services.db.setup"]
+    assert "args" not in container
     assert not by_kind(render_set("switches-off"), "Job")
+
+
+def test_extra_volumes_reach_every_mlplane_process_and_not_envoy() -> None:
+    # The external-services example mounts the database's CA bundle (sslrootcert in the DSNs).
+    values = values_of("external-services")
+    (volume,) = values["extraVolumes"]
+    (mount,) = values["extraVolumeMounts"]
+    mounted_in = set()
+    for workload in workloads(render_set("external-services")):
+        assert volume in pod_spec(workload)["volumes"], workload["metadata"]["name"]
+        for container in containers(workload):
+            if mount in container.get("volumeMounts", []):
+                mounted_in.add(container["name"])
+    assert mounted_in == {"render-config", "query", "models", "migrate"}
+    for workload in workloads(render_set("default")):
+        names = {v["name"] for v in pod_spec(workload)["volumes"]}
+        assert volume["name"] not in names
+
+
+@pytest.mark.parametrize(
+    ("assignments", "complaint"),
+    [
+        (("extraVolumes[0].name=tmp", "extraVolumes[0].emptyDir=null"), "/extraVolumes/0/name"),
+        (("extraVolumeMounts[0].name=ca", "extraVolumeMounts[0].mountPath=/tmp"), "mountPath"),
+        (
+            ("extraVolumeMounts[0].name=ca", "extraVolumeMounts[0].mountPath=/etc/ca"),
+            'extraVolumeMounts: "ca" is not one of extraVolumes',
+        ),
+    ],
+)
+def test_extra_volumes_are_refused_where_they_would_break_the_pods(
+    assignments: tuple[str, ...], complaint: str
+) -> None:
+    args = [arg for assignment in assignments for arg in ("--set", assignment)]
+    result = helm("template", RELEASE, str(CHART), *args)
+    assert result.returncode != 0
+    assert complaint in result.stdout + result.stderr
+
+
+def test_envoy_runs_the_workers_it_was_sized_with() -> None:
+    # Envoy's default is one worker per core of the node, whatever the pod's CPU limit.
+    manifests = render_set("default")
+    (envoy,) = pod_spec(one(manifests, "Deployment", name("gateway")))["containers"]
+    args = envoy["args"]
+    assert args[args.index("--concurrency") + 1] == str(
+        values_of("default")["gateway"]["concurrency"]
+    )
 
 
 def test_no_object_is_named_beyond_what_kubernetes_accepts() -> None:

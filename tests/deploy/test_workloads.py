@@ -118,15 +118,15 @@ def _run_job(
     container: dict[str, Any], secrets_by_name: dict[str, dict[str, str]], state: Path
 ) -> subprocess.CompletedProcess[str]:
     env = _container_env(container, {}, secrets_by_name)
-    # The Job's emptyDirs, here.
-    state_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
-    assert env["MLPLANE_STATE_DIR"] == state_mount
+    # The Job has no state folder (only /tmp, an emptyDir): a state folder here shows that
+    # nothing is written to one.
+    assert "MLPLANE_STATE_DIR" not in env
     env["MLPLANE_STATE_DIR"] = str(state)
     env["HOME"] = env["TMPDIR"] = str(state.parent)
     command = container["command"]
     assert command[0] == "python"
     return subprocess.run(
-        [sys.executable, *command[1:], *container["args"]],
+        [sys.executable, *command[1:], *container.get("args", [])],
         capture_output=True,
         text=True,
         env=env,
@@ -155,14 +155,29 @@ def test_the_migration_job_migrates_and_keeps_the_secrets_passwords(
 ) -> None:
     container = _job_container()
     state = tmp_path / "state"
-    for attempt in ("install", "upgrade"):
-        result = _run_job(container, _secrets(database), state)
+    secrets_by_name = _secrets(database)
+    database_secret = secrets_by_name["mlplane-database"]
+    rotated = secrets.token_urlsafe(24)
+    for attempt in ("install", "upgrade", "upgrade with a rotated password"):
+        if attempt.endswith("rotated password"):
+            # The operator changes the query DSN's password in the Secret and upgrades.
+            database_secret = secrets_by_name["mlplane-database"] = {
+                **database_secret,
+                "queryUrl": role_dsn(database_secret["adminUrl"], QUERY_ROLE, rotated),
+            }
+        result = _run_job(container, secrets_by_name, state)
         assert result.returncode == 0, (attempt, result.stderr[-3000:])
         log = result.stdout + result.stderr
         assert "schema at head" in result.stdout
-        for password in database.passwords:
+        for password in (*database.passwords, rotated):
             assert password not in log, attempt
-        assert not (state / "db-roles.json").exists()
+        # The role DSNs it used, masked.
+        assert "MLPLANE_QUERY_DATABASE_URL=postgresql://mlplane_query:***@" in result.stdout
+        assert "MLPLANE_REGISTRY_DATABASE_URL=postgresql://mlplane_registry:***@" in result.stdout
+        assert not state.exists()
+        asyncio.run(_can_read_as_roles(database_secret["queryUrl"], database_secret["registryUrl"]))
+    # The old password no longer logs in.
+    with pytest.raises(asyncpg.InvalidPasswordError):
         asyncio.run(_can_read_as_roles(database.secret["queryUrl"], database.secret["registryUrl"]))
 
 

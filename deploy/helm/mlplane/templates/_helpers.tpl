@@ -169,6 +169,29 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 {{- end -}}
 {{- end -}}
 
+{{/* extraVolumes and extraVolumeMounts, each a list as YAML (empty when none). A mount must
+name one of extraVolumes: the API server would refuse the pod, long after `helm template`. */}}
+{{- define "mlplane.extraVolumes" -}}
+{{- with .Values.extraVolumes -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlplane.extraVolumeMounts" -}}
+{{- $names := list -}}
+{{- range .Values.extraVolumes -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- range .Values.extraVolumeMounts -}}
+{{- if not (has .name $names) -}}
+{{- fail (printf "extraVolumeMounts: %q is not one of extraVolumes" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.extraVolumeMounts -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The gRPC probes of a service: (dict "port" 50051 "service" "mlplane.v1.QueryService") */}}
 {{- define "mlplane.grpcProbes" -}}
 startupProbe:

@@ -103,6 +103,9 @@ spec:
             {{- with .extraMounts }}
             {{- . | nindent 12 }}
             {{- end }}
+            {{- with include "mlplane.extraVolumeMounts" $root }}
+            {{- . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: state
           emptyDir:
@@ -114,6 +117,9 @@ spec:
         {{- . | nindent 8 }}
         {{- end }}
         {{- with .extraVolumes }}
+        {{- . | nindent 8 }}
+        {{- end }}
+        {{- with include "mlplane.extraVolumes" $root }}
         {{- . | nindent 8 }}
         {{- end }}
 ---
