@@ -145,26 +145,9 @@ def _duration(seconds: int) -> str:
 
 
 def _db_setup(_args: argparse.Namespace, settings: Settings) -> int:
-    from services.db.setup import (
-        QUERY_ROLE,
-        REGISTRY_ROLE,
-        RoleCredentials,
-        role_dsn,
-        setup_database,
-    )
+    from services.db.setup import run_setup
 
-    if not settings.database_url:
-        print("mlplane db setup: set MLPLANE_DATABASE_URL to an admin DSN", file=sys.stderr)
-        return 2
-    creds = RoleCredentials.load_or_create(settings.state_dir / "db-roles.json")
-    asyncio.run(setup_database(settings.database_url, creds))
-    query_dsn = role_dsn(settings.database_url, QUERY_ROLE, creds.query_password)
-    print(f"MLPLANE_QUERY_DATABASE_URL={query_dsn}")
-    print(
-        "MLPLANE_REGISTRY_DATABASE_URL="
-        f"{role_dsn(settings.database_url, REGISTRY_ROLE, creds.registry_password)}"
-    )
-    return 0
+    return run_setup(settings)
 
 
 def _admin_settings(settings: Settings, command: str) -> Settings | None:

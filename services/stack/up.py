@@ -90,7 +90,12 @@ class Stack:
         if s.dev_issuer_enabled:
             ensure_dev_keys(s)
         admin_dsn = self._start_database()
-        creds = RoleCredentials.load_or_create(s.state_dir / "db-roles.json")
+        # Role DSNs given for the services carry the passwords their roles must have.
+        creds = RoleCredentials.for_setup(
+            s.state_dir / "db-roles.json",
+            query_dsn=s.query_database_url,
+            registry_dsn=s.registry_database_url,
+        )
         asyncio.run(setup_database(admin_dsn, creds))
         if s.demo_plant:
             prepared = asyncio.run(

@@ -526,7 +526,7 @@ def test_migration_is_a_pre_install_and_pre_upgrade_hook() -> None:
     (container,) = spec["containers"]
     assert "envFrom" not in container
     # `mlplane db setup`'s code, with no script around it.
-    assert container["command"] == ["python", "-m", "services.db.setup"]
+    assert container["command"] == ["mlplane", "db", "setup"]
     assert "args" not in container
     assert not by_kind(render_set("switches-off"), "Job")
 

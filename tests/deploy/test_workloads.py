@@ -124,9 +124,9 @@ def _run_job(
     env["MLPLANE_STATE_DIR"] = str(state)
     env["HOME"] = env["TMPDIR"] = str(state.parent)
     command = container["command"]
-    assert command[0] == "python"
+    assert command[0] == "mlplane"
     return subprocess.run(
-        [sys.executable, *command[1:], *container.get("args", [])],
+        [sys.executable, "-m", "services.cli", *command[1:], *container.get("args", [])],
         capture_output=True,
         text=True,
         env=env,
