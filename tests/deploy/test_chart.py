@@ -85,10 +85,10 @@ def test_values_schema_refuses(assignment: str, complaint: str) -> None:
 
 def test_grace_period_must_cover_the_drain() -> None:
     result = helm(
-        "template", RELEASE, str(CHART), "--set", "query.terminationGracePeriodSeconds=12"
+        "template", RELEASE, str(CHART), "--set", "query.terminationGracePeriodSeconds=20"
     )
     assert result.returncode != 0
-    assert "query.terminationGracePeriodSeconds (12) must exceed" in result.stderr
+    assert "query.terminationGracePeriodSeconds (20) must exceed" in result.stderr
 
 
 # Values whose keys are Kubernetes' own fields (or repeat a documented shape): described as a

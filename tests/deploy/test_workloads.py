@@ -264,8 +264,11 @@ def test_the_services_serve_with_the_charts_settings(database: Database, tmp_pat
                 f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=5
             ) as response:
                 assert b"grpc_server" in response.read()
-        for part, process in processes.items():
+        # Both at once: each drains (MLPLANE_SHUTDOWN_DRAIN_SECONDS, as the chart sets it)
+        # before it stops.
+        for process in processes.values():
             process.send_signal(signal.SIGTERM)
+        for part, process in processes.items():
             assert process.wait(timeout=30) == 0, (tmp_path / f"{part}.log").read_text()[-3000:]
     finally:
         for process in processes.values():

@@ -129,11 +129,11 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds must cover the preStop sleep and the services' own grace. */}}
+{{/* terminationGracePeriodSeconds must cover the preStop sleep and the services' drain and grace. */}}
 {{- define "mlplane.checkGrace" -}}
-{{- $needed := add (int .values.preStopSleepSeconds) (int (ceil .root.Values.shutdownGraceSeconds)) -}}
+{{- $needed := add (int .values.preStopSleepSeconds) (int (ceil .root.Values.shutdownDrainSeconds)) (int (ceil .root.Values.shutdownGraceSeconds)) -}}
 {{- if le (int .values.terminationGracePeriodSeconds) (int $needed) -}}
-{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownGraceSeconds (%d)" .name (int .values.terminationGracePeriodSeconds) (int $needed)) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownDrainSeconds + shutdownGraceSeconds (%d)" .name (int .values.terminationGracePeriodSeconds) (int $needed)) -}}
 {{- end -}}
 {{- end -}}
 
