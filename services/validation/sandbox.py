@@ -33,7 +33,8 @@ How the child is made, and why
   if the parent dies. The **wall-clock limit** is the parent's: past it the parent sends SIGKILL to
   the whole process group. After the child exits, the group is killed again (a grandchild cannot
   outlive the run unless it left the group with `setsid`, which neither ONNX Runtime nor our
-  targets do) and then reaped with `wait4`, whose rusage gives the child's peak RSS and CPU time.
+  targets do) and then reaped with `wait4`, whose rusage gives the child's CPU time. Its peak
+  memory is the child's own VmHWM (not ru_maxrss, which Linux carries over from the parent).
 * **No network**, in two layers, and the outcome says which held (`network_isolation`):
   1. `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (through libc with ctypes: `os.unshare` is 3.12+),
      before any thread exists: the child gets a network namespace with only a loopback device,
@@ -329,7 +330,15 @@ def _run_child(request: bytes, limits: SandboxLimits, scratch: Path) -> SandboxO
     waiter = threading.Thread(target=wait_exit, daemon=True)
     for thread in (feeder, out, err, waiter):
         thread.start()
-    timed_out = not exited.wait(limits.wall_seconds)
+    # Meanwhile the child's high-water mark is looked at every 20 ms: all a child killed by a
+    # limit or a signal leaves of its peak memory.
+    deadline = started + limits.wall_seconds
+    polled_peak = 0
+    while not exited.wait(min(_PEAK_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+        polled_peak = max(polled_peak, vm_hwm(pid))
+        if time.monotonic() >= deadline:
+            break
+    timed_out = not exited.is_set()
     _kill_group(pid)  # past the wall limit; or, after the exit, whatever the child left behind
     waiter.join()
     _, status, usage = os.wait4(pid, 0)
@@ -350,7 +359,23 @@ def _run_child(request: bytes, limits: SandboxLimits, scratch: Path) -> SandboxO
         answer=out.data,
         answer_overflow=out.overflow,
         stderr_tail=stderr_tail,
+        polled_peak=polled_peak,
     )
+
+
+_PEAK_POLL_SECONDS = 0.02
+
+
+def vm_hwm(pid: int) -> int:
+    """A live process's peak resident memory in bytes (VmHWM), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _kill_group(pid: int) -> None:
@@ -368,10 +393,15 @@ def _outcome(
     answer: bytearray,
     answer_overflow: bool,
     stderr_tail: str,
+    polled_peak: int,
 ) -> SandboxOutcome:
     exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
     signal_number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     cpu = usage.ru_utime + usage.ru_stime
+    # Not wait4's ru_maxrss: Linux carries the parent's high-water mark over fork and exec
+    # into the child's, so a large parent (a worker, a test runner) would be reported as the
+    # model's peak. The child's own VmHWM (sent before it exits), else the parent's last look.
+    peak = polled_peak
     ready: dict[str, Any] = {}
     final: dict[str, Any] | None = None
     bad_answer = answer_overflow
@@ -383,6 +413,9 @@ def _outcome(
             continue
         if isinstance(message, dict) and message.get("kind") == "ready":
             ready = message
+        elif isinstance(message, dict) and message.get("kind") == "peak":
+            if isinstance(message.get("bytes"), int):
+                peak = max(peak, message["bytes"])
         elif isinstance(message, dict):
             final = message
         else:
@@ -396,7 +429,7 @@ def _outcome(
             message=text,
             wall_seconds=round(wall, 4),
             cpu_seconds=round(cpu, 4),
-            peak_rss_bytes=usage.ru_maxrss * 1024,  # KiB on Linux
+            peak_rss_bytes=peak,
             exit_code=exit_code,
             signal=signal_number,
             network_isolation=list(ready.get("isolation", [])),
@@ -513,4 +546,6 @@ def _child_main() -> None:
     except BaseException as exc:
         with contextlib.suppress(BaseException):
             send({"kind": "error", "type": type(exc).__name__, "message": str(exc)[:2000]})
+    with contextlib.suppress(BaseException):
+        send({"kind": "peak", "bytes": vm_hwm(os.getpid())})
     os._exit(0)
