@@ -72,6 +72,9 @@ UNROUTED_CLUSTER = "no-such-endpoint"
 SERVICE_CLUSTERS: dict[str, str] = {QUERY_SERVICE: QUERY_CLUSTER, MODEL_REGISTRY: MODELS_CLUSTER}
 
 LISTENER_NAME = "mlplane_gateway"
+STATS_LISTENER_NAME = "mlplane_gateway_stats"
+STATS_PATH = "/stats/prometheus"
+ADMIN_CLUSTER = "envoy_admin"
 API_PREFIX = "/api/"
 JWT_PROVIDER = "mlplane"
 
@@ -763,6 +766,7 @@ def render_envoy_config(
     listen_address: tuple[str, int],
     admin_port: int,
     access_log_path: Path | None = None,
+    stats_port: int | None = None,
 ) -> dict[str, Any]:
     """The Envoy bootstrap for the gateway, as a JSON-serialisable dict.
 
@@ -787,6 +791,25 @@ def render_envoy_config(
     if settings.jwt_jwks_url is not None:
         clusters.append(_jwks_cluster(settings.jwt_jwks_url))
     hcm = _http_connection_manager(settings, descriptor_path, access_log_path)
+    listeners = [
+        {
+            "name": LISTENER_NAME,
+            "address": listener_address,
+            "filter_chains": [
+                {
+                    "filters": [
+                        {
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": hcm,
+                        }
+                    ]
+                }
+            ],
+        }
+    ]
+    if stats_port is not None:
+        listeners.append(_stats_listener(listen_host, stats_port))
+        clusters.append(_admin_cluster(admin_port))
     return {
         "admin": {
             "address": _socket_address("127.0.0.1", admin_port),
@@ -811,24 +834,73 @@ def render_envoy_config(
                 }
             ]
         },
-        "static_resources": {
-            "listeners": [
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }
+
+
+def _stats_listener(host: str, port: int) -> Json:
+    """Envoy's own metrics for a scraper: `GET /stats/prometheus` passed to the admin port and
+    nothing else (the admin port also stops Envoy and dumps its config, so it stays on
+    127.0.0.1). Paths are normalised and escaped slashes refused before the match."""
+    hcm = _typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="stats",
+        normalize_path=True,
+        merge_slashes=True,
+        path_with_escaped_slashes_action="REJECT_REQUEST",
+        http_filters=[
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+            }
+        ],
+        route_config={
+            "name": "stats",
+            "virtual_hosts": [
                 {
-                    "name": LISTENER_NAME,
-                    "address": listener_address,
-                    "filter_chains": [
+                    "name": "stats",
+                    "domains": ["*"],
+                    "routes": [
                         {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ]
-                        }
+                            "match": {"path": STATS_PATH, "headers": [method_is("GET")["header"]]},
+                            "route": {"cluster": ADMIN_CLUSTER, "timeout": "10s"},
+                        },
+                        {"match": {"prefix": "/"}, **_direct(404, "not found\n", "text/plain")},
                     ],
                 }
             ],
-            "clusters": clusters,
+        },
+    )
+    address = _socket_address(host, port)
+    if ":" in host:
+        address["socket_address"]["ipv4_compat"] = True
+    return {
+        "name": STATS_LISTENER_NAME,
+        "address": address,
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
+
+
+def _admin_cluster(admin_port: int) -> Json:
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address("127.0.0.1", admin_port)}}
+                    ]
+                }
+            ],
         },
     }
 

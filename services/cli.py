@@ -366,6 +366,7 @@ def _gateway_render(args: argparse.Namespace, settings: Settings) -> int:
             descriptor_path=descriptor,
             listen_address=listen_address,
             admin_port=admin_port,
+            stats_port=settings.gateway_stats_port if args.stats_port is None else args.stats_port,
         )
     except ValueError as exc:
         print(f"mlplane gateway render: {exc}", file=sys.stderr)
@@ -539,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PORT",
         help="Envoy's admin port, always on 127.0.0.1 (default MLPLANE_GATEWAY_ADMIN_PORT)",
+    )
+    render.add_argument(
+        "--stats-port",
+        type=int,
+        metavar="PORT",
+        help="also serve Envoy's Prometheus metrics (GET /stats/prometheus only) on this port "
+        "of the listen address (default MLPLANE_GATEWAY_STATS_PORT; unset: not served)",
     )
     render.add_argument(
         "--descriptor",

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     gateway_admin_port: int = Field(
         default=9901, description="Envoy admin port; always bound to 127.0.0.1."
     )
+    gateway_stats_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        # The admin port also answers /quitquitquit and /config_dump: only this one read-only
+        # path of it is let out, on the gateway's listen address (gateway/envoy_config.py).
+        description="When set, Envoy's Prometheus metrics (GET /stats/prometheus, nothing "
+        "else) on this port of the gateway's address, for a scraper.",
+    )
 
     # Identity. Without a JWKS URL the stack is its own dev issuer: it creates a
     # key pair in the state folder and `mlplane token` mints tokens with it.

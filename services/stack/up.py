@@ -279,6 +279,7 @@ class Stack:
             descriptor_path=DESCRIPTOR,
             listen_address=(gateway_host, configured_port if listen_port is None else listen_port),
             admin_port=s.gateway_admin_port if admin_port is None else admin_port,
+            stats_port=s.gateway_stats_port,
         )
         config_path = self.run_dir / "envoy.json"
         write_envoy_config(config_path, config)

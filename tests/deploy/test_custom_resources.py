@@ -151,7 +151,9 @@ def test_the_prometheus_rule_is_the_rule_file(all_on: list[Manifest]) -> None:
     assert _one(labels, "PrometheusRule")["metadata"]["labels"]["release"] == "kps"
 
 
-def test_the_service_monitor_scrapes_both_services(all_on: list[Manifest]) -> None:
+def test_the_service_monitor_scrapes_both_services_and_the_gateway(
+    all_on: list[Manifest],
+) -> None:
     monitor = _one(all_on, "ServiceMonitor")
     spec = monitor["spec"]
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
@@ -163,12 +165,26 @@ def test_the_service_monitor_scrapes_both_services(all_on: list[Manifest]) -> No
             labels.get(e["key"]) in e["values"] for e in selector["matchExpressions"]
         ):
             selected.append(service)
-    assert sorted(component(s) for s in selected) == ["models", "query"]
-    (endpoint,) = spec["endpoints"]
+    assert sorted(component(s) for s in selected) == ["gateway-metrics", "models", "query"]
+    services_endpoint, gateway_endpoint = spec["endpoints"]
+    assert (services_endpoint["path"], gateway_endpoint["path"]) == (
+        "/metrics",
+        "/stats/prometheus",
+    )
+    # Each endpoint keeps only its own Services: the services' /metrics, Envoy's statistics.
+    (drop,) = services_endpoint["relabelings"]
+    (keep,) = gateway_endpoint["relabelings"]
+    assert (drop["action"], drop["regex"]) == ("drop", "gateway-metrics")
+    assert (keep["action"], keep["regex"]) == ("keep", "gateway-metrics")
     for service in selected:
-        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    # The gateway's metrics Service is headless and reaches the gateway pods' stats port.
+    (gateway,) = [s for s in selected if component(s) == "gateway-metrics"]
+    assert gateway["spec"]["clusterIP"] == "None"
+    assert gateway["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
     # The alerts find the targets by job, which prometheus-operator names after the Service.
     assert sorted(s["metadata"]["name"] for s in selected) == [
+        f"{RELEASE}-gw-metrics",
         f"{RELEASE}-models",
         f"{RELEASE}-query",
     ]
