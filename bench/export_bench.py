@@ -18,7 +18,6 @@ import contextlib
 import gc
 import importlib.metadata
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -31,13 +30,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench import gateway_clients as ours
 from bench import references as refs
 from bench import workload as wl
 from bench.gateway_clients import Window
-from bench.measure import CpuMeter, RssSampler, Run, raise_interrupt, stop_leftover_children
+from bench.measure import (
+    CpuMeter,
+    RssSampler,
+    Run,
+    machine,
+    raise_interrupt,
+    stop_leftover_children,
+)
 from bench.report import (
     Figure,
     MemoryResult,
@@ -254,14 +258,7 @@ def _meta(
         "bench": "export",
         "time": datetime.now(UTC).isoformat(),
         "args": vars(args),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(load_at_start),
         "versions": _versions(),
         "workloads": {k: asdict(w) for k, w in loaded.items()},
         "notes": {

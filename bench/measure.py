@@ -8,6 +8,8 @@ export is roughly the busiest component's CPU, not the sum.
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import resource
 import statistics
 import threading
@@ -54,7 +56,7 @@ class Run:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _process_cpu(process: psutil.Process, *, with_children: bool) -> float:
+def process_cpu(process: psutil.Process, *, with_children: bool) -> float:
     try:
         times = process.cpu_times()
         total = times.user + times.system
@@ -71,6 +73,18 @@ def _process_cpu(process: psutil.Process, *, with_children: bool) -> float:
         return total
     except psutil.NoSuchProcess:
         return 0.0
+
+
+def machine(load_average_at_start: tuple[float, ...]) -> dict[str, object]:
+    """What a result file says of the machine it was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "load_average_at_start": load_average_at_start,
+        "load_average_at_end": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def _client_cpu() -> float:
@@ -92,9 +106,9 @@ class CpuMeter:
 
     def snapshot(self) -> dict[str, float]:
         return {
-            "cpu_query": _process_cpu(self._query, with_children=False),
-            "cpu_envoy": _process_cpu(self._envoy, with_children=False),
-            "cpu_postgres": _process_cpu(self._postgres, with_children=True),
+            "cpu_query": process_cpu(self._query, with_children=False),
+            "cpu_envoy": process_cpu(self._envoy, with_children=False),
+            "cpu_postgres": process_cpu(self._postgres, with_children=True),
             "cpu_client": _client_cpu(),
         }
 

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import gc
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -46,7 +45,14 @@ import psutil
 
 from bench import workload as wl
 from bench.gateway_clients import Window, grpc_arrow_to_pandas
-from bench.measure import MIB, raise_interrupt, read_rss, stop_leftover_children
+from bench.measure import (
+    MIB,
+    machine,
+    process_cpu,
+    raise_interrupt,
+    read_rss,
+    stop_leftover_children,
+)
 from bench.report import text_table, write_json
 from tests.models.onnx_models import linear_model
 from tests.stack_runner import RunningStack, start_stack, stop_stack
@@ -99,20 +105,9 @@ class Bench:
 
 # --- processes -------------------------------------------------------------------------------
 def _cpu(pid: int, *, tree: bool = False) -> float:
-    """CPU seconds of a process, with `tree` also of its children (PostgreSQL's backends),
-    reaped ones too."""
+    """CPU seconds of a process, with `tree` also of its children (PostgreSQL's backends)."""
     try:
-        process = psutil.Process(pid)
-        times = process.cpu_times()
-        total = times.user + times.system
-        if not tree:
-            return total
-        total += times.children_user + times.children_system
-        for child in process.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child_times = child.cpu_times()
-                total += child_times.user + child_times.system
-        return total
+        return process_cpu(psutil.Process(pid), with_children=tree)
     except psutil.NoSuchProcess:
         return 0.0
 
@@ -519,14 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bench": "replica",
                 "time": datetime.now(UTC).isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-                    "load_average_at_start": load_at_start,
-                    "load_average_at_end": os.getloadavg(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": machine(load_at_start),
                 "results": {f"{n}_replica{'s' if n > 1 else ''}": r for n, r in results.items()},
                 "table": text,
             },

@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -58,7 +57,7 @@ from bench import gateway_clients as exports
 from bench import upload_clients as uploads
 from bench import workload as wl
 from bench.gateway_clients import Window
-from bench.measure import MIB, raise_interrupt, stop_leftover_children
+from bench.measure import MIB, machine, process_cpu, raise_interrupt, stop_leftover_children
 from bench.upload_load import rest_threads, tool_path, wrk_load
 from bench.upload_measure import ComponentCpu
 from bench.upload_models import ModelFile, write_matmul_model
@@ -84,21 +83,6 @@ def _progress(message: str) -> None:
 
 
 # --- watching the processes ------------------------------------------------------------------
-def _cpu_seconds(process: psutil.Process, *, with_children: bool) -> float:
-    try:
-        times = process.cpu_times()
-        total = times.user + times.system
-        if with_children:
-            total += times.children_user + times.children_system
-            for child in process.children(recursive=True):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child_times = child.cpu_times()
-                    total += child_times.user + child_times.system
-        return total
-    except psutil.NoSuchProcess:
-        return 0.0
-
-
 @dataclass
 class ProcessFigures:
     cpu_seconds: float
@@ -141,7 +125,7 @@ class Watch:
 
     def _cpu_now(self) -> tuple[float, dict[str, float]]:
         return time.monotonic(), {
-            name: _cpu_seconds(p, with_children=name in INFO_ONLY)
+            name: process_cpu(p, with_children=name in INFO_ONLY)
             for name, p in self._processes.items()
         }
 
@@ -570,14 +554,7 @@ def run(args: argparse.Namespace, state_dir: Path, work_dir: Path) -> Path:
         "bench": "sizing",
         "time": datetime.now(UTC).isoformat(),
         "args": vars(args),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(load_at_start),
         "notes": {
             "rss": "VmRSS every 50 ms; MiB",
             "cores": "CPU seconds per wall second: mean over the phase, and the busiest 1 s",

@@ -22,7 +22,6 @@ import contextlib
 import gc
 import importlib.metadata
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -42,7 +41,7 @@ from bench import upload_clients as ours
 from bench import upload_load as load
 from bench import upload_s3 as s3
 from bench.gateway_clients import curl_binary
-from bench.measure import MIB, RssSampler, Run, raise_interrupt, stop_leftover_children
+from bench.measure import MIB, RssSampler, Run, machine, raise_interrupt, stop_leftover_children
 from bench.report import Figure, Target, targets_table, text_table, write_json
 from bench.upload_measure import ComponentCpu
 from bench.upload_models import ModelFile, check, write_matmul_model
@@ -640,14 +639,7 @@ def document(args: argparse.Namespace, results: Results, found: list[Target]) ->
         "bench": "upload",
         "time": datetime.now(UTC).isoformat(),
         "args": vars(args),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "load_average_at_start": results.load_average_at_start,
-            "load_average_at_end": os.getloadavg(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(results.load_average_at_start),
         "versions": _versions(),
         "other_activity": {"at_start": results.busy_at_start, "at_end": other_activity()},
         "models": {
