@@ -35,6 +35,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/mlplane.v1.ModelRegistry/GetModel": _READERS,
     "/mlplane.v1.ModelRegistry/ListModelVersions": _READERS,
     "/mlplane.v1.ModelRegistry/GetModelVersion": _READERS,
+    "/mlplane.v1.ModelRegistry/GetValidationReport": _READERS,
     "/mlplane.v1.ModelRegistry/DownloadModelVersion": _READERS,
     "/mlplane.v1.ModelRegistry/CreateModelDownloadLink": _READERS,
     "/mlplane.v1.ModelRegistry/GetApproval": _READERS,

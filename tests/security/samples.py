@@ -293,6 +293,14 @@ def _get_version(t: Targets, v: Values) -> Sample:
     )
 
 
+def _get_validation_report(t: Targets, v: Values) -> Sample:
+    model_id = v.get("model_id", t.model_id)
+    return Sample(
+        [mr.GetValidationReportRequest(model_id=model_id, version=1)],
+        Rest("GET", f"/api/v1/models/{_seg(model_id)}/versions/1/validation"),
+    )
+
+
 def _create_model_download_link(t: Targets, v: Values) -> Sample:
     model_id = v.get("model_id", t.model_id)
     return Sample(
@@ -407,6 +415,7 @@ SAMPLES: dict[str, Builder] = {
     "ModelRegistry/GetModel": _get_model,
     "ModelRegistry/ListModelVersions": _list_versions,
     "ModelRegistry/GetModelVersion": _get_version,
+    "ModelRegistry/GetValidationReport": _get_validation_report,
     "ModelRegistry/DownloadModelVersion": _download,
     "ModelRegistry/ListAuditEntries": _list_audit_entries,
     "ModelRegistry/CreateModelDownloadLink": _create_model_download_link,
@@ -446,6 +455,7 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
     "ModelRegistry/GetModel": ("model_id",),
     "ModelRegistry/ListModelVersions": ("model_id", "page_token"),
     "ModelRegistry/GetModelVersion": ("model_id",),
+    "ModelRegistry/GetValidationReport": ("model_id",),
     "ModelRegistry/DownloadModelVersion": ("model_id",),
     "ModelRegistry/ListAuditEntries": ("model_id",),
     "ModelRegistry/CreateModelDownloadLink": ("model_id",),

@@ -348,6 +348,8 @@ class ModelVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     STATUS_HISTORY_FIELD_NUMBER: _builtins.int
+    VALIDATION_STATE_FIELD_NUMBER: _builtins.int
+    HAS_EVALUATION_SET_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Id of the model."""
     name: _builtins.str
@@ -366,6 +368,14 @@ class ModelVersion(_message.Message):
     """Size of the stored ONNX file."""
     created_by: _builtins.str
     """Subject that uploaded the version."""
+    validation_state: Global___ValidationReport.State.ValueType
+    """Where the version's validation stands; the report itself is
+    `GetValidationReport`. Approval needs `PASSED`.
+    """
+    has_evaluation_set: _builtins.bool
+    """Whether an evaluation set was uploaded with the version (its claimed
+    metrics are then reproduced on it).
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels given at upload."""
@@ -412,10 +422,12 @@ class ModelVersion(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         status_history: _abc.Iterable[Global___StatusChange] | None = ...,
+        validation_state: Global___ValidationReport.State.ValueType = ...,
+        has_evaluation_set: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "signature", b"signature", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "labels", b"labels", "metrics", b"metrics", "model_id", b"model_id", "name", b"name", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "status_history", b"status_history", "training_export_ids", b"training_export_ids", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "description", b"description", "has_evaluation_set", b"has_evaluation_set", "labels", b"labels", "metrics", b"metrics", "model_id", b"model_id", "name", b"name", "sha256", b"sha256", "signature", b"signature", "size_bytes", b"size_bytes", "status", b"status", "status_history", b"status_history", "training_export_ids", b"training_export_ids", "update_time", b"update_time", "validation_state", b"validation_state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -474,6 +486,7 @@ class UploadModelMetadata(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     TRAINING_EXPORT_IDS_FIELD_NUMBER: _builtins.int
+    EVALUATION_LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name: 1-128 of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter
@@ -482,6 +495,10 @@ class UploadModelMetadata(_message.Message):
     description: _builtins.str
     """Description: at most 4096 characters; tabs and line breaks are the only
     control characters allowed.
+    """
+    evaluation_label_column: _builtins.str
+    """Column of the evaluation set holding the true labels; `label` when empty.
+    Only meaningful with an evaluation set.
     """
     sha256: _builtins.str
     """Hex SHA-256 the client computed; the upload fails if the bytes differ."""
@@ -510,11 +527,12 @@ class UploadModelMetadata(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         training_export_ids: _abc.Iterable[_builtins.str] | None = ...,
+        evaluation_label_column: _builtins.str = ...,
         sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "metrics", b"metrics", "name", b"name", "sha256", b"sha256", "training_export_ids", b"training_export_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "evaluation_label_column", b"evaluation_label_column", "labels", b"labels", "metrics", b"metrics", "name", b"name", "sha256", b"sha256", "training_export_ids", b"training_export_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,8 +546,14 @@ class UploadModelRequest(_message.Message):
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    EVALUATION_SET_CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """A piece of the ONNX file: at most 4 MiB (1 MiB is a good size)."""
+    evaluation_set_chunk: _builtins.bytes
+    """A piece of the evaluation set (Parquet: the model's input columns and a
+    label column; at most 64 MiB in all), sent before the first `chunk`.
+    The validation worker reproduces the claimed metrics on it.
+    """
     @_builtins.property
     def metadata(self) -> Global___UploadModelMetadata:
         """First message only."""
@@ -539,12 +563,13 @@ class UploadModelRequest(_message.Message):
         *,
         metadata: Global___UploadModelMetadata | None = ...,
         chunk: _builtins.bytes = ...,
+        evaluation_set_chunk: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "evaluation_set_chunk", b"evaluation_set_chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "evaluation_set_chunk", b"evaluation_set_chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk", "evaluation_set_chunk"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
@@ -1250,3 +1275,529 @@ class ArchiveModelVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveModelVersionRequest: _TypeAlias = ArchiveModelVersionRequest  # noqa: Y015
+
+@_typing.final
+class GetValidationReportRequest(_message.Message):
+    """Request for `GetValidationReport`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Model id (a UUID)."""
+    version: _builtins.int
+    """Version number, from 1."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetValidationReportRequest: _TypeAlias = GetValidationReportRequest  # noqa: Y015
+
+@_typing.final
+class ValidationReport(_message.Message):
+    """What the validation worker found out about one version. Evidence for the
+    approver: the model runs in ONNX Runtime, how fast, whether its claimed
+    metrics hold on the evaluation set, and whether it can replace the approved
+    version without breaking its callers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ValidationReport._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: ValidationReport._State.ValueType  # 0
+        """Never used in a report."""
+        PENDING: ValidationReport._State.ValueType  # 1
+        """Queued; no worker has taken it yet."""
+        RUNNING: ValidationReport._State.ValueType  # 2
+        """A worker is validating it."""
+        PASSED: ValidationReport._State.ValueType  # 3
+        """The model ran, and every claimed metric that could be checked matched."""
+        FAILED: ValidationReport._State.ValueType  # 4
+        """See `reason` and `message`."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Where a version's validation stands."""
+
+    STATE_UNSPECIFIED: ValidationReport.State.ValueType  # 0
+    """Never used in a report."""
+    PENDING: ValidationReport.State.ValueType  # 1
+    """Queued; no worker has taken it yet."""
+    RUNNING: ValidationReport.State.ValueType  # 2
+    """A worker is validating it."""
+    PASSED: ValidationReport.State.ValueType  # 3
+    """The model ran, and every claimed metric that could be checked matched."""
+    FAILED: ValidationReport.State.ValueType  # 4
+    """See `reason` and `message`."""
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    COMPATIBILITY_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Model id."""
+    version: _builtins.int
+    """Version number."""
+    state: Global___ValidationReport.State.ValueType
+    """State of the validation."""
+    reason: _builtins.str
+    """Why it failed, as a code: `ORT_LOAD_FAILED`, `INFERENCE_FAILED`,
+    `MEMORY_LIMIT`, `TIME_LIMIT`, `CPU_LIMIT`, `CRASHED`, `METRICS_MISMATCH`,
+    `EVAL_COLUMNS_MISMATCH` and the other `EVAL_*` codes, `STORE_UNAVAILABLE`,
+    `WORKER_LOST`. Empty unless `FAILED`.
+    """
+    message: _builtins.str
+    """One sentence for people."""
+    attempts: _builtins.int
+    """How many times a worker took the job (a worker that dies loses its lease
+    and another takes the job again).
+    """
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job was queued (with the upload)."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the last attempt started."""
+
+    @_builtins.property
+    def complete_time(self) -> _timestamp_pb2.Timestamp:
+        """When the report was completed."""
+
+    @_builtins.property
+    def runtime(self) -> Global___RuntimeCheck:
+        """The ONNX Runtime check; unset until it ran."""
+
+    @_builtins.property
+    def metrics(self) -> Global___MetricsVerification:
+        """Claimed against verified metrics; unset without an evaluation set."""
+
+    @_builtins.property
+    def compatibility(self) -> Global___SignatureCompatibility:
+        """The signature against the model's approved version."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        state: Global___ValidationReport.State.ValueType = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        complete_time: _timestamp_pb2.Timestamp | None = ...,
+        runtime: Global___RuntimeCheck | None = ...,
+        metrics: Global___MetricsVerification | None = ...,
+        compatibility: Global___SignatureCompatibility | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compatibility", b"compatibility", "complete_time", b"complete_time", "create_time", b"create_time", "metrics", b"metrics", "runtime", b"runtime", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "compatibility", b"compatibility", "complete_time", b"complete_time", "create_time", b"create_time", "message", b"message", "metrics", b"metrics", "model_id", b"model_id", "reason", b"reason", "runtime", b"runtime", "start_time", b"start_time", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationReport: _TypeAlias = ValidationReport  # noqa: Y015
+
+@_typing.final
+class RuntimeCheck(_message.Message):
+    """The model loaded and run in ONNX Runtime in a sandboxed child process."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ONNXRUNTIME_VERSION_FIELD_NUMBER: _builtins.int
+    BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    LOAD_SECONDS_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    LATENCY_P95_MS_FIELD_NUMBER: _builtins.int
+    TIMED_RUNS_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
+    NON_FINITE_OUTPUT_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    NETWORK_ISOLATION_FIELD_NUMBER: _builtins.int
+    passed: _builtins.bool
+    """Whether it loaded and ran."""
+    reason: _builtins.str
+    """Why not, as a code (see `ValidationReport.reason`)."""
+    message: _builtins.str
+    """One sentence."""
+    onnxruntime_version: _builtins.str
+    """ONNX Runtime version used (CPU provider)."""
+    batch_size: _builtins.int
+    """What dynamic dimensions were set to for the synthetic inputs."""
+    load_seconds: _builtins.float
+    """Time to load the model into a session."""
+    latency_p50_ms: _builtins.float
+    """Median latency of one batch, in milliseconds."""
+    latency_p95_ms: _builtins.float
+    """95th percentile latency of one batch, in milliseconds."""
+    timed_runs: _builtins.int
+    """How many timed runs the latencies come from."""
+    peak_memory_bytes: _builtins.int
+    """Peak resident memory of the child process."""
+    non_finite_output: _builtins.bool
+    """Whether any output held NaN or infinity (a flag for the approver, not a
+    failure).
+    """
+    @_builtins.property
+    def outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuntimeOutput]:
+        """The outputs of the check's inference."""
+
+    @_builtins.property
+    def limits(self) -> Global___SandboxLimits:
+        """The limits the child ran under."""
+
+    @_builtins.property
+    def network_isolation(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """How the child was cut off from the network: `network_namespace`,
+        `audit_hook`.
+        """
+
+    def __init__(
+        self,
+        *,
+        passed: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        onnxruntime_version: _builtins.str = ...,
+        batch_size: _builtins.int = ...,
+        load_seconds: _builtins.float = ...,
+        latency_p50_ms: _builtins.float = ...,
+        latency_p95_ms: _builtins.float = ...,
+        timed_runs: _builtins.int = ...,
+        peak_memory_bytes: _builtins.int = ...,
+        outputs: _abc.Iterable[Global___RuntimeOutput] | None = ...,
+        non_finite_output: _builtins.bool = ...,
+        limits: Global___SandboxLimits | None = ...,
+        network_isolation: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "limits", b"limits", "load_seconds", b"load_seconds", "message", b"message", "network_isolation", b"network_isolation", "non_finite_output", b"non_finite_output", "onnxruntime_version", b"onnxruntime_version", "outputs", b"outputs", "passed", b"passed", "peak_memory_bytes", b"peak_memory_bytes", "reason", b"reason", "timed_runs", b"timed_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuntimeCheck: _TypeAlias = RuntimeCheck  # noqa: Y015
+
+@_typing.final
+class RuntimeOutput(_message.Message):
+    """One output of the runtime check's inference."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SHAPE_FIELD_NUMBER: _builtins.int
+    NON_FINITE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Output name."""
+    type: _builtins.str
+    """ONNX Runtime's type, for example `tensor(float)`."""
+    non_finite: _builtins.bool
+    """Whether it held NaN or infinity."""
+    @_builtins.property
+    def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Shape of the value the model returned; empty when not a tensor."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        shape: _abc.Iterable[_builtins.int] | None = ...,
+        non_finite: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "non_finite", b"non_finite", "shape", b"shape", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuntimeOutput: _TypeAlias = RuntimeOutput  # noqa: Y015
+
+@_typing.final
+class SandboxLimits(_message.Message):
+    """The limits of the sandboxed child process."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_SECONDS_FIELD_NUMBER: _builtins.int
+    WALL_SECONDS_FIELD_NUMBER: _builtins.int
+    THREADS_FIELD_NUMBER: _builtins.int
+    memory_bytes: _builtins.int
+    """Address-space limit."""
+    cpu_seconds: _builtins.int
+    """CPU-time limit."""
+    wall_seconds: _builtins.float
+    """Wall-time limit."""
+    threads: _builtins.int
+    """Threads ONNX Runtime may use."""
+    def __init__(
+        self,
+        *,
+        memory_bytes: _builtins.int = ...,
+        cpu_seconds: _builtins.int = ...,
+        wall_seconds: _builtins.float = ...,
+        threads: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_seconds", b"cpu_seconds", "memory_bytes", b"memory_bytes", "threads", b"threads", "wall_seconds", b"wall_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SandboxLimits: _TypeAlias = SandboxLimits  # noqa: Y015
+
+@_typing.final
+class MetricsVerification(_message.Message):
+    """The version's claimed metrics reproduced on its evaluation set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    UNKNOWN_METRICS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    passed: _builtins.bool
+    """Whether every claimed metric that could be computed matched within its
+    tolerance.
+    """
+    reason: _builtins.str
+    """Why the evaluation could not run, as a code (`EVAL_*`); empty when it ran."""
+    message: _builtins.str
+    """One sentence."""
+    rows: _builtins.int
+    """Rows of the evaluation set."""
+    label_column: _builtins.str
+    """Label column used."""
+    threshold: _builtins.float
+    """Decision threshold applied to scores for the label metrics (F1, accuracy…)."""
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricCheck]:
+        """One entry per claimed metric this service knows."""
+
+    @_builtins.property
+    def unknown_metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Claimed metrics it does not know how to compute (reported, not checked)."""
+
+    def __init__(
+        self,
+        *,
+        passed: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        rows: _builtins.int = ...,
+        label_column: _builtins.str = ...,
+        checks: _abc.Iterable[Global___MetricCheck] | None = ...,
+        unknown_metrics: _abc.Iterable[_builtins.str] | None = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "label_column", b"label_column", "message", b"message", "passed", b"passed", "reason", b"reason", "rows", b"rows", "threshold", b"threshold", "unknown_metrics", b"unknown_metrics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricsVerification: _TypeAlias = MetricsVerification  # noqa: Y015
+
+@_typing.final
+class MetricCheck(_message.Message):
+    """One claimed metric, and what the evaluation set gave."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    CLAIMED_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    DIFFERENCE_FIELD_NUMBER: _builtins.int
+    TOLERANCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name as claimed, for example `roc_auc`."""
+    metric: _builtins.str
+    """The metric it was read as (`roc_auc`, `average_precision`, `f1`, …)."""
+    claimed: _builtins.float
+    """Value claimed at upload."""
+    verified: _builtins.float
+    """Value computed on the evaluation set; unset when it could not be."""
+    difference: _builtins.float
+    """verified - claimed."""
+    tolerance: _builtins.float
+    """The largest difference that still matches."""
+    status: _builtins.str
+    """`MATCH`, `MISMATCH` or `NOT_COMPUTED`."""
+    message: _builtins.str
+    """One sentence."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        claimed: _builtins.float = ...,
+        verified: _builtins.float | None = ...,
+        difference: _builtins.float | None = ...,
+        tolerance: _builtins.float | None = ...,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_difference", b"_difference", "_tolerance", b"_tolerance", "_verified", b"_verified", "difference", b"difference", "tolerance", b"tolerance", "verified", b"verified"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_difference", b"_difference", "_tolerance", b"_tolerance", "_verified", b"_verified", "claimed", b"claimed", "difference", b"difference", "message", b"message", "metric", b"metric", "name", b"name", "status", b"status", "tolerance", b"tolerance", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__difference: _TypeAlias = _typing.Literal["difference"]  # noqa: Y015
+    _WhichOneofArgType__difference: _TypeAlias = _typing.Literal["_difference", b"_difference"]  # noqa: Y015
+    _WhichOneofReturnType__tolerance: _TypeAlias = _typing.Literal["tolerance"]  # noqa: Y015
+    _WhichOneofArgType__tolerance: _TypeAlias = _typing.Literal["_tolerance", b"_tolerance"]  # noqa: Y015
+    _WhichOneofReturnType__verified: _TypeAlias = _typing.Literal["verified"]  # noqa: Y015
+    _WhichOneofArgType__verified: _TypeAlias = _typing.Literal["_verified", b"_verified"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__difference) -> _WhichOneofReturnType__difference | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tolerance) -> _WhichOneofReturnType__tolerance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__verified) -> _WhichOneofReturnType__verified | None: ...
+
+Global___MetricCheck: _TypeAlias = MetricCheck  # noqa: Y015
+
+@_typing.final
+class SignatureCompatibility(_message.Message):
+    """The version's inputs and outputs compared with the approved version's."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Verdict:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[SignatureCompatibility._Verdict.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        VERDICT_UNSPECIFIED: SignatureCompatibility._Verdict.ValueType  # 0
+        """Never used."""
+        COMPATIBLE: SignatureCompatibility._Verdict.ValueType  # 1
+        """Callers of the approved version keep working."""
+        BREAKING: SignatureCompatibility._Verdict.ValueType  # 2
+        """At least one breaking difference (listed)."""
+        NO_APPROVED_VERSION: SignatureCompatibility._Verdict.ValueType  # 3
+        """The model has no approved version to compare with."""
+
+    class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
+        """The verdict."""
+
+    VERDICT_UNSPECIFIED: SignatureCompatibility.Verdict.ValueType  # 0
+    """Never used."""
+    COMPATIBLE: SignatureCompatibility.Verdict.ValueType  # 1
+    """Callers of the approved version keep working."""
+    BREAKING: SignatureCompatibility.Verdict.ValueType  # 2
+    """At least one breaking difference (listed)."""
+    NO_APPROVED_VERSION: SignatureCompatibility.Verdict.ValueType  # 3
+    """The model has no approved version to compare with."""
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    APPROVED_VERSION_FIELD_NUMBER: _builtins.int
+    BREAKING_FIELD_NUMBER: _builtins.int
+    NON_BREAKING_FIELD_NUMBER: _builtins.int
+    verdict: Global___SignatureCompatibility.Verdict.ValueType
+    """The verdict."""
+    approved_version: _builtins.int
+    """The approved version compared with; 0 when there is none."""
+    @_builtins.property
+    def breaking(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignatureDifference]:
+        """Differences that break callers of the approved version."""
+
+    @_builtins.property
+    def non_breaking(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignatureDifference]:
+        """Differences that do not."""
+
+    def __init__(
+        self,
+        *,
+        verdict: Global___SignatureCompatibility.Verdict.ValueType = ...,
+        approved_version: _builtins.int = ...,
+        breaking: _abc.Iterable[Global___SignatureDifference] | None = ...,
+        non_breaking: _abc.Iterable[Global___SignatureDifference] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_version", b"approved_version", "breaking", b"breaking", "non_breaking", b"non_breaking", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignatureCompatibility: _TypeAlias = SignatureCompatibility  # noqa: Y015
+
+@_typing.final
+class SignatureDifference(_message.Message):
+    """One difference between two signatures."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    TENSOR_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    OLD_FIELD_NUMBER: _builtins.int
+    NEW_FIELD_NUMBER: _builtins.int
+    change: _builtins.str
+    """What changed: `ADDED`, `REMOVED`, `ELEMENT_TYPE_CHANGED`, `RANK_CHANGED`,
+    `DIM_SIZE_CHANGED`, `DIM_FIXED_TO_DYNAMIC`, `DIM_DYNAMIC_TO_FIXED`,
+    `DIM_RENAMED`, `ORDER_CHANGED`, `OPSETS_CHANGED`.
+    """
+    side: _builtins.str
+    """`input`, `output` or `model`."""
+    tensor: _builtins.str
+    """The input's or output's name."""
+    message: _builtins.str
+    """One sentence."""
+    old: _builtins.str
+    """Before."""
+    new: _builtins.str
+    """After."""
+    def __init__(
+        self,
+        *,
+        change: _builtins.str = ...,
+        side: _builtins.str = ...,
+        tensor: _builtins.str = ...,
+        message: _builtins.str = ...,
+        old: _builtins.str = ...,
+        new: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "message", b"message", "new", b"new", "old", b"old", "side", b"side", "tensor", b"tensor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignatureDifference: _TypeAlias = SignatureDifference  # noqa: Y015

@@ -119,6 +119,11 @@ class ModelRegistryStub:
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.SerializeToString,
                 response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
                 _registered_method=True)
+        self.GetValidationReport = channel.unary_unary(
+                '/mlplane.v1.ModelRegistry/GetValidationReport',
+                request_serializer=mlplane_dot_v1_dot_model__registry__pb2.GetValidationReportRequest.SerializeToString,
+                response_deserializer=mlplane_dot_v1_dot_model__registry__pb2.ValidationReport.FromString,
+                _registered_method=True)
         self.ArchiveModelVersion = channel.unary_unary(
                 '/mlplane.v1.ModelRegistry/ArchiveModelVersion',
                 request_serializer=mlplane_dot_v1_dot_model__registry__pb2.ArchiveModelVersionRequest.SerializeToString,
@@ -150,8 +155,9 @@ class ModelRegistryServicer:
     def UploadModelMultipart(self, request_iterator, context):
         """The browser form upload: Envoy streams the raw `multipart/form-data`
         body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
-        `trainingExportIds`) in pieces; the first piece carries the content type
-        with the boundary. Answers 201 with the model version.
+        `trainingExportIds`, `evaluationLabelColumn`, and an `evaluationSet` file
+        part sent before `file`) in pieces; the first piece carries the content
+        type with the boundary. Answers 201 with the model version.
 
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
         Taking google.api.HttpBody is what makes Envoy stream the raw body.
@@ -264,6 +270,17 @@ class ModelRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetValidationReport(self, request, context):
+        """The validation report of a version: its state (pending, running, passed,
+        failed), the ONNX Runtime check in the sandbox, the claimed metrics
+        reproduced on the evaluation set uploaded with it, and the signature
+        compared with the model's approved version. A version can be approved only
+        once its report has passed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ArchiveModelVersion(self, request, context):
         """Archives a version; archived versions cannot be submitted. A version in
         review cannot be archived by its uploader or submitter (separation of
@@ -350,6 +367,11 @@ def add_ModelRegistryServicer_to_server(servicer, server):
                     servicer.RejectModelVersion,
                     request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.FromString,
                     response_serializer=mlplane_dot_v1_dot_model__registry__pb2.Approval.SerializeToString,
+            ),
+            'GetValidationReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetValidationReport,
+                    request_deserializer=mlplane_dot_v1_dot_model__registry__pb2.GetValidationReportRequest.FromString,
+                    response_serializer=mlplane_dot_v1_dot_model__registry__pb2.ValidationReport.SerializeToString,
             ),
             'ArchiveModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.ArchiveModelVersion,
@@ -771,6 +793,33 @@ class ModelRegistry:
             '/mlplane.v1.ModelRegistry/RejectModelVersion',
             mlplane_dot_v1_dot_model__registry__pb2.RejectModelVersionRequest.SerializeToString,
             mlplane_dot_v1_dot_model__registry__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetValidationReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlplane.v1.ModelRegistry/GetValidationReport',
+            mlplane_dot_v1_dot_model__registry__pb2.GetValidationReportRequest.SerializeToString,
+            mlplane_dot_v1_dot_model__registry__pb2.ValidationReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,8 +51,9 @@ class ModelRegistryStub:
     UploadModelMultipart: _grpc.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.ModelVersion]
     """The browser form upload: Envoy streams the raw `multipart/form-data`
     body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
-    `trainingExportIds`) in pieces; the first piece carries the content type
-    with the boundary. Answers 201 with the model version.
+    `trainingExportIds`, `evaluationLabelColumn`, and an `evaluationSet` file
+    part sent before `file`) in pieces; the first piece carries the content
+    type with the boundary. Answers 201 with the model version.
 
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
     Taking google.api.HttpBody is what makes Envoy stream the raw body.
@@ -102,6 +103,13 @@ class ModelRegistryStub:
     """
     RejectModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]
     """Rejects the version under review; a comment is required."""
+    GetValidationReport: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.GetValidationReportRequest, _model_registry_pb2.ValidationReport]
+    """The validation report of a version: its state (pending, running, passed,
+    failed), the ONNX Runtime check in the sandbox, the claimed metrics
+    reproduced on the evaluation set uploaded with it, and the signature
+    compared with the model's approved version. A version can be approved only
+    once its report has passed.
+    """
     ArchiveModelVersion: _grpc.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]
     """Archives a version; archived versions cannot be submitted. A version in
     review cannot be archived by its uploader or submitter (separation of
@@ -130,8 +138,9 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     UploadModelMultipart: _aio.StreamUnaryMultiCallable[_httpbody_pb2.HttpBody, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """The browser form upload: Envoy streams the raw `multipart/form-data`
     body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
-    `trainingExportIds`) in pieces; the first piece carries the content type
-    with the boundary. Answers 201 with the model version.
+    `trainingExportIds`, `evaluationLabelColumn`, and an `evaluationSet` file
+    part sent before `file`) in pieces; the first piece carries the content
+    type with the boundary. Answers 201 with the model version.
 
     buf:lint:ignore RPC_REQUEST_STANDARD_NAME
     Taking google.api.HttpBody is what makes Envoy stream the raw body.
@@ -181,6 +190,13 @@ class ModelRegistryAsyncStub(ModelRegistryStub):
     """
     RejectModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.RejectModelVersionRequest, _model_registry_pb2.Approval]  # type: ignore[assignment]
     """Rejects the version under review; a comment is required."""
+    GetValidationReport: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.GetValidationReportRequest, _model_registry_pb2.ValidationReport]  # type: ignore[assignment]
+    """The validation report of a version: its state (pending, running, passed,
+    failed), the ONNX Runtime check in the sandbox, the claimed metrics
+    reproduced on the evaluation set uploaded with it, and the signature
+    compared with the model's approved version. A version can be approved only
+    once its report has passed.
+    """
     ArchiveModelVersion: _aio.UnaryUnaryMultiCallable[_model_registry_pb2.ArchiveModelVersionRequest, _model_registry_pb2.ModelVersion]  # type: ignore[assignment]
     """Archives a version; archived versions cannot be submitted. A version in
     review cannot be archived by its uploader or submitter (separation of
@@ -218,8 +234,9 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_model_registry_pb2.ModelVersion, _abc.Awaitable[_model_registry_pb2.ModelVersion]]:
         """The browser form upload: Envoy streams the raw `multipart/form-data`
         body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
-        `trainingExportIds`) in pieces; the first piece carries the content type
-        with the boundary. Answers 201 with the model version.
+        `trainingExportIds`, `evaluationLabelColumn`, and an `evaluationSet` file
+        part sent before `file`) in pieces; the first piece carries the content
+        type with the boundary. Answers 201 with the model version.
 
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
         Taking google.api.HttpBody is what makes Envoy stream the raw body.
@@ -347,6 +364,19 @@ class ModelRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_model_registry_pb2.Approval, _abc.Awaitable[_model_registry_pb2.Approval]]:
         """Rejects the version under review; a comment is required."""
+
+    @_abc_1.abstractmethod
+    def GetValidationReport(
+        self,
+        request: _model_registry_pb2.GetValidationReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_model_registry_pb2.ValidationReport, _abc.Awaitable[_model_registry_pb2.ValidationReport]]:
+        """The validation report of a version: its state (pending, running, passed,
+        failed), the ONNX Runtime check in the sandbox, the claimed metrics
+        reproduced on the evaluation set uploaded with it, and the signature
+        compared with the model's approved version. A version can be approved only
+        once its report has passed.
+        """
 
     @_abc_1.abstractmethod
     def ArchiveModelVersion(

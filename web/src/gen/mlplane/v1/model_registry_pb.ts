@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mlplane/v1/model_registry.proto.
  */
 export const file_mlplane_v1_model_registry: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tbHBsYW5lL3YxL21vZGVsX3JlZ2lzdHJ5LnByb3RvEgptbHBsYW5lLnYxIrICCgVNb2RlbBIWCghtb2RlbF9pZBgBIAEoCUIE4kEBAxISCgRuYW1lGAIgASgJQgTiQQEFEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDEhwKDmxhdGVzdF92ZXJzaW9uGAQgASgDQgTiQQEDEhgKCmNyZWF0ZWRfYnkYBSABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI8Cg1sYXRlc3Rfc3RhdHVzGAggASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzQgTiQQEDIjUKCURpbWVuc2lvbhIOCgRzaXplGAEgASgDSAASDwoFcGFyYW0YAiABKAlIAEIHCgV2YWx1ZSJWCgpUZW5zb3JTcGVjEgwKBG5hbWUYASABKAkSFAoMZWxlbWVudF90eXBlGAIgASgJEiQKBXNoYXBlGAMgAygLMhUubWxwbGFuZS52MS5EaW1lbnNpb24iMAoNT3BlcmF0b3JTZXRJZBIOCgZkb21haW4YASABKAkSDwoHdmVyc2lvbhgCIAEoAyLXAQoNT25ueFNpZ25hdHVyZRImCgZpbnB1dHMYASADKAsyFi5tbHBsYW5lLnYxLlRlbnNvclNwZWMSJwoHb3V0cHV0cxgCIAMoCzIWLm1scGxhbmUudjEuVGVuc29yU3BlYxIwCg1vcHNldF9pbXBvcnRzGAMgAygLMhkubWxwbGFuZS52MS5PcGVyYXRvclNldElkEhIKCmlyX3ZlcnNpb24YBCABKAMSFQoNcHJvZHVjZXJfbmFtZRgFIAEoCRIYChBwcm9kdWNlcl92ZXJzaW9uGAYgASgJIskBCgxTdGF0dXNDaGFuZ2USNAoLZnJvbV9zdGF0dXMYASABKA4yHy5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5TdGF0dXMSMgoJdG9fc3RhdHVzGAIgASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzEg0KBWFjdG9yGAMgASgJEg8KB2NvbW1lbnQYBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrQGCgxNb2RlbFZlcnNpb24SFgoIbW9kZWxfaWQYASABKAlCBOJBAQMSEgoEbmFtZRgCIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAMgASgDQgTiQQEDEjUKBnN0YXR1cxgEIAEoDjIfLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uLlN0YXR1c0IE4kEBAxIZCgtkZXNjcmlwdGlvbhgFIAEoCUIE4kEBBRI6CgZsYWJlbHMYBiADKAsyJC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5MYWJlbHNFbnRyeUIE4kEBBRI8CgdtZXRyaWNzGAcgAygLMiUubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uTWV0cmljc0VudHJ5QgTiQQEFEiEKE3RyYWluaW5nX2V4cG9ydF9pZHMYCCADKAlCBOJBAQUSFAoGc2hhMjU2GAkgASgJQgTiQQEDEhgKCnNpemVfYnl0ZXMYCiABKANCBOJBAQMSMgoJc2lnbmF0dXJlGAsgASgLMhkubWxwbGFuZS52MS5Pbm54U2lnbmF0dXJlQgTiQQEDEhgKCmNyZWF0ZWRfYnkYDCABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2Cg5zdGF0dXNfaGlzdG9yeRgPIAMoCzIYLm1scGxhbmUudjEuU3RhdHVzQ2hhbmdlQgTiQQEDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEibwoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhQKEFBFTkRJTkdfQVBQUk9WQUwQARINCglJTl9SRVZJRVcQAhIMCghBUFBST1ZFRBADEgwKCFJFSkVDVEVEEAQSDAoIQVJDSElWRUQQBSKkCAoTVXBsb2FkTW9kZWxNZXRhZGF0YRLYAQoEbmFtZRgBIAEoCULJAeJBAQK6SMEBugG1AQoKbW9kZWxfbmFtZRJnbXVzdCBiZSBsb3dlci1jYXNlIGxldHRlcnMsIGRpZ2l0cywgJy4nLCAnXycgb3IgJy0nLCBzdGFydCB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0LCBhbmQgbm90IGNvbnRhaW4gJy4uJxo+dGhpcy5tYXRjaGVzKCdeW2EtejAtOV1bYS16MC05Ll8tXSokJykgJiYgIXRoaXMuY29udGFpbnMoJy4uJynIAQFyAxiAARImCgtkZXNjcmlwdGlvbhgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAS+AEKBmxhYmVscxgDIAMoCzIrLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5MYWJlbHNFbnRyeUK6AeJBAQG6SLIBmgGuARBAIp0BugGZAQoJbGFiZWxfa2V5El5tdXN0IGJlIDEtNjMgbG93ZXItY2FzZSBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0Gix0aGlzLm1hdGNoZXMoJ15bYS16MC05XVthLXowLTkuXy8tXXswLDYyfSQnKSoKcgiQ56gDARiAAhL0AQoHbWV0cmljcxgEIAMoCzIsLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5NZXRyaWNzRW50cnlCtAHiQQEBukisAZoBqAEQgAIinAG6AZgBCgttZXRyaWNfbmFtZRJUbXVzdCBiZSAxLTEyOCBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0GjN0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDEyN30kJykqBBICQAESMAoTdHJhaW5pbmdfZXhwb3J0X2lkcxgFIAMoCUIT4kEBAbpIDJIBCRBkIgVyA7ABARKGAQoGc2hhMjU2GAYgASgJQnbiQQEBukhvugFoCgpzaGEyNTZfaGV4EiltdXN0IGJlIDY0IGhleGFkZWNpbWFsIGRpZ2l0cyAoYSBTSEEtMjU2KRovdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMoJ15bMC05YS1mQS1GXXs2NH0kJylyAhhAGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEidQoSVXBsb2FkTW9kZWxSZXF1ZXN0EjMKCG1ldGFkYXRhGAEgASgLMh8ubWxwbGFuZS52MS5VcGxvYWRNb2RlbE1ldGFkYXRhSAASGwoFY2h1bmsYAiABKAxCCrpIB3oFGICAgAJIAEINCgRwYXJ0EgW6SAIIASJ4ChFMaXN0TW9kZWxzUmVxdWVzdBIeCglwYWdlX3NpemUYASABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAiABKAlCDOJBAQG6SAVyAxiACBIhCgZmaWx0ZXIYAyABKAlCEeJBAQG6SApyCJDnqAMBGIAIIlAKEkxpc3RNb2RlbHNSZXNwb25zZRIhCgZtb2RlbHMYASADKAsyES5tbHBsYW5lLnYxLk1vZGVsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIxCg9HZXRNb2RlbFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABASJ8ChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIeCglwYWdlX3NpemUYAiABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAyABKAlCDOJBAQG6SAVyAxiACCJmChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEjAKDm1vZGVsX3ZlcnNpb25zGAEgAygLMhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKFkdldE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJhChtEb3dubG9hZE1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJkCh5DcmVhdGVNb2RlbERvd25sb2FkTGlua1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASJMCgxEb3dubG9hZExpbmsSCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKGAQohRG93bmxvYWRNb2RlbFZlcnNpb25CeUxpbmtSZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAESHQoEbGluaxgDIAEoCUIP4kEBArpICMgBAXIDGIAgIsYBCgpBdWRpdEVudHJ5Ei4KBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhMKBWFjdG9yGAIgASgJQgTiQQEDEhQKBmFjdGlvbhgDIAEoCUIE4kEBAxIWCghyZXNvdXJjZRgEIAEoCUIE4kEBAxIVCgdvdXRjb21lGAUgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYBiABKAlCBOJBAQMSFAoGZGV0YWlsGAcgASgJQgTiQQEDIp8BChdMaXN0QXVkaXRFbnRyaWVzUmVxdWVzdBIeCghtb2RlbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEiIKB3ZlcnNpb24YAiABKANCEeJBAQK6SAoiCBj/////BygBEh4KCXBhZ2Vfc2l6ZRgDIAEoBUIL4kEBAbpIBBoCKAASIAoKcGFnZV90b2tlbhgEIAEoCUIM4kEBAbpIBXIDGIAIImIKGExpc3RBdWRpdEVudHJpZXNSZXNwb25zZRItCg1hdWRpdF9lbnRyaWVzGAEgAygLMhYubWxwbGFuZS52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKjBAoIQXBwcm92YWwSGQoLYXBwcm92YWxfaWQYASABKAlCBOJBAQMSFgoIbW9kZWxfaWQYAiABKAlCBOJBAQMSGAoKbW9kZWxfbmFtZRgDIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAQgASgDQgTiQQEDEi8KBXN0YXRlGAUgASgOMhoubWxwbGFuZS52MS5BcHByb3ZhbC5TdGF0ZUIE4kEBAxIaCgxzdWJtaXR0ZWRfYnkYBiABKAlCBOJBAQMSHAoOc3VibWl0X2NvbW1lbnQYByABKAlCBOJBAQMSNQoLc3VibWl0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhgKCmRlY2lkZWRfYnkYCSABKAlCBOJBAQMSHgoQZGVjaXNpb25fY29tbWVudBgKIAEoCUIE4kEBAxI1CgtkZWNpZGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSFAoGc2hhMjU2GAwgASgJQgTiQQEDEjUKDW1vZGVsX3ZlcnNpb24YDSABKAsyGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbkIE4kEBAyJTCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEggKBE9QRU4QARIMCghBUFBST1ZFRBACEgwKCFJFSkVDVEVEEAMSDQoJQ0FOQ0VMTEVEEAQiggEKGFN1Ym1pdEZvckFwcHJvdmFsUmVxdWVzdBIeCghtb2RlbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEiIKB3ZlcnNpb24YAiABKANCEeJBAQG6SAoiCBj/////BygAEiIKB2NvbW1lbnQYAyABKAlCEeJBAQG6SApyCIjnqAMBGIAgIp0BChRMaXN0QXBwcm92YWxzUmVxdWVzdBI3CgVzdGF0ZRgFIAEoDjIaLm1scGxhbmUudjEuQXBwcm92YWwuU3RhdGVCDOJBAQG6SAWCAQIQARIeCglwYWdlX3NpemUYAiABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YAyABKAlCDOJBAQG6SAVyAxiACEoECAEQAkoECAQQBSJZChVMaXN0QXBwcm92YWxzUmVzcG9uc2USJwoJYXBwcm92YWxzGAEgAygLMhQubWxwbGFuZS52MS5BcHByb3ZhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNwoSR2V0QXBwcm92YWxSZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQEiYwoaQXBwcm92ZU1vZGVsVmVyc2lvblJlcXVlc3QSIQoLYXBwcm92YWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgdjb21tZW50GAIgASgJQhHiQQEBukgKcgiI56gDARiAICJqChlSZWplY3RNb2RlbFZlcnNpb25SZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQESKgoHY29tbWVudBgCIAEoCUIZ4kEBArpIEsgBAXINiOeoAwGY56gDARiAICKEAQoaQXJjaGl2ZU1vZGVsVmVyc2lvblJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoARIiCgdjb21tZW50GAMgASgJQhHiQQEBukgKcgiI56gDARiAIDLQEAoNTW9kZWxSZWdpc3RyeRJrCgtVcGxvYWRNb2RlbBIeLm1scGxhbmUudjEuVXBsb2FkTW9kZWxSZXF1ZXN0GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iIILT5JMCGjoBKiIVL2FwaS92MS9tb2RlbHM6dXBsb2FkKAESYwoUVXBsb2FkTW9kZWxNdWx0aXBhcnQSFC5nb29nbGUuYXBpLkh0dHBCb2R5GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iGYLT5JMCEzoBKiIOL2FwaS92MS9tb2RlbHMoARJjCgpMaXN0TW9kZWxzEh0ubWxwbGFuZS52MS5MaXN0TW9kZWxzUmVxdWVzdBoeLm1scGxhbmUudjEuTGlzdE1vZGVsc1Jlc3BvbnNlIhaC0+STAhASDi9hcGkvdjEvbW9kZWxzEl0KCEdldE1vZGVsEhsubWxwbGFuZS52MS5HZXRNb2RlbFJlcXVlc3QaES5tbHBsYW5lLnYxLk1vZGVsIiGC0+STAhsSGS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0SjAEKEUxpc3RNb2RlbFZlcnNpb25zEiQubWxwbGFuZS52MS5MaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QaJS5tbHBsYW5lLnYxLkxpc3RNb2RlbFZlcnNpb25zUmVzcG9uc2UiKoLT5JMCJBIiL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucxKFAQoPR2V0TW9kZWxWZXJzaW9uEiIubWxwbGFuZS52MS5HZXRNb2RlbFZlcnNpb25SZXF1ZXN0GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iNILT5JMCLhIsL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0SoAEKEExpc3RBdWRpdEVudHJpZXMSIy5tbHBsYW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXF1ZXN0GiQubWxwbGFuZS52MS5MaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2UiQYLT5JMCOxI5L2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0vYXVkaXRFbnRyaWVzEpUBChREb3dubG9hZE1vZGVsVmVyc2lvbhInLm1scGxhbmUudjEuRG93bmxvYWRNb2RlbFZlcnNpb25SZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSI8gtPkkwI2EjQvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufS9jb250ZW50MAESpQEKF0NyZWF0ZU1vZGVsRG93bmxvYWRMaW5rEioubWxwbGFuZS52MS5DcmVhdGVNb2RlbERvd25sb2FkTGlua1JlcXVlc3QaGC5tbHBsYW5lLnYxLkRvd25sb2FkTGluayJEgtPkkwI+OgEqIjkvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufTpkb3dubG9hZExpbmsSogEKGkRvd25sb2FkTW9kZWxWZXJzaW9uQnlMaW5rEi0ubWxwbGFuZS52MS5Eb3dubG9hZE1vZGVsVmVyc2lvbkJ5TGlua1JlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5Ij2C0+STAjcSNS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259L2Rvd25sb2FkMAESfwoRU3VibWl0Rm9yQXBwcm92YWwSJC5tbHBsYW5lLnYxLlN1Ym1pdEZvckFwcHJvdmFsUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiLoLT5JMCKDoBKiIjL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS9hcHByb3ZhbHMSbwoNTGlzdEFwcHJvdmFscxIgLm1scGxhbmUudjEuTGlzdEFwcHJvdmFsc1JlcXVlc3QaIS5tbHBsYW5lLnYxLkxpc3RBcHByb3ZhbHNSZXNwb25zZSIZgtPkkwITEhEvYXBpL3YxL2FwcHJvdmFscxJsCgtHZXRBcHByb3ZhbBIeLm1scGxhbmUudjEuR2V0QXBwcm92YWxSZXF1ZXN0GhQubWxwbGFuZS52MS5BcHByb3ZhbCIngtPkkwIhEh8vYXBpL3YxL2FwcHJvdmFscy97YXBwcm92YWxfaWR9EocBChNBcHByb3ZlTW9kZWxWZXJzaW9uEiYubWxwbGFuZS52MS5BcHByb3ZlTW9kZWxWZXJzaW9uUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiMoLT5JMCLDoBKiInL2FwaS92MS9hcHByb3ZhbHMve2FwcHJvdmFsX2lkfTphcHByb3ZlEoQBChJSZWplY3RNb2RlbFZlcnNpb24SJS5tbHBsYW5lLnYxLlJlamVjdE1vZGVsVmVyc2lvblJlcXVlc3QaFC5tbHBsYW5lLnYxLkFwcHJvdmFsIjGC0+STAis6ASoiJi9hcGkvdjEvYXBwcm92YWxzL3thcHByb3ZhbF9pZH06cmVqZWN0EpgBChNBcmNoaXZlTW9kZWxWZXJzaW9uEiYubWxwbGFuZS52MS5BcmNoaXZlTW9kZWxWZXJzaW9uUmVxdWVzdBoYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uIj+C0+STAjk6ASoiNC9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259OmFyY2hpdmViBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
+  fileDesc("Ch9tbHBsYW5lL3YxL21vZGVsX3JlZ2lzdHJ5LnByb3RvEgptbHBsYW5lLnYxIrICCgVNb2RlbBIWCghtb2RlbF9pZBgBIAEoCUIE4kEBAxISCgRuYW1lGAIgASgJQgTiQQEFEhkKC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEDEhwKDmxhdGVzdF92ZXJzaW9uGAQgASgDQgTiQQEDEhgKCmNyZWF0ZWRfYnkYBSABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI8Cg1sYXRlc3Rfc3RhdHVzGAggASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzQgTiQQEDIjUKCURpbWVuc2lvbhIOCgRzaXplGAEgASgDSAASDwoFcGFyYW0YAiABKAlIAEIHCgV2YWx1ZSJWCgpUZW5zb3JTcGVjEgwKBG5hbWUYASABKAkSFAoMZWxlbWVudF90eXBlGAIgASgJEiQKBXNoYXBlGAMgAygLMhUubWxwbGFuZS52MS5EaW1lbnNpb24iMAoNT3BlcmF0b3JTZXRJZBIOCgZkb21haW4YASABKAkSDwoHdmVyc2lvbhgCIAEoAyLXAQoNT25ueFNpZ25hdHVyZRImCgZpbnB1dHMYASADKAsyFi5tbHBsYW5lLnYxLlRlbnNvclNwZWMSJwoHb3V0cHV0cxgCIAMoCzIWLm1scGxhbmUudjEuVGVuc29yU3BlYxIwCg1vcHNldF9pbXBvcnRzGAMgAygLMhkubWxwbGFuZS52MS5PcGVyYXRvclNldElkEhIKCmlyX3ZlcnNpb24YBCABKAMSFQoNcHJvZHVjZXJfbmFtZRgFIAEoCRIYChBwcm9kdWNlcl92ZXJzaW9uGAYgASgJIskBCgxTdGF0dXNDaGFuZ2USNAoLZnJvbV9zdGF0dXMYASABKA4yHy5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5TdGF0dXMSMgoJdG9fc3RhdHVzGAIgASgOMh8ubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uU3RhdHVzEg0KBWFjdG9yGAMgASgJEg8KB2NvbW1lbnQYBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpoHCgxNb2RlbFZlcnNpb24SFgoIbW9kZWxfaWQYASABKAlCBOJBAQMSEgoEbmFtZRgCIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAMgASgDQgTiQQEDEjUKBnN0YXR1cxgEIAEoDjIfLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uLlN0YXR1c0IE4kEBAxIZCgtkZXNjcmlwdGlvbhgFIAEoCUIE4kEBBRI6CgZsYWJlbHMYBiADKAsyJC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbi5MYWJlbHNFbnRyeUIE4kEBBRI8CgdtZXRyaWNzGAcgAygLMiUubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24uTWV0cmljc0VudHJ5QgTiQQEFEiEKE3RyYWluaW5nX2V4cG9ydF9pZHMYCCADKAlCBOJBAQUSFAoGc2hhMjU2GAkgASgJQgTiQQEDEhgKCnNpemVfYnl0ZXMYCiABKANCBOJBAQMSMgoJc2lnbmF0dXJlGAsgASgLMhkubWxwbGFuZS52MS5Pbm54U2lnbmF0dXJlQgTiQQEDEhgKCmNyZWF0ZWRfYnkYDCABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2Cg5zdGF0dXNfaGlzdG9yeRgPIAMoCzIYLm1scGxhbmUudjEuU3RhdHVzQ2hhbmdlQgTiQQEDEkIKEHZhbGlkYXRpb25fc3RhdGUYECABKA4yIi5tbHBsYW5lLnYxLlZhbGlkYXRpb25SZXBvcnQuU3RhdGVCBOJBAQMSIAoSaGFzX2V2YWx1YXRpb25fc2V0GBEgASgIQgTiQQEDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEibwoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhQKEFBFTkRJTkdfQVBQUk9WQUwQARINCglJTl9SRVZJRVcQAhIMCghBUFBST1ZFRBADEgwKCFJFSkVDVEVEEAQSDAoIQVJDSElWRUQQBSLYCAoTVXBsb2FkTW9kZWxNZXRhZGF0YRLYAQoEbmFtZRgBIAEoCULJAeJBAQK6SMEBugG1AQoKbW9kZWxfbmFtZRJnbXVzdCBiZSBsb3dlci1jYXNlIGxldHRlcnMsIGRpZ2l0cywgJy4nLCAnXycgb3IgJy0nLCBzdGFydCB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0LCBhbmQgbm90IGNvbnRhaW4gJy4uJxo+dGhpcy5tYXRjaGVzKCdeW2EtejAtOV1bYS16MC05Ll8tXSokJykgJiYgIXRoaXMuY29udGFpbnMoJy4uJynIAQFyAxiAARImCgtkZXNjcmlwdGlvbhgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAS+AEKBmxhYmVscxgDIAMoCzIrLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5MYWJlbHNFbnRyeUK6AeJBAQG6SLIBmgGuARBAIp0BugGZAQoJbGFiZWxfa2V5El5tdXN0IGJlIDEtNjMgbG93ZXItY2FzZSBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0Gix0aGlzLm1hdGNoZXMoJ15bYS16MC05XVthLXowLTkuXy8tXXswLDYyfSQnKSoKcgiQ56gDARiAAhL0AQoHbWV0cmljcxgEIAMoCzIsLm1scGxhbmUudjEuVXBsb2FkTW9kZWxNZXRhZGF0YS5NZXRyaWNzRW50cnlCtAHiQQEBukisAZoBqAEQgAIinAG6AZgBCgttZXRyaWNfbmFtZRJUbXVzdCBiZSAxLTEyOCBsZXR0ZXJzLCBkaWdpdHMsICcuJywgJ18nLCAnLycgb3IgJy0nLCBzdGFydGluZyB3aXRoIGEgbGV0dGVyIG9yIGRpZ2l0GjN0aGlzLm1hdGNoZXMoJ15bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDEyN30kJykqBBICQAESMAoTdHJhaW5pbmdfZXhwb3J0X2lkcxgFIAMoCUIT4kEBAbpIDJIBCRBkIgVyA7ABARIyChdldmFsdWF0aW9uX2xhYmVsX2NvbHVtbhgHIAEoCUIR4kEBAbpICnIIkOeoAwEYgAEShgEKBnNoYTI1NhgGIAEoCUJ24kEBAbpIb7oBaAoKc2hhMjU2X2hleBIpbXVzdCBiZSA2NCBoZXhhZGVjaW1hbCBkaWdpdHMgKGEgU0hBLTI1NikaL3RoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKCdeWzAtOWEtZkEtRl17NjR9JCcpcgIYQBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIqEBChJVcGxvYWRNb2RlbFJlcXVlc3QSMwoIbWV0YWRhdGEYASABKAsyHy5tbHBsYW5lLnYxLlVwbG9hZE1vZGVsTWV0YWRhdGFIABIbCgVjaHVuaxgCIAEoDEIKukgHegUYgICAAkgAEioKFGV2YWx1YXRpb25fc2V0X2NodW5rGAMgASgMQgq6SAd6BRiAgIACSABCDQoEcGFydBIFukgCCAEieAoRTGlzdE1vZGVsc1JlcXVlc3QSHgoJcGFnZV9zaXplGAEgASgFQgviQQEBukgEGgIoABIgCgpwYWdlX3Rva2VuGAIgASgJQgziQQEBukgFcgMYgAgSIQoGZmlsdGVyGAMgASgJQhHiQQEBukgKcgiQ56gDARiACCJQChJMaXN0TW9kZWxzUmVzcG9uc2USIQoGbW9kZWxzGAEgAygLMhEubWxwbGFuZS52MS5Nb2RlbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMQoPR2V0TW9kZWxSZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQEifAoYTGlzdE1vZGVsVmVyc2lvbnNSZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESHgoJcGFnZV9zaXplGAIgASgFQgviQQEBukgEGgIoABIgCgpwYWdlX3Rva2VuGAMgASgJQgziQQEBukgFcgMYgAgiZgoZTGlzdE1vZGVsVmVyc2lvbnNSZXNwb25zZRIwCg5tb2RlbF92ZXJzaW9ucxgBIAMoCzIYLm1scGxhbmUudjEuTW9kZWxWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJcChZHZXRNb2RlbFZlcnNpb25SZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAEiYQobRG93bmxvYWRNb2RlbFZlcnNpb25SZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAEiZAoeQ3JlYXRlTW9kZWxEb3dubG9hZExpbmtSZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAEiTAoMRG93bmxvYWRMaW5rEgsKA3VybBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihgEKIURvd25sb2FkTW9kZWxWZXJzaW9uQnlMaW5rUmVxdWVzdBIeCghtb2RlbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEiIKB3ZlcnNpb24YAiABKANCEeJBAQK6SAoiCBj/////BygBEh0KBGxpbmsYAyABKAlCD+JBAQK6SAjIAQFyAxiAICLGAQoKQXVkaXRFbnRyeRIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxITCgVhY3RvchgCIAEoCUIE4kEBAxIUCgZhY3Rpb24YAyABKAlCBOJBAQMSFgoIcmVzb3VyY2UYBCABKAlCBOJBAQMSFQoHb3V0Y29tZRgFIAEoCUIE4kEBAxIYCgpyZXF1ZXN0X2lkGAYgASgJQgTiQQEDEhQKBmRldGFpbBgHIAEoCUIE4kEBAyKfAQoXTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoARIeCglwYWdlX3NpemUYAyABKAVCC+JBAQG6SAQaAigAEiAKCnBhZ2VfdG9rZW4YBCABKAlCDOJBAQG6SAVyAxiACCJiChhMaXN0QXVkaXRFbnRyaWVzUmVzcG9uc2USLQoNYXVkaXRfZW50cmllcxgBIAMoCzIWLm1scGxhbmUudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiowQKCEFwcHJvdmFsEhkKC2FwcHJvdmFsX2lkGAEgASgJQgTiQQEDEhYKCG1vZGVsX2lkGAIgASgJQgTiQQEDEhgKCm1vZGVsX25hbWUYAyABKAlCBOJBAQMSFQoHdmVyc2lvbhgEIAEoA0IE4kEBAxIvCgVzdGF0ZRgFIAEoDjIaLm1scGxhbmUudjEuQXBwcm92YWwuU3RhdGVCBOJBAQMSGgoMc3VibWl0dGVkX2J5GAYgASgJQgTiQQEDEhwKDnN1Ym1pdF9jb21tZW50GAcgASgJQgTiQQEDEjUKC3N1Ym1pdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIYCgpkZWNpZGVkX2J5GAkgASgJQgTiQQEDEh4KEGRlY2lzaW9uX2NvbW1lbnQYCiABKAlCBOJBAQMSNQoLZGVjaWRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhQKBnNoYTI1NhgMIAEoCUIE4kEBAxI1Cg1tb2RlbF92ZXJzaW9uGA0gASgLMhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb25CBOJBAQMiUwoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIICgRPUEVOEAESDAoIQVBQUk9WRUQQAhIMCghSRUpFQ1RFRBADEg0KCUNBTkNFTExFRBAEIoIBChhTdWJtaXRGb3JBcHByb3ZhbFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQEBukgKIggY/////wcoABIiCgdjb21tZW50GAMgASgJQhHiQQEBukgKcgiI56gDARiAICKdAQoUTGlzdEFwcHJvdmFsc1JlcXVlc3QSNwoFc3RhdGUYBSABKA4yGi5tbHBsYW5lLnYxLkFwcHJvdmFsLlN0YXRlQgziQQEBukgFggECEAESHgoJcGFnZV9zaXplGAIgASgFQgviQQEBukgEGgIoABIgCgpwYWdlX3Rva2VuGAMgASgJQgziQQEBukgFcgMYgAhKBAgBEAJKBAgEEAUiWQoVTGlzdEFwcHJvdmFsc1Jlc3BvbnNlEicKCWFwcHJvdmFscxgBIAMoCzIULm1scGxhbmUudjEuQXBwcm92YWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkdldEFwcHJvdmFsUmVxdWVzdBIhCgthcHByb3ZhbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBImMKGkFwcHJvdmVNb2RlbFZlcnNpb25SZXF1ZXN0EiEKC2FwcHJvdmFsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHY29tbWVudBgCIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAiagoZUmVqZWN0TW9kZWxWZXJzaW9uUmVxdWVzdBIhCgthcHByb3ZhbF9pZBgBIAEoCUIM4kEBArpIBXIDsAEBEioKB2NvbW1lbnQYAiABKAlCGeJBAQK6SBLIAQFyDYjnqAMBmOeoAwEYgCAihAEKGkFyY2hpdmVNb2RlbFZlcnNpb25SZXF1ZXN0Eh4KCG1vZGVsX2lkGAEgASgJQgziQQECukgFcgOwAQESIgoHdmVyc2lvbhgCIAEoA0IR4kEBArpICiIIGP////8HKAESIgoHY29tbWVudBgDIAEoCUIR4kEBAbpICnIIiOeoAwEYgCAiYAoaR2V0VmFsaWRhdGlvblJlcG9ydFJlcXVlc3QSHgoIbW9kZWxfaWQYASABKAlCDOJBAQK6SAVyA7ABARIiCgd2ZXJzaW9uGAIgASgDQhHiQQECukgKIggY/////wcoASLhBAoQVmFsaWRhdGlvblJlcG9ydBIWCghtb2RlbF9pZBgBIAEoCUIE4kEBAxIVCgd2ZXJzaW9uGAIgASgDQgTiQQEDEjcKBXN0YXRlGAMgASgOMiIubWxwbGFuZS52MS5WYWxpZGF0aW9uUmVwb3J0LlN0YXRlQgTiQQEDEhQKBnJlYXNvbhgEIAEoCUIE4kEBAxIVCgdtZXNzYWdlGAUgASgJQgTiQQEDEhYKCGF0dGVtcHRzGAYgASgFQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpzdGFydF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI3Cg1jb21wbGV0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIvCgdydW50aW1lGAogASgLMhgubWxwbGFuZS52MS5SdW50aW1lQ2hlY2tCBOJBAQMSNgoHbWV0cmljcxgLIAEoCzIfLm1scGxhbmUudjEuTWV0cmljc1ZlcmlmaWNhdGlvbkIE4kEBAxI/Cg1jb21wYXRpYmlsaXR5GAwgASgLMiIubWxwbGFuZS52MS5TaWduYXR1cmVDb21wYXRpYmlsaXR5QgTiQQEDIlAKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASCwoHUEVORElORxABEgsKB1JVTk5JTkcQAhIKCgZQQVNTRUQQAxIKCgZGQUlMRUQQBCLyAgoMUnVudGltZUNoZWNrEg4KBnBhc3NlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIbChNvbm54cnVudGltZV92ZXJzaW9uGAQgASgJEhIKCmJhdGNoX3NpemUYBSABKAUSFAoMbG9hZF9zZWNvbmRzGAYgASgBEhYKDmxhdGVuY3lfcDUwX21zGAcgASgBEhYKDmxhdGVuY3lfcDk1X21zGAggASgBEhIKCnRpbWVkX3J1bnMYCSABKAUSGQoRcGVha19tZW1vcnlfYnl0ZXMYCiABKAMSKgoHb3V0cHV0cxgLIAMoCzIZLm1scGxhbmUudjEuUnVudGltZU91dHB1dBIZChFub25fZmluaXRlX291dHB1dBgMIAEoCBIpCgZsaW1pdHMYDSABKAsyGS5tbHBsYW5lLnYxLlNhbmRib3hMaW1pdHMSGQoRbmV0d29ya19pc29sYXRpb24YDiADKAkiTgoNUnVudGltZU91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFc2hhcGUYAyADKAMSEgoKbm9uX2Zpbml0ZRgEIAEoCCJhCg1TYW5kYm94TGltaXRzEhQKDG1lbW9yeV9ieXRlcxgBIAEoAxITCgtjcHVfc2Vjb25kcxgCIAEoAxIUCgx3YWxsX3NlY29uZHMYAyABKAESDwoHdGhyZWFkcxgEIAEoBSK/AQoTTWV0cmljc1ZlcmlmaWNhdGlvbhIOCgZwYXNzZWQYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSDAoEcm93cxgEIAEoAxIUCgxsYWJlbF9jb2x1bW4YBSABKAkSJwoGY2hlY2tzGAYgAygLMhcubWxwbGFuZS52MS5NZXRyaWNDaGVjaxIXCg91bmtub3duX21ldHJpY3MYByADKAkSEQoJdGhyZXNob2xkGAggASgBIs8BCgtNZXRyaWNDaGVjaxIMCgRuYW1lGAEgASgJEg4KBm1ldHJpYxgCIAEoCRIPCgdjbGFpbWVkGAMgASgBEhUKCHZlcmlmaWVkGAQgASgBSACIAQESFwoKZGlmZmVyZW5jZRgFIAEoAUgBiAEBEhYKCXRvbGVyYW5jZRgGIAEoAUgCiAEBEg4KBnN0YXR1cxgHIAEoCRIPCgdtZXNzYWdlGAggASgJQgsKCV92ZXJpZmllZEINCgtfZGlmZmVyZW5jZUIMCgpfdG9sZXJhbmNlIrQCChZTaWduYXR1cmVDb21wYXRpYmlsaXR5EjsKB3ZlcmRpY3QYASABKA4yKi5tbHBsYW5lLnYxLlNpZ25hdHVyZUNvbXBhdGliaWxpdHkuVmVyZGljdBIYChBhcHByb3ZlZF92ZXJzaW9uGAIgASgDEjEKCGJyZWFraW5nGAMgAygLMh8ubWxwbGFuZS52MS5TaWduYXR1cmVEaWZmZXJlbmNlEjUKDG5vbl9icmVha2luZxgEIAMoCzIfLm1scGxhbmUudjEuU2lnbmF0dXJlRGlmZmVyZW5jZSJZCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIOCgpDT01QQVRJQkxFEAESDAoIQlJFQUtJTkcQAhIXChNOT19BUFBST1ZFRF9WRVJTSU9OEAMibgoTU2lnbmF0dXJlRGlmZmVyZW5jZRIOCgZjaGFuZ2UYASABKAkSDAoEc2lkZRgCIAEoCRIOCgZ0ZW5zb3IYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRILCgNvbGQYBSABKAkSCwoDbmV3GAYgASgJMu8RCg1Nb2RlbFJlZ2lzdHJ5EmsKC1VwbG9hZE1vZGVsEh4ubWxwbGFuZS52MS5VcGxvYWRNb2RlbFJlcXVlc3QaGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbiIggtPkkwIaOgEqIhUvYXBpL3YxL21vZGVsczp1cGxvYWQoARJjChRVcGxvYWRNb2RlbE11bHRpcGFydBIULmdvb2dsZS5hcGkuSHR0cEJvZHkaGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbiIZgtPkkwITOgEqIg4vYXBpL3YxL21vZGVscygBEmMKCkxpc3RNb2RlbHMSHS5tbHBsYW5lLnYxLkxpc3RNb2RlbHNSZXF1ZXN0Gh4ubWxwbGFuZS52MS5MaXN0TW9kZWxzUmVzcG9uc2UiFoLT5JMCEBIOL2FwaS92MS9tb2RlbHMSXQoIR2V0TW9kZWwSGy5tbHBsYW5lLnYxLkdldE1vZGVsUmVxdWVzdBoRLm1scGxhbmUudjEuTW9kZWwiIYLT5JMCGxIZL2FwaS92MS9tb2RlbHMve21vZGVsX2lkfRKMAQoRTGlzdE1vZGVsVmVyc2lvbnMSJC5tbHBsYW5lLnYxLkxpc3RNb2RlbFZlcnNpb25zUmVxdWVzdBolLm1scGxhbmUudjEuTGlzdE1vZGVsVmVyc2lvbnNSZXNwb25zZSIqgtPkkwIkEiIvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zEoUBCg9HZXRNb2RlbFZlcnNpb24SIi5tbHBsYW5lLnYxLkdldE1vZGVsVmVyc2lvblJlcXVlc3QaGC5tbHBsYW5lLnYxLk1vZGVsVmVyc2lvbiI0gtPkkwIuEiwvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufRKgAQoQTGlzdEF1ZGl0RW50cmllcxIjLm1scGxhbmUudjEuTGlzdEF1ZGl0RW50cmllc1JlcXVlc3QaJC5tbHBsYW5lLnYxLkxpc3RBdWRpdEVudHJpZXNSZXNwb25zZSJBgtPkkwI7EjkvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L3ZlcnNpb25zL3t2ZXJzaW9ufS9hdWRpdEVudHJpZXMSlQEKFERvd25sb2FkTW9kZWxWZXJzaW9uEicubWxwbGFuZS52MS5Eb3dubG9hZE1vZGVsVmVyc2lvblJlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5IjyC0+STAjYSNC9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259L2NvbnRlbnQwARKlAQoXQ3JlYXRlTW9kZWxEb3dubG9hZExpbmsSKi5tbHBsYW5lLnYxLkNyZWF0ZU1vZGVsRG93bmxvYWRMaW5rUmVxdWVzdBoYLm1scGxhbmUudjEuRG93bmxvYWRMaW5rIkSC0+STAj46ASoiOS9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259OmRvd25sb2FkTGluaxKiAQoaRG93bmxvYWRNb2RlbFZlcnNpb25CeUxpbmsSLS5tbHBsYW5lLnYxLkRvd25sb2FkTW9kZWxWZXJzaW9uQnlMaW5rUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiPYLT5JMCNxI1L2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn0vZG93bmxvYWQwARJ/ChFTdWJtaXRGb3JBcHByb3ZhbBIkLm1scGxhbmUudjEuU3VibWl0Rm9yQXBwcm92YWxSZXF1ZXN0GhQubWxwbGFuZS52MS5BcHByb3ZhbCIugtPkkwIoOgEqIiMvYXBpL3YxL21vZGVscy97bW9kZWxfaWR9L2FwcHJvdmFscxJvCg1MaXN0QXBwcm92YWxzEiAubWxwbGFuZS52MS5MaXN0QXBwcm92YWxzUmVxdWVzdBohLm1scGxhbmUudjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlIhmC0+STAhMSES9hcGkvdjEvYXBwcm92YWxzEmwKC0dldEFwcHJvdmFsEh4ubWxwbGFuZS52MS5HZXRBcHByb3ZhbFJlcXVlc3QaFC5tbHBsYW5lLnYxLkFwcHJvdmFsIieC0+STAiESHy9hcGkvdjEvYXBwcm92YWxzL3thcHByb3ZhbF9pZH0ShwEKE0FwcHJvdmVNb2RlbFZlcnNpb24SJi5tbHBsYW5lLnYxLkFwcHJvdmVNb2RlbFZlcnNpb25SZXF1ZXN0GhQubWxwbGFuZS52MS5BcHByb3ZhbCIygtPkkwIsOgEqIicvYXBpL3YxL2FwcHJvdmFscy97YXBwcm92YWxfaWR9OmFwcHJvdmUShAEKElJlamVjdE1vZGVsVmVyc2lvbhIlLm1scGxhbmUudjEuUmVqZWN0TW9kZWxWZXJzaW9uUmVxdWVzdBoULm1scGxhbmUudjEuQXBwcm92YWwiMYLT5JMCKzoBKiImL2FwaS92MS9hcHByb3ZhbHMve2FwcHJvdmFsX2lkfTpyZWplY3QSnAEKE0dldFZhbGlkYXRpb25SZXBvcnQSJi5tbHBsYW5lLnYxLkdldFZhbGlkYXRpb25SZXBvcnRSZXF1ZXN0GhwubWxwbGFuZS52MS5WYWxpZGF0aW9uUmVwb3J0Ij+C0+STAjkSNy9hcGkvdjEvbW9kZWxzL3ttb2RlbF9pZH0vdmVyc2lvbnMve3ZlcnNpb259L3ZhbGlkYXRpb24SmAEKE0FyY2hpdmVNb2RlbFZlcnNpb24SJi5tbHBsYW5lLnYxLkFyY2hpdmVNb2RlbFZlcnNpb25SZXF1ZXN0GhgubWxwbGFuZS52MS5Nb2RlbFZlcnNpb24iP4LT5JMCOToBKiI0L2FwaS92MS9tb2RlbHMve21vZGVsX2lkfS92ZXJzaW9ucy97dmVyc2lvbn06YXJjaGl2ZWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_timestamp, file_mlplane_v1_field_rules]);
 
 /**
  * A named model of one tenant.
@@ -632,6 +632,22 @@ export type ModelVersion = Message<"mlplane.v1.ModelVersion"> & {
    * @generated from field: repeated mlplane.v1.StatusChange status_history = 15;
    */
   statusHistory: StatusChange[];
+
+  /**
+   * Where the version's validation stands; the report itself is
+   * `GetValidationReport`. Approval needs `PASSED`.
+   *
+   * @generated from field: mlplane.v1.ValidationReport.State validation_state = 16;
+   */
+  validationState: ValidationReport_State;
+
+  /**
+   * Whether an evaluation set was uploaded with the version (its claimed
+   * metrics are then reproduced on it).
+   *
+   * @generated from field: bool has_evaluation_set = 17;
+   */
+  hasEvaluationSet: boolean;
 };
 
 /**
@@ -745,6 +761,22 @@ export type ModelVersionJson = {
    * @generated from field: repeated mlplane.v1.StatusChange status_history = 15;
    */
   statusHistory?: StatusChangeJson[];
+
+  /**
+   * Where the version's validation stands; the report itself is
+   * `GetValidationReport`. Approval needs `PASSED`.
+   *
+   * @generated from field: mlplane.v1.ValidationReport.State validation_state = 16;
+   */
+  validationState?: ValidationReport_StateJson;
+
+  /**
+   * Whether an evaluation set was uploaded with the version (its claimed
+   * metrics are then reproduced on it).
+   *
+   * @generated from field: bool has_evaluation_set = 17;
+   */
+  hasEvaluationSet?: boolean;
 };
 
 /**
@@ -866,6 +898,14 @@ export type UploadModelMetadata = Message<"mlplane.v1.UploadModelMetadata"> & {
   trainingExportIds: string[];
 
   /**
+   * Column of the evaluation set holding the true labels; `label` when empty.
+   * Only meaningful with an evaluation set.
+   *
+   * @generated from field: string evaluation_label_column = 7;
+   */
+  evaluationLabelColumn: string;
+
+  /**
    * Hex SHA-256 the client computed; the upload fails if the bytes differ.
    *
    * @generated from field: string sha256 = 6;
@@ -921,6 +961,14 @@ export type UploadModelMetadataJson = {
   trainingExportIds?: string[];
 
   /**
+   * Column of the evaluation set holding the true labels; `label` when empty.
+   * Only meaningful with an evaluation set.
+   *
+   * @generated from field: string evaluation_label_column = 7;
+   */
+  evaluationLabelColumn?: string;
+
+  /**
    * Hex SHA-256 the client computed; the upload fails if the bytes differ.
    *
    * @generated from field: string sha256 = 6;
@@ -942,7 +990,8 @@ export const UploadModelMetadataSchema: GenMessage<UploadModelMetadata, {jsonTyp
  */
 export type UploadModelRequest = Message<"mlplane.v1.UploadModelRequest"> & {
   /**
-   * Metadata first, then chunks.
+   * Metadata first, then the evaluation set's chunks (optional), then the
+   * ONNX file's chunks.
    *
    * @generated from oneof mlplane.v1.UploadModelRequest.part
    */
@@ -962,6 +1011,16 @@ export type UploadModelRequest = Message<"mlplane.v1.UploadModelRequest"> & {
      */
     value: Uint8Array;
     case: "chunk";
+  } | {
+    /**
+     * A piece of the evaluation set (Parquet: the model's input columns and a
+     * label column; at most 64 MiB in all), sent before the first `chunk`.
+     * The validation worker reproduces the claimed metrics on it.
+     *
+     * @generated from field: bytes evaluation_set_chunk = 3;
+     */
+    value: Uint8Array;
+    case: "evaluationSetChunk";
   } | { case: undefined; value?: undefined };
 };
 
@@ -984,6 +1043,15 @@ export type UploadModelRequestJson = {
    * @generated from field: bytes chunk = 2;
    */
   chunk?: string;
+
+  /**
+   * A piece of the evaluation set (Parquet: the model's input columns and a
+   * label column; at most 64 MiB in all), sent before the first `chunk`.
+   * The validation worker reproduces the claimed metrics on it.
+   *
+   * @generated from field: bytes evaluation_set_chunk = 3;
+   */
+  evaluationSetChunk?: string;
 };
 
 /**
@@ -2408,6 +2476,1190 @@ export const ArchiveModelVersionRequestSchema: GenMessage<ArchiveModelVersionReq
   messageDesc(file_mlplane_v1_model_registry, 29);
 
 /**
+ * Request for `GetValidationReport`.
+ *
+ * @generated from message mlplane.v1.GetValidationReportRequest
+ */
+export type GetValidationReportRequest = Message<"mlplane.v1.GetValidationReportRequest"> & {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Request for `GetValidationReport`.
+ *
+ * @generated from message mlplane.v1.GetValidationReportRequest
+ */
+export type GetValidationReportRequestJson = {
+  /**
+   * Model id (a UUID).
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId?: string;
+
+  /**
+   * Version number, from 1.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.GetValidationReportRequest.
+ * Use `create(GetValidationReportRequestSchema)` to create a new message.
+ */
+export const GetValidationReportRequestSchema: GenMessage<GetValidationReportRequest, {jsonType: GetValidationReportRequestJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 30);
+
+/**
+ * What the validation worker found out about one version. Evidence for the
+ * approver: the model runs in ONNX Runtime, how fast, whether its claimed
+ * metrics hold on the evaluation set, and whether it can replace the approved
+ * version without breaking its callers.
+ *
+ * @generated from message mlplane.v1.ValidationReport
+ */
+export type ValidationReport = Message<"mlplane.v1.ValidationReport"> & {
+  /**
+   * Model id.
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId: string;
+
+  /**
+   * Version number.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * State of the validation.
+   *
+   * @generated from field: mlplane.v1.ValidationReport.State state = 3;
+   */
+  state: ValidationReport_State;
+
+  /**
+   * Why it failed, as a code: `ORT_LOAD_FAILED`, `INFERENCE_FAILED`,
+   * `MEMORY_LIMIT`, `TIME_LIMIT`, `CPU_LIMIT`, `CRASHED`, `METRICS_MISMATCH`,
+   * `EVAL_COLUMNS_MISMATCH` and the other `EVAL_*` codes, `STORE_UNAVAILABLE`,
+   * `WORKER_LOST`. Empty unless `FAILED`.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * One sentence for people.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * How many times a worker took the job (a worker that dies loses its lease
+   * and another takes the job again).
+   *
+   * @generated from field: int32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * When the job was queued (with the upload).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: Timestamp;
+
+  /**
+   * When the last attempt started.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 8;
+   */
+  startTime?: Timestamp;
+
+  /**
+   * When the report was completed.
+   *
+   * @generated from field: google.protobuf.Timestamp complete_time = 9;
+   */
+  completeTime?: Timestamp;
+
+  /**
+   * The ONNX Runtime check; unset until it ran.
+   *
+   * @generated from field: mlplane.v1.RuntimeCheck runtime = 10;
+   */
+  runtime?: RuntimeCheck;
+
+  /**
+   * Claimed against verified metrics; unset without an evaluation set.
+   *
+   * @generated from field: mlplane.v1.MetricsVerification metrics = 11;
+   */
+  metrics?: MetricsVerification;
+
+  /**
+   * The signature against the model's approved version.
+   *
+   * @generated from field: mlplane.v1.SignatureCompatibility compatibility = 12;
+   */
+  compatibility?: SignatureCompatibility;
+};
+
+/**
+ * What the validation worker found out about one version. Evidence for the
+ * approver: the model runs in ONNX Runtime, how fast, whether its claimed
+ * metrics hold on the evaluation set, and whether it can replace the approved
+ * version without breaking its callers.
+ *
+ * @generated from message mlplane.v1.ValidationReport
+ */
+export type ValidationReportJson = {
+  /**
+   * Model id.
+   *
+   * @generated from field: string model_id = 1;
+   */
+  modelId?: string;
+
+  /**
+   * Version number.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version?: string;
+
+  /**
+   * State of the validation.
+   *
+   * @generated from field: mlplane.v1.ValidationReport.State state = 3;
+   */
+  state?: ValidationReport_StateJson;
+
+  /**
+   * Why it failed, as a code: `ORT_LOAD_FAILED`, `INFERENCE_FAILED`,
+   * `MEMORY_LIMIT`, `TIME_LIMIT`, `CPU_LIMIT`, `CRASHED`, `METRICS_MISMATCH`,
+   * `EVAL_COLUMNS_MISMATCH` and the other `EVAL_*` codes, `STORE_UNAVAILABLE`,
+   * `WORKER_LOST`. Empty unless `FAILED`.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason?: string;
+
+  /**
+   * One sentence for people.
+   *
+   * @generated from field: string message = 5;
+   */
+  message?: string;
+
+  /**
+   * How many times a worker took the job (a worker that dies loses its lease
+   * and another takes the job again).
+   *
+   * @generated from field: int32 attempts = 6;
+   */
+  attempts?: number;
+
+  /**
+   * When the job was queued (with the upload).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: TimestampJson;
+
+  /**
+   * When the last attempt started.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 8;
+   */
+  startTime?: TimestampJson;
+
+  /**
+   * When the report was completed.
+   *
+   * @generated from field: google.protobuf.Timestamp complete_time = 9;
+   */
+  completeTime?: TimestampJson;
+
+  /**
+   * The ONNX Runtime check; unset until it ran.
+   *
+   * @generated from field: mlplane.v1.RuntimeCheck runtime = 10;
+   */
+  runtime?: RuntimeCheckJson;
+
+  /**
+   * Claimed against verified metrics; unset without an evaluation set.
+   *
+   * @generated from field: mlplane.v1.MetricsVerification metrics = 11;
+   */
+  metrics?: MetricsVerificationJson;
+
+  /**
+   * The signature against the model's approved version.
+   *
+   * @generated from field: mlplane.v1.SignatureCompatibility compatibility = 12;
+   */
+  compatibility?: SignatureCompatibilityJson;
+};
+
+/**
+ * Describes the message mlplane.v1.ValidationReport.
+ * Use `create(ValidationReportSchema)` to create a new message.
+ */
+export const ValidationReportSchema: GenMessage<ValidationReport, {jsonType: ValidationReportJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 31);
+
+/**
+ * Where a version's validation stands.
+ *
+ * @generated from enum mlplane.v1.ValidationReport.State
+ */
+export enum ValidationReport_State {
+  /**
+   * Never used in a report.
+   *
+   * @generated from enum value: STATE_UNSPECIFIED = 0;
+   */
+  STATE_UNSPECIFIED = 0,
+
+  /**
+   * Queued; no worker has taken it yet.
+   *
+   * @generated from enum value: PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * A worker is validating it.
+   *
+   * @generated from enum value: RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * The model ran, and every claimed metric that could be checked matched.
+   *
+   * @generated from enum value: PASSED = 3;
+   */
+  PASSED = 3,
+
+  /**
+   * See `reason` and `message`.
+   *
+   * @generated from enum value: FAILED = 4;
+   */
+  FAILED = 4,
+}
+
+/**
+ * Where a version's validation stands.
+ *
+ * @generated from enum mlplane.v1.ValidationReport.State
+ */
+export type ValidationReport_StateJson = "STATE_UNSPECIFIED" | "PENDING" | "RUNNING" | "PASSED" | "FAILED";
+
+/**
+ * Describes the enum mlplane.v1.ValidationReport.State.
+ */
+export const ValidationReport_StateSchema: GenEnum<ValidationReport_State, ValidationReport_StateJson> = /*@__PURE__*/
+  enumDesc(file_mlplane_v1_model_registry, 31, 0);
+
+/**
+ * The model loaded and run in ONNX Runtime in a sandboxed child process.
+ *
+ * @generated from message mlplane.v1.RuntimeCheck
+ */
+export type RuntimeCheck = Message<"mlplane.v1.RuntimeCheck"> & {
+  /**
+   * Whether it loaded and ran.
+   *
+   * @generated from field: bool passed = 1;
+   */
+  passed: boolean;
+
+  /**
+   * Why not, as a code (see `ValidationReport.reason`).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * ONNX Runtime version used (CPU provider).
+   *
+   * @generated from field: string onnxruntime_version = 4;
+   */
+  onnxruntimeVersion: string;
+
+  /**
+   * What dynamic dimensions were set to for the synthetic inputs.
+   *
+   * @generated from field: int32 batch_size = 5;
+   */
+  batchSize: number;
+
+  /**
+   * Time to load the model into a session.
+   *
+   * @generated from field: double load_seconds = 6;
+   */
+  loadSeconds: number;
+
+  /**
+   * Median latency of one batch, in milliseconds.
+   *
+   * @generated from field: double latency_p50_ms = 7;
+   */
+  latencyP50Ms: number;
+
+  /**
+   * 95th percentile latency of one batch, in milliseconds.
+   *
+   * @generated from field: double latency_p95_ms = 8;
+   */
+  latencyP95Ms: number;
+
+  /**
+   * How many timed runs the latencies come from.
+   *
+   * @generated from field: int32 timed_runs = 9;
+   */
+  timedRuns: number;
+
+  /**
+   * Peak resident memory of the child process.
+   *
+   * @generated from field: int64 peak_memory_bytes = 10;
+   */
+  peakMemoryBytes: bigint;
+
+  /**
+   * The outputs of the check's inference.
+   *
+   * @generated from field: repeated mlplane.v1.RuntimeOutput outputs = 11;
+   */
+  outputs: RuntimeOutput[];
+
+  /**
+   * Whether any output held NaN or infinity (a flag for the approver, not a
+   * failure).
+   *
+   * @generated from field: bool non_finite_output = 12;
+   */
+  nonFiniteOutput: boolean;
+
+  /**
+   * The limits the child ran under.
+   *
+   * @generated from field: mlplane.v1.SandboxLimits limits = 13;
+   */
+  limits?: SandboxLimits;
+
+  /**
+   * How the child was cut off from the network: `network_namespace`,
+   * `audit_hook`.
+   *
+   * @generated from field: repeated string network_isolation = 14;
+   */
+  networkIsolation: string[];
+};
+
+/**
+ * The model loaded and run in ONNX Runtime in a sandboxed child process.
+ *
+ * @generated from message mlplane.v1.RuntimeCheck
+ */
+export type RuntimeCheckJson = {
+  /**
+   * Whether it loaded and ran.
+   *
+   * @generated from field: bool passed = 1;
+   */
+  passed?: boolean;
+
+  /**
+   * Why not, as a code (see `ValidationReport.reason`).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason?: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 3;
+   */
+  message?: string;
+
+  /**
+   * ONNX Runtime version used (CPU provider).
+   *
+   * @generated from field: string onnxruntime_version = 4;
+   */
+  onnxruntimeVersion?: string;
+
+  /**
+   * What dynamic dimensions were set to for the synthetic inputs.
+   *
+   * @generated from field: int32 batch_size = 5;
+   */
+  batchSize?: number;
+
+  /**
+   * Time to load the model into a session.
+   *
+   * @generated from field: double load_seconds = 6;
+   */
+  loadSeconds?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Median latency of one batch, in milliseconds.
+   *
+   * @generated from field: double latency_p50_ms = 7;
+   */
+  latencyP50Ms?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * 95th percentile latency of one batch, in milliseconds.
+   *
+   * @generated from field: double latency_p95_ms = 8;
+   */
+  latencyP95Ms?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * How many timed runs the latencies come from.
+   *
+   * @generated from field: int32 timed_runs = 9;
+   */
+  timedRuns?: number;
+
+  /**
+   * Peak resident memory of the child process.
+   *
+   * @generated from field: int64 peak_memory_bytes = 10;
+   */
+  peakMemoryBytes?: string;
+
+  /**
+   * The outputs of the check's inference.
+   *
+   * @generated from field: repeated mlplane.v1.RuntimeOutput outputs = 11;
+   */
+  outputs?: RuntimeOutputJson[];
+
+  /**
+   * Whether any output held NaN or infinity (a flag for the approver, not a
+   * failure).
+   *
+   * @generated from field: bool non_finite_output = 12;
+   */
+  nonFiniteOutput?: boolean;
+
+  /**
+   * The limits the child ran under.
+   *
+   * @generated from field: mlplane.v1.SandboxLimits limits = 13;
+   */
+  limits?: SandboxLimitsJson;
+
+  /**
+   * How the child was cut off from the network: `network_namespace`,
+   * `audit_hook`.
+   *
+   * @generated from field: repeated string network_isolation = 14;
+   */
+  networkIsolation?: string[];
+};
+
+/**
+ * Describes the message mlplane.v1.RuntimeCheck.
+ * Use `create(RuntimeCheckSchema)` to create a new message.
+ */
+export const RuntimeCheckSchema: GenMessage<RuntimeCheck, {jsonType: RuntimeCheckJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 32);
+
+/**
+ * One output of the runtime check's inference.
+ *
+ * @generated from message mlplane.v1.RuntimeOutput
+ */
+export type RuntimeOutput = Message<"mlplane.v1.RuntimeOutput"> & {
+  /**
+   * Output name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * ONNX Runtime's type, for example `tensor(float)`.
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * Shape of the value the model returned; empty when not a tensor.
+   *
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape: bigint[];
+
+  /**
+   * Whether it held NaN or infinity.
+   *
+   * @generated from field: bool non_finite = 4;
+   */
+  nonFinite: boolean;
+};
+
+/**
+ * One output of the runtime check's inference.
+ *
+ * @generated from message mlplane.v1.RuntimeOutput
+ */
+export type RuntimeOutputJson = {
+  /**
+   * Output name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name?: string;
+
+  /**
+   * ONNX Runtime's type, for example `tensor(float)`.
+   *
+   * @generated from field: string type = 2;
+   */
+  type?: string;
+
+  /**
+   * Shape of the value the model returned; empty when not a tensor.
+   *
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape?: string[];
+
+  /**
+   * Whether it held NaN or infinity.
+   *
+   * @generated from field: bool non_finite = 4;
+   */
+  nonFinite?: boolean;
+};
+
+/**
+ * Describes the message mlplane.v1.RuntimeOutput.
+ * Use `create(RuntimeOutputSchema)` to create a new message.
+ */
+export const RuntimeOutputSchema: GenMessage<RuntimeOutput, {jsonType: RuntimeOutputJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 33);
+
+/**
+ * The limits of the sandboxed child process.
+ *
+ * @generated from message mlplane.v1.SandboxLimits
+ */
+export type SandboxLimits = Message<"mlplane.v1.SandboxLimits"> & {
+  /**
+   * Address-space limit.
+   *
+   * @generated from field: int64 memory_bytes = 1;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * CPU-time limit.
+   *
+   * @generated from field: int64 cpu_seconds = 2;
+   */
+  cpuSeconds: bigint;
+
+  /**
+   * Wall-time limit.
+   *
+   * @generated from field: double wall_seconds = 3;
+   */
+  wallSeconds: number;
+
+  /**
+   * Threads ONNX Runtime may use.
+   *
+   * @generated from field: int32 threads = 4;
+   */
+  threads: number;
+};
+
+/**
+ * The limits of the sandboxed child process.
+ *
+ * @generated from message mlplane.v1.SandboxLimits
+ */
+export type SandboxLimitsJson = {
+  /**
+   * Address-space limit.
+   *
+   * @generated from field: int64 memory_bytes = 1;
+   */
+  memoryBytes?: string;
+
+  /**
+   * CPU-time limit.
+   *
+   * @generated from field: int64 cpu_seconds = 2;
+   */
+  cpuSeconds?: string;
+
+  /**
+   * Wall-time limit.
+   *
+   * @generated from field: double wall_seconds = 3;
+   */
+  wallSeconds?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Threads ONNX Runtime may use.
+   *
+   * @generated from field: int32 threads = 4;
+   */
+  threads?: number;
+};
+
+/**
+ * Describes the message mlplane.v1.SandboxLimits.
+ * Use `create(SandboxLimitsSchema)` to create a new message.
+ */
+export const SandboxLimitsSchema: GenMessage<SandboxLimits, {jsonType: SandboxLimitsJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 34);
+
+/**
+ * The version's claimed metrics reproduced on its evaluation set.
+ *
+ * @generated from message mlplane.v1.MetricsVerification
+ */
+export type MetricsVerification = Message<"mlplane.v1.MetricsVerification"> & {
+  /**
+   * Whether every claimed metric that could be computed matched within its
+   * tolerance.
+   *
+   * @generated from field: bool passed = 1;
+   */
+  passed: boolean;
+
+  /**
+   * Why the evaluation could not run, as a code (`EVAL_*`); empty when it ran.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * Rows of the evaluation set.
+   *
+   * @generated from field: int64 rows = 4;
+   */
+  rows: bigint;
+
+  /**
+   * Label column used.
+   *
+   * @generated from field: string label_column = 5;
+   */
+  labelColumn: string;
+
+  /**
+   * One entry per claimed metric this service knows.
+   *
+   * @generated from field: repeated mlplane.v1.MetricCheck checks = 6;
+   */
+  checks: MetricCheck[];
+
+  /**
+   * Claimed metrics it does not know how to compute (reported, not checked).
+   *
+   * @generated from field: repeated string unknown_metrics = 7;
+   */
+  unknownMetrics: string[];
+
+  /**
+   * Decision threshold applied to scores for the label metrics (F1, accuracy…).
+   *
+   * @generated from field: double threshold = 8;
+   */
+  threshold: number;
+};
+
+/**
+ * The version's claimed metrics reproduced on its evaluation set.
+ *
+ * @generated from message mlplane.v1.MetricsVerification
+ */
+export type MetricsVerificationJson = {
+  /**
+   * Whether every claimed metric that could be computed matched within its
+   * tolerance.
+   *
+   * @generated from field: bool passed = 1;
+   */
+  passed?: boolean;
+
+  /**
+   * Why the evaluation could not run, as a code (`EVAL_*`); empty when it ran.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason?: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 3;
+   */
+  message?: string;
+
+  /**
+   * Rows of the evaluation set.
+   *
+   * @generated from field: int64 rows = 4;
+   */
+  rows?: string;
+
+  /**
+   * Label column used.
+   *
+   * @generated from field: string label_column = 5;
+   */
+  labelColumn?: string;
+
+  /**
+   * One entry per claimed metric this service knows.
+   *
+   * @generated from field: repeated mlplane.v1.MetricCheck checks = 6;
+   */
+  checks?: MetricCheckJson[];
+
+  /**
+   * Claimed metrics it does not know how to compute (reported, not checked).
+   *
+   * @generated from field: repeated string unknown_metrics = 7;
+   */
+  unknownMetrics?: string[];
+
+  /**
+   * Decision threshold applied to scores for the label metrics (F1, accuracy…).
+   *
+   * @generated from field: double threshold = 8;
+   */
+  threshold?: number | "NaN" | "Infinity" | "-Infinity";
+};
+
+/**
+ * Describes the message mlplane.v1.MetricsVerification.
+ * Use `create(MetricsVerificationSchema)` to create a new message.
+ */
+export const MetricsVerificationSchema: GenMessage<MetricsVerification, {jsonType: MetricsVerificationJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 35);
+
+/**
+ * One claimed metric, and what the evaluation set gave.
+ *
+ * @generated from message mlplane.v1.MetricCheck
+ */
+export type MetricCheck = Message<"mlplane.v1.MetricCheck"> & {
+  /**
+   * Name as claimed, for example `roc_auc`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The metric it was read as (`roc_auc`, `average_precision`, `f1`, …).
+   *
+   * @generated from field: string metric = 2;
+   */
+  metric: string;
+
+  /**
+   * Value claimed at upload.
+   *
+   * @generated from field: double claimed = 3;
+   */
+  claimed: number;
+
+  /**
+   * Value computed on the evaluation set; unset when it could not be.
+   *
+   * @generated from field: optional double verified = 4;
+   */
+  verified?: number;
+
+  /**
+   * verified - claimed.
+   *
+   * @generated from field: optional double difference = 5;
+   */
+  difference?: number;
+
+  /**
+   * The largest difference that still matches.
+   *
+   * @generated from field: optional double tolerance = 6;
+   */
+  tolerance?: number;
+
+  /**
+   * `MATCH`, `MISMATCH` or `NOT_COMPUTED`.
+   *
+   * @generated from field: string status = 7;
+   */
+  status: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 8;
+   */
+  message: string;
+};
+
+/**
+ * One claimed metric, and what the evaluation set gave.
+ *
+ * @generated from message mlplane.v1.MetricCheck
+ */
+export type MetricCheckJson = {
+  /**
+   * Name as claimed, for example `roc_auc`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name?: string;
+
+  /**
+   * The metric it was read as (`roc_auc`, `average_precision`, `f1`, …).
+   *
+   * @generated from field: string metric = 2;
+   */
+  metric?: string;
+
+  /**
+   * Value claimed at upload.
+   *
+   * @generated from field: double claimed = 3;
+   */
+  claimed?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * Value computed on the evaluation set; unset when it could not be.
+   *
+   * @generated from field: optional double verified = 4;
+   */
+  verified?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * verified - claimed.
+   *
+   * @generated from field: optional double difference = 5;
+   */
+  difference?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * The largest difference that still matches.
+   *
+   * @generated from field: optional double tolerance = 6;
+   */
+  tolerance?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * `MATCH`, `MISMATCH` or `NOT_COMPUTED`.
+   *
+   * @generated from field: string status = 7;
+   */
+  status?: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 8;
+   */
+  message?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.MetricCheck.
+ * Use `create(MetricCheckSchema)` to create a new message.
+ */
+export const MetricCheckSchema: GenMessage<MetricCheck, {jsonType: MetricCheckJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 36);
+
+/**
+ * The version's inputs and outputs compared with the approved version's.
+ *
+ * @generated from message mlplane.v1.SignatureCompatibility
+ */
+export type SignatureCompatibility = Message<"mlplane.v1.SignatureCompatibility"> & {
+  /**
+   * The verdict.
+   *
+   * @generated from field: mlplane.v1.SignatureCompatibility.Verdict verdict = 1;
+   */
+  verdict: SignatureCompatibility_Verdict;
+
+  /**
+   * The approved version compared with; 0 when there is none.
+   *
+   * @generated from field: int64 approved_version = 2;
+   */
+  approvedVersion: bigint;
+
+  /**
+   * Differences that break callers of the approved version.
+   *
+   * @generated from field: repeated mlplane.v1.SignatureDifference breaking = 3;
+   */
+  breaking: SignatureDifference[];
+
+  /**
+   * Differences that do not.
+   *
+   * @generated from field: repeated mlplane.v1.SignatureDifference non_breaking = 4;
+   */
+  nonBreaking: SignatureDifference[];
+};
+
+/**
+ * The version's inputs and outputs compared with the approved version's.
+ *
+ * @generated from message mlplane.v1.SignatureCompatibility
+ */
+export type SignatureCompatibilityJson = {
+  /**
+   * The verdict.
+   *
+   * @generated from field: mlplane.v1.SignatureCompatibility.Verdict verdict = 1;
+   */
+  verdict?: SignatureCompatibility_VerdictJson;
+
+  /**
+   * The approved version compared with; 0 when there is none.
+   *
+   * @generated from field: int64 approved_version = 2;
+   */
+  approvedVersion?: string;
+
+  /**
+   * Differences that break callers of the approved version.
+   *
+   * @generated from field: repeated mlplane.v1.SignatureDifference breaking = 3;
+   */
+  breaking?: SignatureDifferenceJson[];
+
+  /**
+   * Differences that do not.
+   *
+   * @generated from field: repeated mlplane.v1.SignatureDifference non_breaking = 4;
+   */
+  nonBreaking?: SignatureDifferenceJson[];
+};
+
+/**
+ * Describes the message mlplane.v1.SignatureCompatibility.
+ * Use `create(SignatureCompatibilitySchema)` to create a new message.
+ */
+export const SignatureCompatibilitySchema: GenMessage<SignatureCompatibility, {jsonType: SignatureCompatibilityJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 37);
+
+/**
+ * The verdict.
+ *
+ * @generated from enum mlplane.v1.SignatureCompatibility.Verdict
+ */
+export enum SignatureCompatibility_Verdict {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: VERDICT_UNSPECIFIED = 0;
+   */
+  VERDICT_UNSPECIFIED = 0,
+
+  /**
+   * Callers of the approved version keep working.
+   *
+   * @generated from enum value: COMPATIBLE = 1;
+   */
+  COMPATIBLE = 1,
+
+  /**
+   * At least one breaking difference (listed).
+   *
+   * @generated from enum value: BREAKING = 2;
+   */
+  BREAKING = 2,
+
+  /**
+   * The model has no approved version to compare with.
+   *
+   * @generated from enum value: NO_APPROVED_VERSION = 3;
+   */
+  NO_APPROVED_VERSION = 3,
+}
+
+/**
+ * The verdict.
+ *
+ * @generated from enum mlplane.v1.SignatureCompatibility.Verdict
+ */
+export type SignatureCompatibility_VerdictJson = "VERDICT_UNSPECIFIED" | "COMPATIBLE" | "BREAKING" | "NO_APPROVED_VERSION";
+
+/**
+ * Describes the enum mlplane.v1.SignatureCompatibility.Verdict.
+ */
+export const SignatureCompatibility_VerdictSchema: GenEnum<SignatureCompatibility_Verdict, SignatureCompatibility_VerdictJson> = /*@__PURE__*/
+  enumDesc(file_mlplane_v1_model_registry, 37, 0);
+
+/**
+ * One difference between two signatures.
+ *
+ * @generated from message mlplane.v1.SignatureDifference
+ */
+export type SignatureDifference = Message<"mlplane.v1.SignatureDifference"> & {
+  /**
+   * What changed: `ADDED`, `REMOVED`, `ELEMENT_TYPE_CHANGED`, `RANK_CHANGED`,
+   * `DIM_SIZE_CHANGED`, `DIM_FIXED_TO_DYNAMIC`, `DIM_DYNAMIC_TO_FIXED`,
+   * `DIM_RENAMED`, `ORDER_CHANGED`, `OPSETS_CHANGED`.
+   *
+   * @generated from field: string change = 1;
+   */
+  change: string;
+
+  /**
+   * `input`, `output` or `model`.
+   *
+   * @generated from field: string side = 2;
+   */
+  side: string;
+
+  /**
+   * The input's or output's name.
+   *
+   * @generated from field: string tensor = 3;
+   */
+  tensor: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * Before.
+   *
+   * @generated from field: string old = 5;
+   */
+  old: string;
+
+  /**
+   * After.
+   *
+   * @generated from field: string new = 6;
+   */
+  new: string;
+};
+
+/**
+ * One difference between two signatures.
+ *
+ * @generated from message mlplane.v1.SignatureDifference
+ */
+export type SignatureDifferenceJson = {
+  /**
+   * What changed: `ADDED`, `REMOVED`, `ELEMENT_TYPE_CHANGED`, `RANK_CHANGED`,
+   * `DIM_SIZE_CHANGED`, `DIM_FIXED_TO_DYNAMIC`, `DIM_DYNAMIC_TO_FIXED`,
+   * `DIM_RENAMED`, `ORDER_CHANGED`, `OPSETS_CHANGED`.
+   *
+   * @generated from field: string change = 1;
+   */
+  change?: string;
+
+  /**
+   * `input`, `output` or `model`.
+   *
+   * @generated from field: string side = 2;
+   */
+  side?: string;
+
+  /**
+   * The input's or output's name.
+   *
+   * @generated from field: string tensor = 3;
+   */
+  tensor?: string;
+
+  /**
+   * One sentence.
+   *
+   * @generated from field: string message = 4;
+   */
+  message?: string;
+
+  /**
+   * Before.
+   *
+   * @generated from field: string old = 5;
+   */
+  old?: string;
+
+  /**
+   * After.
+   *
+   * @generated from field: string new = 6;
+   */
+  new?: string;
+};
+
+/**
+ * Describes the message mlplane.v1.SignatureDifference.
+ * Use `create(SignatureDifferenceSchema)` to create a new message.
+ */
+export const SignatureDifferenceSchema: GenMessage<SignatureDifference, {jsonType: SignatureDifferenceJson}> = /*@__PURE__*/
+  messageDesc(file_mlplane_v1_model_registry, 38);
+
+/**
  * The governed registry of trained ONNX models and their approval workflow.
  *
  * A model is a name unique per tenant; every upload of that name creates the
@@ -2436,8 +3688,9 @@ export const ModelRegistry: GenService<{
   /**
    * The browser form upload: Envoy streams the raw `multipart/form-data`
    * body (fields `file`, `name`, `description`, optional `labels`, `metrics`,
-   * `trainingExportIds`) in pieces; the first piece carries the content type
-   * with the boundary. Answers 201 with the model version.
+   * `trainingExportIds`, `evaluationLabelColumn`, and an `evaluationSet` file
+   * part sent before `file`) in pieces; the first piece carries the content
+   * type with the boundary. Answers 201 with the model version.
    *
    * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
    * Taking google.api.HttpBody is what makes Envoy stream the raw body.
@@ -2591,6 +3844,20 @@ export const ModelRegistry: GenService<{
     methodKind: "unary";
     input: typeof RejectModelVersionRequestSchema;
     output: typeof ApprovalSchema;
+  },
+  /**
+   * The validation report of a version: its state (pending, running, passed,
+   * failed), the ONNX Runtime check in the sandbox, the claimed metrics
+   * reproduced on the evaluation set uploaded with it, and the signature
+   * compared with the model's approved version. A version can be approved only
+   * once its report has passed.
+   *
+   * @generated from rpc mlplane.v1.ModelRegistry.GetValidationReport
+   */
+  getValidationReport: {
+    methodKind: "unary";
+    input: typeof GetValidationReportRequestSchema;
+    output: typeof ValidationReportSchema;
   },
   /**
    * Archives a version; archived versions cannot be submitted. A version in
