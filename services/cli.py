@@ -25,13 +25,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             settings.query_listen,
             settings.query_metrics_port,
         )
-    else:
+    elif args.service == "models":
         from services.models.service import models_spec
 
         spec, listen, metrics_port = (
             models_spec(settings),
             settings.models_listen,
             settings.models_metrics_port,
+        )
+    else:
+        from services.validation.worker import validation_spec
+
+        spec, listen, metrics_port = (
+            validation_spec(settings),
+            settings.validation_listen,
+            settings.validation_metrics_port,
         )
     asyncio.run(
         run_until_signalled(
@@ -400,8 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=_up)
 
-    serve = commands.add_parser("serve", help="run one gRPC service")
-    serve.add_argument("service", choices=["query", "models"])
+    serve = commands.add_parser(
+        "serve", help="run one gRPC service, or the validation worker (`serve validation`)"
+    )
+    serve.add_argument("service", choices=["query", "models", "validation"])
     serve.add_argument(
         "--ready-file", type=Path, help="write the bound ports here as JSON once serving"
     )

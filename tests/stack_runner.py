@@ -64,6 +64,8 @@ def stack_env(state_dir: Path, **extra: str) -> dict[str, str]:
             "MLPLANE_MODELS_LISTEN": "127.0.0.1:0",
             "MLPLANE_QUERY_METRICS_PORT": "0",
             "MLPLANE_MODELS_METRICS_PORT": "0",
+            "MLPLANE_VALIDATION_LISTEN": "127.0.0.1:0",
+            "MLPLANE_VALIDATION_METRICS_PORT": "0",
             "MLPLANE_GATEWAY_LISTEN": "127.0.0.1:0",
             "MLPLANE_GATEWAY_ADMIN_PORT": "0",
             "MLPLANE_SHUTDOWN_GRACE_SECONDS": "2",

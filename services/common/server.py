@@ -49,6 +49,9 @@ class ServiceSpec:
     register: Callable[[aio.Server, ServerMetrics], Awaitable[Callable[[], Awaitable[None]]]]
     # register adds the servicer and returns an async cleanup (pools, clients); it puts
     # its domain metrics and database pools on the server's metrics
+    # False for a process with no gRPC service of its own (the validation worker): it serves
+    # health checks under `name`, and nothing in the descriptors.
+    grpc_service: bool = True
 
 
 @dataclass
@@ -106,12 +109,14 @@ async def start_server(
         ],
     )
     cleanup = await spec.register(server, metrics)
-    metrics.initialize((spec.name, health.SERVICE_NAME, reflection.SERVICE_NAME))
+    served = ((spec.name,) if spec.grpc_service else ()) + (
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    metrics.initialize(served)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (spec.name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable_server_reflection(served, server)
     host, port = split_hostport(listen)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

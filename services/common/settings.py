@@ -240,6 +240,57 @@ class Settings(BaseSettings):
         "0 never.",
     )
 
+    # The validation worker (services/validation/): runs every new version in ONNX Runtime
+    # in a sandboxed child process and reproduces its claimed metrics.
+    validation_worker: bool = Field(
+        default=True,
+        description="`mlplane up` starts a validation worker (without one, versions stay "
+        "PENDING validation and cannot be approved).",
+    )
+    validation_listen: str = Field(
+        default="127.0.0.1:50053",
+        description="Validation worker's gRPC address (health checks only).",
+    )
+    validation_metrics_port: int = Field(default=9103, description="Validation worker /metrics.")
+    validation_concurrency: int = Field(
+        default=1, ge=1, le=16, description="Versions one worker validates at once."
+    )
+    validation_memory_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=256 * 1024**2,
+        description="Address-space limit of the child process that runs a model (a model needs "
+        "about 3x its size, plus ~200 MiB for the runtime).",
+    )
+    validation_cpu_seconds: int = Field(
+        default=60, ge=1, description="CPU-time limit of that child."
+    )
+    validation_wall_seconds: float = Field(
+        default=90.0, gt=0, description="Wall-time limit of that child; it is killed after."
+    )
+    validation_lease_seconds: float = Field(
+        default=60.0,
+        ge=5,
+        # Renewed every third of it while the job runs: only a worker that died (or cannot
+        # reach the database) loses its job to another.
+        description="How long a worker's claim on a job lasts without renewal; a dead "
+        "worker's job is taken again after it.",
+    )
+    validation_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Claims of one job before it fails as WORKER_LOST (a model that kills "
+        "every worker that touches it).",
+    )
+    validation_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often an idle worker looks for jobs when no notification came "
+        "(uploads notify it at once).",
+    )
+    validation_store_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed object-store download per attempt."
+    )
+
     # Approval events (the outbox relay).
     webhook_urls: list[str] = Field(
         default=[], description="Where approval events are POSTed (JSON list of URLs)."
@@ -275,7 +326,7 @@ class Settings(BaseSettings):
         "the configured ports, the others on free ports).",
     )
 
-    @field_validator("query_listen", "models_listen", "gateway_listen")
+    @field_validator("query_listen", "models_listen", "gateway_listen", "validation_listen")
     @classmethod
     def _hostport(cls, value: str) -> str:
         split_hostport(value)

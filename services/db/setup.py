@@ -45,6 +45,7 @@ REGISTRY_TABLES: tuple[str, ...] = (
     "model_version_status_history",
     "approval_requests",
     "outbox_events",
+    "validation_jobs",
 )
 REGISTRY_SEQUENCES = (
     "model_version_status_history_change_pk_seq",

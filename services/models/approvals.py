@@ -57,6 +57,21 @@ def _conflict(code: grpc.StatusCode, reason: str, message: str, **metadata: str)
     return ServiceError(code, reason, message, metadata=metadata)
 
 
+def _validation_not_passed(state: str, reason: str) -> ServiceError:
+    """Approval needs a passed validation report: evidence, not the uploader's claims."""
+    if state == "FAILED":
+        detail = f"its validation failed ({reason}); see the version's validation report"
+    else:
+        detail = f"its validation is still {state.lower()}; approve once it has passed"
+    return _conflict(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "VALIDATION_NOT_PASSED",
+        f"this version cannot be approved: {detail}",
+        validationState=state,
+        **({"validationReason": reason} if reason else {}),
+    )
+
+
 def _uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -279,9 +294,12 @@ class Approvals:
                 await conn.execute(
                     text(
                         """
-                        SELECT a.*, v.created_by AS uploader, v.sha256 AS version_sha256
+                        SELECT a.*, v.created_by AS uploader, v.sha256 AS version_sha256,
+                               coalesce(j.state, 'PENDING') AS validation_state,
+                               coalesce(j.reason, '') AS validation_reason
                           FROM approval_requests a
                           JOIN model_versions v USING (model_id, version)
+                          LEFT JOIN validation_jobs j USING (model_id, version)
                          WHERE a.tenant_id = :tenant AND a.approval_id = :aid
                          FOR UPDATE OF a, v
                         """
@@ -303,6 +321,8 @@ class Approvals:
                     "SEPARATION_OF_DUTIES",
                     "the uploader or submitter of a version cannot decide on it",
                 )
+            if approve and row.validation_state != "PASSED":
+                raise _validation_not_passed(row.validation_state, row.validation_reason)
             state, status = ("APPROVED", "APPROVED") if approve else ("REJECTED", "REJECTED")
             params = {
                 "aid": aid,

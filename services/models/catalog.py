@@ -18,6 +18,7 @@ from services.models.repository import (
     AuditRecord,
     ModelRecord,
     RegistryRepository,
+    ValidationRecord,
     VersionRecord,
 )
 
@@ -133,6 +134,20 @@ class Catalog:
             raise not_found(
                 "VERSION_NOT_FOUND",
                 f"model {model_id} has no version {version}",
+                modelId=model_id,
+                version=str(version),
+            )
+        return record
+
+    async def get_validation(
+        self, principal: Principal, model_id: str, version: int
+    ) -> ValidationRecord:
+        record = await self._repo.get_validation(principal.tenant, _model_uuid(model_id), version)
+        if record is None:
+            await self.get_version(principal, model_id, version)  # the version's own 404
+            raise not_found(
+                "VALIDATION_NOT_FOUND",
+                f"version {version} of model {model_id} has no validation report",
                 modelId=model_id,
                 version=str(version),
             )

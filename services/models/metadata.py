@@ -19,7 +19,15 @@ from mlplane.v1 import model_registry_pb2 as pb
 from services.common.errors import ServiceError, invalid_argument
 from services.common.validation import RequestValidator
 
-FORM_FIELDS = ("name", "description", "labels", "metrics", "trainingExportIds", "sha256")
+FORM_FIELDS = (
+    "name",
+    "description",
+    "labels",
+    "metrics",
+    "trainingExportIds",
+    "sha256",
+    "evaluationLabelColumn",
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class UploadMetadata:
     metrics: dict[str, float] = field(default_factory=dict)
     training_export_ids: list[str] = field(default_factory=list)
     sha256: str | None = None
+    evaluation_label_column: str | None = None
 
 
 def field_error(reason: str, message: str, field: str) -> ServiceError:
@@ -61,6 +70,7 @@ def from_message(message: pb.UploadModelMetadata) -> UploadMetadata:
             dict.fromkeys(str(uuid.UUID(e)) for e in message.training_export_ids)
         ),
         sha256=message.sha256.lower() or None,
+        evaluation_label_column=message.evaluation_label_column or None,
     )
 
 
@@ -71,7 +81,8 @@ def parse_form_metadata(fields: dict[str, str], validator: RequestValidator) -> 
     if unknown:
         raise field_error(
             "UNKNOWN_FORM_FIELD",
-            f"unknown form field {unknown[0][:64]!r}; expected {', '.join(FORM_FIELDS)} and file",
+            f"unknown form field {unknown[0][:64]!r}; expected {', '.join(FORM_FIELDS)}, "
+            "evaluationSet and file",
             unknown[0][:64],
         )
     message = pb.UploadModelMetadata(
@@ -81,6 +92,7 @@ def parse_form_metadata(fields: dict[str, str], validator: RequestValidator) -> 
         metrics=_metrics(fields.get("metrics", "")),
         training_export_ids=_export_ids(fields.get("trainingExportIds", "")),
         sha256=fields.get("sha256", ""),
+        evaluation_label_column=fields.get("evaluationLabelColumn", ""),
     )
     validator.check(message)
     return from_message(message)

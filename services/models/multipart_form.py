@@ -5,7 +5,8 @@ each); python-multipart's push parser turns them into fields and file bytes
 without ever holding the file. The text fields must come before the `file`
 field (FormData keeps append order; put the file input last in a form), so
 the model's name is known when its bytes start to arrive; a form that sends
-the file first is told exactly that.
+the file first is told exactly that. An evaluation set (`evaluationSet`, a Parquet
+file part) comes after the text fields and before `file`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.common.errors import ServiceError, invalid_argument
 from services.common.validation import RequestValidator
+from services.models.evaluation_upload import (
+    FORM_PART as EVALUATION_FIELD,
+)
+from services.models.evaluation_upload import (
+    EvaluationChunk,
+    evaluation_set_after_file,
+)
 from services.models.metadata import (
     FORM_FIELDS,
     UploadMetadata,
@@ -48,6 +56,7 @@ def malformed_form(detail: str) -> ServiceError:
 class _Part:
     name: str = ""
     is_file: bool = False
+    is_evaluation: bool = False
     value: bytearray = field(default_factory=bytearray)
 
 
@@ -106,14 +115,20 @@ class _FormEvents:
         _, options = parse_options_header(self._headers.get("content-disposition", b""))
         self._part.name = options.get(b"name", b"").decode("utf-8")
         self._part.is_file = self._part.name == FILE_FIELD
+        self._part.is_evaluation = self._part.name == EVALUATION_FIELD
         if self._part.is_file:
             self.events.append(("file_begin", None))
+        elif self._part.is_evaluation:
+            self.events.append(("evaluation_begin", None))
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._part.is_file:
             # A view, not a copy: python-multipart hands over the immutable bytes it was
             # fed (or its boundary constant), so the slice stays valid after this call.
             self.events.append(("file_data", memoryview(data)[start:end]))
+            return
+        if self._part.is_evaluation:
+            self.events.append(("evaluation_data", bytes(data[start:end])))
             return
         self._part.value += data[start:end]
         if len(self._part.value) > MAX_FIELD_BYTES:
@@ -126,6 +141,9 @@ class _FormEvents:
     def _part_end(self) -> None:
         if self._part.is_file:
             self.events.append(("file_end", None))
+            return
+        if self._part.is_evaluation:
+            self.events.append(("evaluation_end", None))
             return
         try:
             text = self._part.value.decode("utf-8")
@@ -174,7 +192,8 @@ def boundary_of(content_type: str) -> bytes:
 @dataclass
 class MultipartUpload:
     metadata: UploadMetadata
-    file_chunks: AsyncIterator[bytes]
+    # The evaluation set's pieces (EvaluationChunk), if the form has one, then the file's.
+    file_chunks: AsyncIterator[bytes | EvaluationChunk]
 
 
 async def read_multipart(
@@ -208,7 +227,7 @@ async def read_multipart(
                     # most len(FORM_FIELDS) x MAX_FIELD_BYTES, whatever the body brings.
                     parse_form_metadata({name: text}, validator)
                 fields[name] = text
-            elif kind == "file_begin":
+            elif kind in ("file_begin", "evaluation_begin"):
                 if "name" not in fields:
                     raise field_error(
                         "FILE_BEFORE_FIELDS",
@@ -218,6 +237,7 @@ async def read_multipart(
                         "name",
                     )
                 metadata = parse_form_metadata(fields, validator)
+                pending.insert(0, (kind, value))
                 return MultipartUpload(metadata, _file_chunks(pending, more, form))
         if not await more():
             raise field_error(
@@ -227,8 +247,9 @@ async def read_multipart(
 
 async def _file_chunks(
     pending: list[tuple[str, Any]], more: Any, form: _FormEvents
-) -> AsyncIterator[bytes]:
-    finished = False
+) -> AsyncIterator[bytes | EvaluationChunk]:
+    # What the form may still bring: the evaluation set (once, before the file), the file.
+    started_file = finished = seen_evaluation = False
     while True:
         while pending:
             kind, value = pending.pop(0)
@@ -240,10 +261,34 @@ async def _file_chunks(
                 )
             if kind == "file_data":
                 yield value
+            elif kind == "evaluation_data":
+                yield EvaluationChunk(value)
+            elif kind == "file_begin":
+                started_file = True
             elif kind == "file_end":
                 finished = True
+            elif kind == "evaluation_begin":
+                if started_file:
+                    raise evaluation_set_after_file()
+                if seen_evaluation:
+                    raise field_error(
+                        "DUPLICATE_FORM_FIELD",
+                        f"form field {EVALUATION_FIELD!r} appears twice",
+                        EVALUATION_FIELD,
+                    )
+                seen_evaluation = True
+            elif kind == "field":
+                raise field_error(
+                    "FIELD_AFTER_FILE",
+                    "text fields must come before the evaluation set and the file",
+                    str(value[0])[:64],
+                )
         if not await more():
             break
+    if not started_file:
+        raise field_error(
+            "MISSING_FILE", "the form has no 'file' field with the ONNX model", FILE_FIELD
+        )
     if not finished:
         raise invalid_argument("TRUNCATED_FORM", "the upload ended before the file did")
     form.finalize()

@@ -50,6 +50,17 @@ def object_key(tenant: str, model_id: str, version: int) -> str:
     return f"{tenant}/{model_id}/{version}.onnx"
 
 
+EVALUATION_SUFFIX = ".evaluation.parquet"
+
+
+def evaluation_key(model_key: str) -> str:
+    """Where the evaluation set uploaded with the model at `model_key` is stored:
+    `{tenant}/{model_id}/{slot}.evaluation.parquet`, beside it."""
+    if not model_key.endswith(".onnx"):
+        raise ValueError(f"not a model key: {model_key!r}")
+    return model_key.removesuffix(".onnx") + EVALUATION_SUFFIX
+
+
 def store_unavailable() -> ServiceError:
     return unavailable(
         "OBJECT_STORE_UNAVAILABLE", "the model store is unavailable; nothing was stored"

@@ -25,10 +25,12 @@ from typing import Protocol
 
 log = logging.getLogger("mlplane.models.orphans")
 
-# The shape `object_key` gives a version's object: tenant, model id (a UUID), slot.
+# The shape `object_key` gives a version's object: tenant, model id (a UUID), slot; and
+# `evaluation_key` the evaluation set uploaded beside it.
 _KEY = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}/"
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[1-9][0-9]{0,18}\.onnx$"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[1-9][0-9]{0,18}"
+    r"(?:\.onnx|\.evaluation\.parquet)$"
 )
 # Keys are checked against the database this many at a time.
 BATCH = 500

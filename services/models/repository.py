@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -84,6 +84,34 @@ class VersionRecord:
     create_time: datetime
     update_time: datetime
     history: list[StatusChangeRecord] = field(default_factory=list)
+    validation_state: str = "PENDING"
+    has_evaluation_set: bool = False
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    """A version's validation job, and its report once done (services/validation/)."""
+
+    model_id: str
+    version: int
+    state: str
+    reason: str
+    message: str
+    attempts: int
+    create_time: datetime
+    start_time: datetime | None
+    complete_time: datetime | None
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvaluationSetRecord:
+    """The evaluation set stored beside a version's model."""
+
+    storage_key: str
+    sha256: str
+    size_bytes: int
+    label_column: str | None
 
 
 @dataclass(frozen=True)
@@ -100,7 +128,11 @@ class NewVersion:
     size_bytes: int
     signature: dict[str, Any]
     created_by: str
+    evaluation: EvaluationSetRecord | None = None
 
+
+# Validation workers LISTEN on it: a new version is taken at once, not at the next poll.
+VALIDATION_CHANNEL = "mlplane_validation"
 
 _DB_DOWN = (
     sqlalchemy.exc.OperationalError,
@@ -180,6 +212,28 @@ class RegistryRepository:
                 await conn.invalidate(exc)
                 raise database_unavailable() from exc
 
+    @contextlib.asynccontextmanager
+    async def listening(
+        self, channel: str, callback: Callable[[], None]
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """LISTEN on `channel` (a constant), calling `callback` on each notification, for as
+        long as the block runs; it gets a probe that raises once the connection is gone."""
+        async with self._driver() as conn:
+
+            def on_notify(*_: object) -> None:
+                callback()
+
+            await conn.add_listener(channel, on_notify)
+
+            async def alive() -> None:
+                await conn.execute("SELECT 1")
+
+            try:
+                yield alive
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(channel, on_notify)
+
     async def close(self) -> None:
         await self._engine.dispose()
 
@@ -243,6 +297,10 @@ class RegistryRepository:
             "size": new.size_bytes,
             "signature": json.dumps(new.signature),
             "actor": new.created_by,
+            "eval_key": new.evaluation.storage_key if new.evaluation else None,
+            "eval_sha256": new.evaluation.sha256 if new.evaluation else None,
+            "eval_size": new.evaluation.size_bytes if new.evaluation else None,
+            "eval_label": new.evaluation.label_column if new.evaluation else None,
             "request_id": request_id,
             "detail": json.dumps(
                 {"name": new.name, "sha256": new.sha256, "size_bytes": new.size_bytes}
@@ -275,14 +333,25 @@ class RegistryRepository:
                     """
                     INSERT INTO model_versions (model_id, version, tenant_id, status, description,
                         labels, metrics, training_export_ids, storage_key, sha256, size_bytes,
-                        signature, created_by)
+                        signature, created_by, evaluation_key, evaluation_sha256,
+                        evaluation_size_bytes, evaluation_label_column)
                     VALUES (:model_id, :version, :tenant, 'PENDING_APPROVAL', :description,
                         CAST(:labels AS jsonb), CAST(:metrics AS jsonb), :exports, :key, :sha256,
-                        :size, CAST(:signature AS jsonb), :actor)
+                        :size, CAST(:signature AS jsonb), :actor, :eval_key, :eval_sha256,
+                        :eval_size, :eval_label)
                     """
                 ),
                 params,
             )
+            # Queued in the same transaction: no version without its validation job.
+            await conn.execute(
+                text(
+                    "INSERT INTO validation_jobs (model_id, version, tenant_id)"
+                    " VALUES (:model_id, :version, :tenant)"
+                ),
+                params,
+            )
+            await conn.execute(text(f"NOTIFY {VALIDATION_CHANNEL}"))
             await conn.execute(
                 text(
                     """
@@ -478,9 +547,39 @@ class RegistryRepository:
             return set()
         async with self._driver() as conn:
             rows = await conn.fetch(
-                "SELECT storage_key FROM model_versions WHERE storage_key = ANY($1::text[])", keys
+                "SELECT storage_key AS key FROM model_versions WHERE storage_key = ANY($1::text[])"
+                " UNION ALL SELECT evaluation_key FROM model_versions"
+                " WHERE evaluation_key = ANY($1::text[])",
+                keys,
             )
-        return {str(row["storage_key"]) for row in rows}
+        return {str(row["key"]) for row in rows}
+
+    async def get_validation(
+        self, tenant: str, model_id: str, version: int
+    ) -> ValidationRecord | None:
+        async with self._driver() as conn:
+            row = await conn.fetchrow(
+                "SELECT j.*, v.evaluation_key FROM validation_jobs j"
+                " JOIN model_versions v USING (model_id, version)"
+                " WHERE j.tenant_id = $1 AND j.model_id = $2 AND j.version = $3",
+                tenant,
+                uuid.UUID(model_id),
+                version,
+            )
+        if row is None:
+            return None
+        return ValidationRecord(
+            model_id=str(row["model_id"]),
+            version=int(row["version"]),
+            state=row["state"],
+            reason=row["reason"],
+            message=row["message"],
+            attempts=int(row["attempts"]),
+            create_time=row["create_time"],
+            start_time=row["start_time"],
+            complete_time=row["complete_time"],
+            report=_json(row["report"]),
+        )
 
     async def get_version(self, tenant: str, model_id: str, version: int) -> VersionRecord | None:
         async with self._driver() as conn:
@@ -515,6 +614,9 @@ def _json(value: Any) -> Any:
 # round trip and one snapshot (the history always ends at the current status).
 _VERSIONS = """
 SELECT v.*, m.name,
+       coalesce((SELECT j.state FROM validation_jobs j
+                  WHERE j.model_id = v.model_id AND j.version = v.version), 'PENDING')
+         AS validation_state,
        (SELECT coalesce(json_agg(json_build_array(h.from_status, h.to_status, h.actor,
                                                   h.comment, h.change_time)
                                  ORDER BY h.change_pk), '[]')
@@ -546,4 +648,6 @@ def _version(row: Any) -> VersionRecord:
             StatusChangeRecord(from_, to, actor, comment, datetime.fromisoformat(changed))
             for from_, to, actor, comment, changed in _json(row["history"])
         ],
+        validation_state=row["validation_state"],
+        has_evaluation_set=row["evaluation_key"] is not None,
     )

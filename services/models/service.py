@@ -30,11 +30,7 @@ SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].f
 
 def models_spec(settings: Settings) -> ServiceSpec:
     async def register(server: aio.Server, metrics: ServerMetrics) -> Callable[[], Awaitable[None]]:
-        if not settings.registry_database_url:
-            raise RuntimeError("MLPLANE_REGISTRY_DATABASE_URL is not set (mlplane up sets it)")
-        engine = create_engine(settings.registry_database_url, settings)
-        metrics.pools.watch("registry", lambda: pool_usage(engine, settings.db_pool_size))
-        repo = RegistryRepository(engine)
+        repo = registry_repository(settings, metrics)
         store = await open_store(settings)
         uploader = Uploader(repo, store, max_bytes=settings.max_model_bytes)
         key = ensure_page_token_key(settings)
@@ -66,6 +62,16 @@ def models_spec(settings: Settings) -> ServiceSpec:
         return cleanup
 
     return ServiceSpec(name=SERVICE_NAME, register=register)
+
+
+def registry_repository(settings: Settings, metrics: ServerMetrics) -> RegistryRepository:
+    """The registry's database (its pool watched by the process's metrics): the models
+    service's and the validation worker's."""
+    if not settings.registry_database_url:
+        raise RuntimeError("MLPLANE_REGISTRY_DATABASE_URL is not set (mlplane up sets it)")
+    engine = create_engine(settings.registry_database_url, settings)
+    metrics.pools.watch("registry", lambda: pool_usage(engine, settings.db_pool_size))
+    return RegistryRepository(engine)
 
 
 def _start_orphan_sweep(

@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote
 
 from google.api import httpbody_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
@@ -23,11 +22,14 @@ from services.common.metrics import OK, UploadMetrics
 from services.common.validation import RequestValidator
 from services.models.approvals import ApprovalRecord, Approvals
 from services.models.catalog import Catalog
+from services.models.evaluation_upload import EvaluationChunk
 from services.models.links import ModelLinks
 from services.models.metadata import UploadMetadata, from_message
 from services.models.multipart_form import read_multipart
 from services.models.repository import AuditRecord, ModelRecord, VersionRecord
 from services.models.upload import Uploader
+from services.models.validation_report import timestamp as _timestamp
+from services.models.validation_report import validation_report
 
 
 class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
@@ -62,13 +64,17 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
             )
         metadata = from_message(first.metadata)
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes | EvaluationChunk]:
             async for message in request_iterator:
-                if message.HasField("metadata"):
+                part = message.WhichOneof("part")
+                if part == "chunk":
+                    yield message.chunk
+                elif part == "evaluation_set_chunk":
+                    yield EvaluationChunk(message.evaluation_set_chunk)
+                elif part == "metadata":
                     raise invalid_argument(
                         "METADATA_TWICE", "metadata may only be sent once, first", field="metadata"
                     )
-                yield message.chunk
 
         return await self._upload(metadata, chunks())
 
@@ -87,14 +93,15 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
         return await self._upload(form.metadata, form.file_chunks)
 
     async def _upload(
-        self, metadata: UploadMetadata, chunks: AsyncIterator[bytes]
+        self, metadata: UploadMetadata, chunks: AsyncIterator[bytes | EvaluationChunk]
     ) -> pb.ModelVersion:
         received = 0  # the file's bytes that arrived, for the upload metrics
 
-        async def counted() -> AsyncIterator[bytes]:
+        async def counted() -> AsyncIterator[bytes | EvaluationChunk]:
             nonlocal received
             async for chunk in chunks:
-                received += len(chunk)
+                if not isinstance(chunk, EvaluationChunk):
+                    received += len(chunk)
                 yield chunk
 
         try:
@@ -135,6 +142,15 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServicer):
     ) -> pb.ModelVersion:
         return _version(
             await self._catalog.get_version(current_principal(), request.model_id, request.version)
+        )
+
+    async def GetValidationReport(
+        self, request: pb.GetValidationReportRequest, context: Any
+    ) -> pb.ValidationReport:
+        return validation_report(
+            await self._catalog.get_validation(
+                current_principal(), request.model_id, request.version
+            )
         )
 
     async def ListAuditEntries(
@@ -316,12 +332,6 @@ def _approval(record: ApprovalRecord) -> pb.Approval:
     return message
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
-
 def _model(record: ModelRecord) -> pb.Model:
     return pb.Model(
         model_id=record.model_id,
@@ -384,4 +394,6 @@ def _version(record: VersionRecord) -> pb.ModelVersion:
             )
             for h in record.history
         ],
+        validation_state=pb.ValidationReport.State.Value(record.validation_state),
+        has_evaluation_set=record.has_evaluation_set,
     )

@@ -16,6 +16,10 @@ Ordering is what makes it lose nothing:
      right after it).
 Any failure in between aborts the writer, so no object and no row remain, and
 gives the storage slot back when no row can name it.
+
+An evaluation set sent before the model's bytes (`evaluation_upload`) goes to a second
+writer beside the model's in step 2, commits after it in step 4 and is aborted or
+released with it; the version row names both, and queues the version's validation.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ import grpc
 from services.common.auth import Principal
 from services.common.errors import ServiceError, invalid_argument, unavailable
 from services.common.tasks import to_the_end
+from services.models.evaluation_upload import (
+    DEFAULT_LABEL_COLUMN,
+    EvaluationChunk,
+    ReceivedEvaluationSet,
+    model_pieces,
+    receive_evaluation_set,
+)
 from services.models.local_files import sweep_leftovers
 from services.models.metadata import UploadMetadata
 from services.models.object_store import (
@@ -41,11 +52,13 @@ from services.models.object_store import (
     ObjectStore,
     ObjectWriter,
     S3Store,
+    evaluation_key,
     object_key,
     store_unavailable,
 )
 from services.models.onnx_validation import OnnxSignature, validate_onnx_file
 from services.models.repository import (
+    EvaluationSetRecord,
     NewVersion,
     RegistryRepository,
     Reservation,
@@ -85,10 +98,12 @@ class Uploader:
         self,
         principal: Principal,
         metadata: UploadMetadata,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | EvaluationChunk],
         *,
         request_id: str | None,
     ) -> VersionRecord:
+        """Store the model whose bytes `chunks` brings, after the evaluation set's pieces
+        (`EvaluationChunk`) when there is one."""
         try:
             return await self._upload(principal, metadata, chunks, request_id)
         except (ServiceError, asyncio.CancelledError) as error:
@@ -100,7 +115,7 @@ class Uploader:
         self,
         principal: Principal,
         metadata: UploadMetadata,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | EvaluationChunk],
         request_id: str | None,
     ) -> VersionRecord:
         missing = await self._repo.missing_exports(principal.tenant, metadata.training_export_ids)
@@ -118,8 +133,20 @@ class Uploader:
             await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
             raise
         committed = False
+        evaluation: ReceivedEvaluationSet | None = None
         try:
-            digest, size = await self._stream(chunks, writer)
+            pieces = aiter(chunks)
+            first = await anext(pieces, None)
+            if isinstance(first, EvaluationChunk):
+                evaluation_writer = await self._store.writer(evaluation_key(key))
+                try:
+                    evaluation, first = await receive_evaluation_set(
+                        first, pieces, evaluation_writer
+                    )
+                except BaseException:
+                    await to_the_end(evaluation_writer.abort())
+                    raise
+            digest, size = await self._stream(model_pieces(first, pieces), writer)
             if size == 0:
                 raise invalid_argument("EMPTY_FILE", "the uploaded file is empty", field="file")
             sha256 = digest.hexdigest()
@@ -132,6 +159,8 @@ class Uploader:
             signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
             await writer.commit()
             committed = True
+            if evaluation is not None:
+                await evaluation.writer.commit()
             new = NewVersion(
                 tenant=principal.tenant,
                 name=metadata.name,
@@ -145,6 +174,7 @@ class Uploader:
                 size_bytes=size,
                 signature=_signature_json(signature),
                 created_by=principal.subject,
+                evaluation=_evaluation_record(key, evaluation, metadata),
             )
             version = await self._repo.record_version(new, request_id=request_id)
         except BaseException:
@@ -154,18 +184,22 @@ class Uploader:
                 if committed
                 else "none"
             )
-            if row == "stored":
-                # The row committed although the call failed after it (a cancel, or a
-                # reply lost during COMMIT): the object stays with its row.
-                await to_the_end(writer.release())
-            else:
-                # Also after `commit`: no row names the object, so it must go.
-                await to_the_end(writer.abort())
+            writers = [writer] + ([evaluation.writer] if evaluation is not None else [])
+            for each in writers:
+                if row == "stored":
+                    # The row committed although the call failed after it (a cancel, or a
+                    # reply lost during COMMIT): the objects stay with their row.
+                    await to_the_end(each.release())
+                else:
+                    # Also after `commit`: no row names the objects, so they must go.
+                    await to_the_end(each.abort())
             if row == "none":
                 # Certainly no row: the slot may serve the next upload of the name.
                 await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
             raise
         await writer.release()
+        if evaluation is not None:
+            await evaluation.writer.release()
         record = await self._repo.get_version(principal.tenant, reservation.model_id, version)
         assert record is not None
         return record
@@ -270,6 +304,19 @@ def _local_upload_folders(store: ObjectStore) -> list[Path]:
     if isinstance(store, S3Store):
         return [store.spools.directory]
     return []
+
+
+def _evaluation_record(
+    model_key: str, evaluation: ReceivedEvaluationSet | None, metadata: UploadMetadata
+) -> EvaluationSetRecord | None:
+    if evaluation is None:
+        return None
+    return EvaluationSetRecord(
+        storage_key=evaluation_key(model_key),
+        sha256=evaluation.sha256,
+        size_bytes=evaluation.size_bytes,
+        label_column=metadata.evaluation_label_column or DEFAULT_LABEL_COLUMN,
+    )
 
 
 def _signature_json(signature: OnnxSignature) -> dict[str, object]:

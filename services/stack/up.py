@@ -42,6 +42,9 @@ log = logging.getLogger("mlplane.up")
 
 DESCRIPTOR = Path(__file__).resolve().parents[2] / "generated" / "mlplane.pb"
 SERVICES = ("query", "models")
+# One validation worker beside the services (not behind the gateway; any number may share
+# the queue, as on Kubernetes, but one is what a laptop needs).
+WORKER = "validation"
 
 
 def replica_name(service: str, index: int) -> str:
@@ -135,6 +138,8 @@ class Stack:
             for service in SERVICES
             for index in range(1, s.replicas + 1)
         }
+        if s.validation_worker:
+            spawned[WORKER] = self._spawn_service(WORKER, env)
         self.ports = {name: self._await_service(name, ready) for name, ready in spawned.items()}
         self._start_gateway(self.ports)
         self._record()
@@ -294,6 +299,14 @@ class Stack:
             "models_port": ports["models"]["grpc_port"],
             "query_metrics_port": ports["query"]["metrics_port"],
             "models_metrics_port": ports["models"]["metrics_port"],
+            **(
+                {
+                    "validation_port": ports[WORKER]["grpc_port"],
+                    "validation_metrics_port": ports[WORKER]["metrics_port"],
+                }
+                if WORKER in ports
+                else {}
+            ),
             # Every replica's ports, the first one's included (its keys above stay as they
             # were for one-replica stacks); its PID is `pids[<name>]`.
             "replicas": {
@@ -424,7 +437,8 @@ def _services_lines(info: dict[str, Any]) -> list[str]:
         return [
             f"  services: query :{info['query_port']}  models :{info['models_port']}  "
             f"metrics :{info['query_metrics_port']} / :{info['models_metrics_port']}  "
-            f"envoy admin {info['admin_url']}"
+            f"envoy admin {info['admin_url']}",
+            *_worker_line(info),
         ]
     lines: list[str] = []
     for service in SERVICES:
@@ -433,7 +447,18 @@ def _services_lines(info: dict[str, Any]) -> list[str]:
         label = "services:" if not lines else ""
         lines.append(f"  {label:<9} {service} x{len(replicas[service])} {ports}  metrics {metrics}")
     lines.append(f"  envoy:    admin {info['admin_url']}")
-    return lines
+    return lines + _worker_line(info)
+
+
+def _worker_line(info: dict[str, Any]) -> list[str]:
+    if "validation_port" not in info:
+        return [
+            "  validation: no worker (MLPLANE_VALIDATION_WORKER=false): nothing can be approved"
+        ]
+    return [
+        f"  validation: worker (health :{info['validation_port']}, "
+        f"metrics :{info['validation_metrics_port']})"
+    ]
 
 
 def run_up(settings: Settings) -> int:

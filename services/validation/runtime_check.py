@@ -192,17 +192,9 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def inspect_model(payload: dict[str, Any]) -> dict[str, Any]:
-    """Runs in the sandboxed child: load, synthesise inputs, time inference, check outputs.
-
-    Returns the fields of a `RuntimeCheckReport` that only the child knows.
-    """
-    import numpy as np  # imported here: the parent (a service or the worker) never loads them
+def session_options(threads: int) -> Any:
+    """ONNX Runtime session options of every sandboxed run (the check and the evaluation)."""
     import onnxruntime as ort  # type: ignore[import-untyped]
-
-    batch_size = int(payload["batch_size"])
-    threads = int(payload["threads"])
-    version = ort.__version__
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -211,6 +203,22 @@ def inspect_model(payload: dict[str, Any]) -> dict[str, Any]:
     options.log_severity_level = 3  # errors only: the child's stderr is a diagnostic tail
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def inspect_model(payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs in the sandboxed child: load, synthesise inputs, time inference, check outputs.
+
+    Returns the fields of a `RuntimeCheckReport` that only the child knows.
+    """
+    import numpy as np  # imported here: the parent (a service or the worker) never loads them
+    import onnxruntime as ort
+
+    batch_size = int(payload["batch_size"])
+    threads = int(payload["threads"])
+    version = ort.__version__
+
+    options = session_options(threads)
     started = time.perf_counter()
     try:
         session = ort.InferenceSession(MODEL_FILE, options, providers=["CPUExecutionProvider"])
