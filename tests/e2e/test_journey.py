@@ -23,6 +23,7 @@ from mlplane.v1 import query_service_pb2 as q
 from mlplane.v1 import query_service_pb2_grpc as q_grpc
 
 from tests.e2e.journey import audit_trail, train_onnx
+from tests.polling import poll_until, validated
 from tests.stack_runner import RunningStack
 
 ASSET = "pump-001"
@@ -81,6 +82,10 @@ def test_rest_journey(e2e_stack: RunningStack) -> None:
         version = uploaded.json()
         assert version["status"] == "PENDING_APPROVAL"
         model_id, number = version["modelId"], version["version"]
+        # The validation worker runs it in ONNX Runtime; approval needs its report passed.
+        report = validated(http, bob, model_id, int(number))
+        assert report["state"] == "PASSED", report
+        assert report["runtime"]["outputs"]
 
         # 3. Submit for review, 4. approve as someone else.
         submitted = http.post(
@@ -180,6 +185,19 @@ def test_grpc_journey(e2e_stack: RunningStack) -> None:
             timeout=60,
         )
         assert version.status == mr.ModelVersion.PENDING_APPROVAL
+
+        def report() -> mr.ValidationReport:
+            return registry.GetValidationReport(
+                mr.GetValidationReportRequest(model_id=version.model_id, version=version.version),
+                metadata=bob,
+                timeout=30,
+            )
+
+        poll_until(
+            lambda: report().state in (mr.ValidationReport.PASSED, mr.ValidationReport.FAILED),
+            "the validation report",
+        )
+        assert report().state == mr.ValidationReport.PASSED
 
         # 3. Submit, 4. approve as someone else.
         approval = registry.SubmitForApproval(

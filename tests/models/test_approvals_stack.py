@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.models.onnx_models import linear_model
+from tests.polling import validated
 from tests.stack_runner import RunningStack
 
 
@@ -45,7 +46,11 @@ def _upload(stack: RunningStack, http: httpx.Client) -> dict[str, Any]:
         headers=_alice(stack),
     )
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    version = dict(response.json())
+    # Approval needs a passed validation: wait for the stack's worker (and keep the order
+    # of events and audit entries the same in every run).
+    assert validated(http, _alice(stack), version["modelId"])["state"] == "PASSED"
+    return version
 
 
 async def _fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -136,6 +141,7 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
         )
     )
     assert [(e["event_type"], e["decision"]) for e in events] == [
+        ("validation.completed", None),
         ("approval.requested", None),
         ("approval.decided", "APPROVED"),
     ]
@@ -221,7 +227,8 @@ def test_submissions_that_break_a_field_rule_store_nothing(
     events = asyncio.run(
         _fetch(
             stack,
-            "SELECT 1 FROM outbox_events WHERE model_id = $1",
+            "SELECT 1 FROM outbox_events WHERE model_id = $1"
+            " AND event_type <> 'validation.completed'",
             uuid.UUID(model_id),
         )
     )
@@ -252,6 +259,7 @@ def test_a_versions_audit_trail_is_listed_newest_first(
         ("approval.approve", "bob", "approved"),
         ("approval.approve", "alice", "SEPARATION_OF_DUTIES"),
         ("approval.submit", "alice", "ok"),
+        ("validation.complete", "mlplane-validation-worker", "PASSED"),
         ("model.upload", "alice", "ok"),
     ]
     first = trail["auditEntries"][-1]
@@ -267,7 +275,7 @@ def test_a_versions_audit_trail_is_listed_newest_first(
         params={"pageSize": 3, "pageToken": paged["nextPageToken"]},
         headers=_bob(stack),
     ).json()
-    assert [e["action"] for e in rest["auditEntries"]] == ["model.upload"]
+    assert [e["action"] for e in rest["auditEntries"]] == ["validation.complete", "model.upload"]
     other = _auth(stack, "model_approver", subject="eve", tenant="other-plant")
     hidden = http.get(f"/api/v1/models/{model_id}/versions/1/auditEntries", headers=other)
     assert hidden.status_code == 404

@@ -1,5 +1,5 @@
-"""Approval events reach a webhook on loopback: signed, in order, retried after
-failures, and a webhook that is down never holds up a submission."""
+"""Approval and validation events reach a webhook on loopback: signed, in order, retried
+after failures, and a webhook that is down never holds up a submission."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from services.common.settings import Settings
 from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
 from services.models.service import models_spec
 from services.stack.postgres import EmbeddedPostgres
+from services.validation.worker import validation_spec
 from tests.models.onnx_models import linear_model
+from tests.polling import wait_until
 from tests.tokens import Tokens
 
 SECRET = "test-webhook-secret"
@@ -83,7 +85,19 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-async def _start(root: Path, url: str) -> tuple[EmbeddedPostgres, RunningServer, Tokens]:
+class Rig:
+    """PostgreSQL, the models service and a validation worker, in this event loop."""
+
+    def __init__(self, pg: EmbeddedPostgres, server: RunningServer, worker: RunningServer) -> None:
+        self.pg, self.server, self.worker = pg, server, worker
+
+    async def stop(self) -> None:
+        await self.worker.stop(1)
+        await self.server.stop(1)
+        self.pg.stop()
+
+
+async def _start(root: Path, url: str) -> tuple[Rig, RunningServer, Tokens]:
     pg = EmbeddedPostgres(root / "state")
     pg.start()
     creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
@@ -101,7 +115,10 @@ async def _start(root: Path, url: str) -> tuple[EmbeddedPostgres, RunningServer,
     server = await start_server(
         settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
     )
-    return pg, server, Tokens(settings)
+    worker = await start_server(
+        settings, validation_spec(settings), listen="127.0.0.1:0", metrics_port=0
+    )
+    return Rig(pg, server, worker), server, Tokens(settings)
 
 
 async def _metrics(server: RunningServer) -> dict[str, float]:
@@ -127,6 +144,15 @@ async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[st
     async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         stub = pb_grpc.ModelRegistryStub(channel)
         version = await stub.UploadModel(requests(), metadata=alice)
+
+        async def validated() -> bool:
+            report = await stub.GetValidationReport(
+                pb.GetValidationReportRequest(model_id=version.model_id, version=1),
+                metadata=alice,
+            )
+            return report.state == pb.ValidationReport.PASSED
+
+        await wait_until(validated, "the version's validation passed")
         started = time.monotonic()
         approval = await stub.SubmitForApproval(
             pb.SubmitForApprovalRequest(model_id=version.model_id, comment="please"),
@@ -143,16 +169,22 @@ async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[st
 async def test_events_delivered_in_order_signed_and_retried(
     rig_dir: Path, receiver: Receiver
 ) -> None:
-    pg, server, tokens = await _start(rig_dir, receiver.url)
+    rig, server, tokens = await _start(rig_dir, receiver.url)
+    pg = rig.pg
     try:
         model_id, _ = await _submit_and_approve(server, tokens)
         deadline = time.monotonic() + 20
-        while len(receiver.accepted) < 2:
+        while len(receiver.accepted) < 3:
             assert time.monotonic() < deadline, f"delivered so far: {receiver.accepted}"
             await asyncio.sleep(0.05)
-        assert [e["type"] for e in receiver.accepted] == ["approval.requested", "approval.decided"]
-        assert receiver.accepted[1]["decision"] == "APPROVED"
-        assert len(receiver.received) == 4  # two failures, then each event once
+        assert [e["type"] for e in receiver.accepted] == [
+            "validation.completed",
+            "approval.requested",
+            "approval.decided",
+        ]
+        assert receiver.accepted[0]["state"] == "PASSED"
+        assert receiver.accepted[2]["decision"] == "APPROVED"
+        assert len(receiver.received) == 5  # two failures, then each event once
         for headers, body in receiver.received:
             expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
             assert headers["X-Mlplane-Signature"] == expected
@@ -166,7 +198,8 @@ async def test_events_delivered_in_order_signed_and_retried(
         finally:
             await conn.close()
         assert [(r["event_type"], r["attempts"], r["done"]) for r in rows] == [
-            ("approval.requested", 3, True),
+            ("validation.completed", 3, True),
+            ("approval.requested", 1, True),
             ("approval.decided", 1, True),
         ]
         # The relay measures the outbox after each pass: delivered, nothing is pending.
@@ -175,12 +208,12 @@ async def test_events_delivered_in_order_signed_and_retried(
             await asyncio.sleep(0.05)
         assert (await _metrics(server))["mlplane_outbox_oldest_pending_event_age_seconds{}"] == 0
     finally:
-        await server.stop(1)
-        pg.stop()
+        await rig.stop()
 
 
 async def test_a_dead_webhook_never_blocks_submissions(rig_dir: Path) -> None:
-    pg, server, tokens = await _start(rig_dir, _closed_port_url())
+    rig, server, tokens = await _start(rig_dir, _closed_port_url())
+    pg = rig.pg
     try:
         model_id, submit_seconds = await _submit_and_approve(server, tokens)
         assert submit_seconds < 5
@@ -194,14 +227,15 @@ async def test_a_dead_webhook_never_blocks_submissions(rig_dir: Path) -> None:
             )
         finally:
             await conn.close()
-        assert len(rows) == 2
+        assert len(rows) == 3
         assert rows[0]["delivered_time"] is None
         assert rows[0]["attempts"] >= 1
         assert "unreachable" in rows[0]["last_error"]
-        # In order per model: the decision waits behind the undelivered request.
-        assert rows[1]["attempts"] == 0
+        # In order per model: the request and the decision wait behind the undelivered
+        # validation event.
+        assert [r["attempts"] for r in rows[1:]] == [0, 0]
         seen = await _metrics(server)
-        assert seen["mlplane_outbox_pending_events{}"] == 2
+        assert seen["mlplane_outbox_pending_events{}"] == 3
         assert seen["mlplane_outbox_oldest_pending_event_age_seconds{}"] > 0
         assert seen['mlplane_model_uploads_total{"outcome":"ok"}'] == 1
         assert seen['mlplane_model_upload_bytes_total{"outcome":"ok"}'] == len(linear_model(4))
@@ -210,5 +244,4 @@ async def test_a_dead_webhook_never_blocks_submissions(rig_dir: Path) -> None:
         assert seen['mlplane_db_pool_max_connections{"pool":"registry"}'] == 10
         assert seen['mlplane_db_pool_connections{"pool":"registry","state":"idle"}'] >= 1
     finally:
-        await server.stop(1)
-        pg.stop()
+        await rig.stop()
