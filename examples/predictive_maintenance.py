@@ -7,8 +7,11 @@
 # 2. label it "the pump fails within the next 48 hours" from the recorded failure events;
 # 3. train a scikit-learn model on seven pumps and evaluate it on the eighth, which it never saw;
 # 4. convert it to ONNX and check the ONNX model gives the same answers;
-# 5. upload it with its metrics and its training exports as lineage, submit it for review;
-# 6. approve it with a second person's token (an approver can never approve their own work).
+# 5. upload it with its metrics, its training exports as lineage and the held-out pump's rows
+#    as an evaluation set;
+# 6. wait for the registry's validation report: the model run in ONNX Runtime in a sandbox,
+#    and its claimed metrics reproduced on the held-out rows; then submit it for review;
+# 7. approve it with a second person's token (an approver can never approve their own work).
 #
 # Settings come from the environment: `MLPLANE_URL` (default `localhost:8080`),
 # `MLPLANE_TOKEN` (a `data_scientist`), `MLPLANE_APPROVER_TOKEN` (a `model_approver`),
@@ -232,13 +235,17 @@ assert np.allclose(onnx_proba[:, 1], p_model, atol=1e-5)
 print(f"ONNX reproduces scikit-learn on {len(x_test)} held-out rows")
 
 # %% [markdown]
-# ## 5. Upload with metrics and lineage, and submit for review
+# ## 5. Upload with metrics, lineage and the held-out rows
 #
-# The registry validates the ONNX file, stores it, and records the metrics and the ids of
-# the exports it was trained on. The new version waits in `PENDING_APPROVAL`; submitting it
-# moves it to `IN_REVIEW`.
+# The registry checks the ONNX file, stores it, and records the metrics and the ids of the
+# exports it was trained on. The held-out pump's rows go with it as an evaluation set: a
+# Parquet file of the model's input columns, in training order (the ONNX model has one input
+# of 15 columns, which takes the file's feature columns in order), and a `label` column.
+# The new version waits in `PENDING_APPROVAL`.
 
 # %%
+holdout_path = workdir / f"{HOLDOUT}_holdout.parquet"
+test[[*FEATURES, "label"]].to_parquet(holdout_path, index=False)
 version = client.upload_model(
     onnx_path,
     MODEL_NAME,
@@ -247,21 +254,51 @@ version = client.upload_model(
     metrics=metrics,
     training_exports=[export.export_id for export in exports.values()],
     labels={"holdout": HOLDOUT, "horizon_hours": f"{HORIZON.total_seconds() / 3600:g}"},
+    evaluation_set=holdout_path,
     progress=True,
 )
+
+# %% [markdown]
+# ## 6. The validation report, then submit for review
+#
+# A validation worker loads the version in ONNX Runtime in a sandboxed process (no network,
+# limited memory and time), times it, and scores the held-out rows with it to recompute the
+# metrics claimed at upload (the baselines are not metrics it knows: it lists them without
+# checking them). A version can be approved only once its report has `PASSED`. Submitting
+# it moves it to `IN_REVIEW`.
+
+# %%
+report = client.wait_for_validation(version.model_id, version.version, timeout=90)
+failure = f"validation {report.state}: {report.reason} {report.message}"
+assert report.metrics is not None, failure
+SHOWN = {"roc_auc": "ROC AUC", "average_precision": "average precision", "f1": "F1 @ 0.5"}
+checks = [report.metrics.check(name) for name in SHOWN]
+print(f"validation {report.state} on {report.metrics.rows} held-out rows of {HOLDOUT}")
+print(
+    pd.DataFrame(
+        {
+            "claimed": [check.claimed for check in checks],
+            "verified": [check.verified for check in checks],
+            "status": [check.status for check in checks],
+        },
+        index=list(SHOWN.values()),
+    ).round(3)
+)
+assert report.state == "PASSED", failure
+
 approval = client.submit_for_approval(
     version.model_id,
     version=version.version,
     comment=f"ROC AUC {metrics['roc_auc']:.3f} on held-out {HOLDOUT} "
-    f"(baseline {metrics['baseline_roc_auc']:.3f})",
+    f"(baseline {metrics['baseline_roc_auc']:.3f}), reproduced by validation",
 )
 print(f"{version.name} v{version.version} ({version.sha256[:12]}...) in review")
 
 # %% [markdown]
-# ## 6. Approve, as someone else
+# ## 7. Approve, as someone else
 #
-# An approver sees the version's signature, metrics and lineage in the review queue and
-# decides. Whoever uploaded or submitted a version can never approve it.
+# An approver sees the version's signature, metrics, lineage and validation report in the
+# review queue and decides. Whoever uploaded or submitted a version can never approve it.
 
 # %%
 approver = Client(URL, token=APPROVER_TOKEN, timeout=30.0)
@@ -269,6 +306,7 @@ approver.approve(approval.approval_id, comment="beats the baseline on a held-out
 final = client.get_version(version.model_id, version.version)
 print(f"{final.name} v{final.version}: {final.status}")
 assert final.status == "APPROVED"
+assert (final.validation_state, final.has_evaluation_set) == ("PASSED", True)
 assert sorted(final.training_export_ids) == sorted(e.export_id for e in exports.values())
 client.close()
 approver.close()

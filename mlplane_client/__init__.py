@@ -1,10 +1,11 @@
 """mlplane SDK: history exports into pandas / Arrow, the ONNX model registry and
 approvals, over gRPC (sync API, so it works the same in notebooks and scripts).
 
-Results are typed (`Model`, `ModelVersion`, `Approval`, `Asset`,
-`ExportManifest`, …): statuses are words (`VersionStatus`, `ApprovalState`,
-`ExportFormat`, `ExportStatus`), times UTC `datetime`s; `.to_dict()` gives JSON
-values and `.raw` the protobuf message.
+Results are typed (`Model`, `ModelVersion`, `Approval`, `ValidationReport`,
+`Asset`, `ExportManifest`, …): statuses are words (`VersionStatus`,
+`ApprovalState`, `ValidationState`, `CompatibilityVerdict`, `ExportFormat`,
+`ExportStatus`), times UTC `datetime`s; `.to_dict()` gives JSON values and
+`.raw` the protobuf message.
 
 >>> from mlplane_client import Client, NotFound
 >>> c = Client.from_env()  # MLPLANE_URL, MLPLANE_TOKEN  # doctest: +SKIP
@@ -14,7 +15,14 @@ True
 
 from mlplane_client._transport import RetryPolicy, Target
 from mlplane_client.client import Client
-from mlplane_client.enums import ApprovalState, ExportFormat, ExportStatus, VersionStatus
+from mlplane_client.enums import (
+    ApprovalState,
+    CompatibilityVerdict,
+    ExportFormat,
+    ExportStatus,
+    ValidationState,
+    VersionStatus,
+)
 from mlplane_client.errors import (
     Conflict,
     DeadlineExceeded,
@@ -27,19 +35,28 @@ from mlplane_client.errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+    ValidationTimeout,
 )
 from mlplane_client.exports import ArrowExport, ExportManifest, HistoryExport
 from mlplane_client.resources import (
     Approval,
     Asset,
     FailureEvent,
+    MetricCheck,
+    MetricsVerification,
     Model,
     ModelVersion,
     OnnxSignature,
     OperatorSetId,
+    RuntimeCheck,
+    RuntimeOutput,
+    SandboxLimits,
+    SignatureCompatibility,
+    SignatureDifference,
     StatusChange,
     Tag,
     TensorSpec,
+    ValidationReport,
 )
 
 __all__ = [
@@ -48,6 +65,7 @@ __all__ = [
     "ArrowExport",
     "Asset",
     "Client",
+    "CompatibilityVerdict",
     "Conflict",
     "DeadlineExceeded",
     "ExportFormat",
@@ -58,6 +76,8 @@ __all__ = [
     "HistoryExport",
     "IntegrityError",
     "InvalidArgument",
+    "MetricCheck",
+    "MetricsVerification",
     "MlplaneError",
     "Model",
     "ModelVersion",
@@ -67,11 +87,19 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "RetryPolicy",
+    "RuntimeCheck",
+    "RuntimeOutput",
+    "SandboxLimits",
+    "SignatureCompatibility",
+    "SignatureDifference",
     "StatusChange",
     "Tag",
     "Target",
     "TensorSpec",
     "Unauthenticated",
     "Unavailable",
+    "ValidationReport",
+    "ValidationState",
+    "ValidationTimeout",
     "VersionStatus",
 ]

@@ -1,5 +1,7 @@
 """One-line hints for the failures that leave a newcomer stuck: no token, an
-expired or mangled one, the wrong role, nothing listening at the URL.
+expired or mangled one, the wrong role, nothing listening at the URL; and for
+the validation gate: an evaluation set refused, an approval refused because the
+version's validation has not passed, a wait for a report that timed out.
 
 `diagnose` names the cause, keyed on the `ErrorInfo.reason` first (the services
 send one, domain `mlplane`; the gateway too, domain `gateway.mlplane`) and
@@ -46,6 +48,10 @@ class Cause(Enum):
     TLS_FAILED = auto()
     SERVICE_DOWN = auto()  # the gateway answers, the service behind it does not
     WRONG_TARGET = auto()  # something answers, but not the gateway
+    EVALUATION_SET_TOO_LARGE = auto()
+    EVALUATION_SET_NOT_PARQUET = auto()
+    VALIDATION_NOT_PASSED = auto()  # approval refused: the report is not PASSED
+    VALIDATION_TIMEOUT = auto()  # the client's own: no verdict within the wait
 
 
 @dataclass(frozen=True)
@@ -55,21 +61,44 @@ class Diagnosis:
     cause: Cause
     url: str = ""
     roles: tuple[str, ...] = ()
+    model_id: str = ""
+    version: str = ""
 
 
 @dataclass(frozen=True)
 class Wording:
-    """How the reader passes a token (`jwt_option`), a URL and a CA."""
+    """How the reader passes a token (`jwt_option`), a URL, a CA, an evaluation
+    set and how long to wait for a report, and how they read a report
+    (`report`, formatted with `model_id` and `version`; `any_report` when they
+    are unknown)."""
 
     jwt_option: str
     url_option: str
     ca_option: str
+    evaluation_option: str
+    wait_option: str
+    report: str
+    any_report: str
 
 
 SDK = Wording(
-    jwt_option="token=", url_option="url=", ca_option="root_certificates= or MLPLANE_CA_FILE"
+    jwt_option="token=",
+    url_option="url=",
+    ca_option="root_certificates= or MLPLANE_CA_FILE",
+    evaluation_option="evaluation_set=",
+    wait_option="timeout=",
+    report='get_validation_report("{model_id}", {version})',
+    any_report="get_validation_report(model_id, version)",
 )
-CLI = Wording(jwt_option="--token", url_option="--url", ca_option="MLPLANE_CA_FILE")
+CLI = Wording(
+    jwt_option="--token",
+    url_option="--url",
+    ca_option="MLPLANE_CA_FILE",
+    evaluation_option="--evaluation-set",
+    wait_option="--wait-timeout",
+    report="mlplane validation show {model_id} {version}",
+    any_report="mlplane validation show MODEL_ID VERSION",
+)
 
 _BY_REASON = {
     "TOKEN_MISSING": Cause.TOKEN_MISSING,
@@ -85,6 +114,9 @@ _BY_REASON = {
     "ROLE_REQUIRED": Cause.ROLE_REQUIRED,
     # The gateway's word for a service behind it that does not answer.
     "SERVICE_UNAVAILABLE": Cause.SERVICE_DOWN,
+    "EVALUATION_SET_TOO_LARGE": Cause.EVALUATION_SET_TOO_LARGE,
+    "EVALUATION_SET_NOT_PARQUET": Cause.EVALUATION_SET_NOT_PARQUET,
+    "VALIDATION_NOT_PASSED": Cause.VALIDATION_NOT_PASSED,
 }
 
 # Envoy jwt_authn's texts (and the services' own, should a reason be lost on the way).
@@ -139,6 +171,10 @@ def diagnose(
         return None
     if cause is Cause.ROLE_REQUIRED:
         return Diagnosis(cause, url, _roles(metadata, message))
+    if cause is Cause.VALIDATION_NOT_PASSED:
+        return Diagnosis(
+            cause, url, model_id=metadata.get("modelId", ""), version=metadata.get("version", "")
+        )
     return Diagnosis(cause, url)
 
 
@@ -229,3 +265,29 @@ def render(diagnosis: Diagnosis, wording: Wording) -> str:
                 f"{url} is not the mlplane gateway (which serves every call): "
                 f"point {w.url_option} / MLPLANE_URL at it (default localhost:8080)"
             )
+        case Cause.EVALUATION_SET_TOO_LARGE:
+            return (
+                f"an evaluation set is at most 64 MiB of Parquet: pass a sample of the "
+                f"held-out rows as {w.evaluation_option}"
+            )
+        case Cause.EVALUATION_SET_NOT_PARQUET:
+            return (
+                f"{w.evaluation_option} takes a Parquet file: the model's input columns and a "
+                "label column, e.g. DataFrame.to_parquet(path, index=False)"
+            )
+        case Cause.VALIDATION_NOT_PASSED:
+            return (
+                "a version can be approved only once its validation has PASSED: "
+                f"see its report with `{_report_call(diagnosis, w)}`"
+            )
+        case Cause.VALIDATION_TIMEOUT:
+            return (
+                f"the validation worker has not finished yet: wait longer ({w.wait_option}), "
+                f"or look at the report with `{_report_call(diagnosis, w)}`"
+            )
+
+
+def _report_call(diagnosis: Diagnosis, w: Wording) -> str:
+    if diagnosis.model_id and diagnosis.version:
+        return w.report.format(model_id=diagnosis.model_id, version=diagnosis.version)
+    return w.any_report

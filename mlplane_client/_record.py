@@ -100,6 +100,17 @@ def brief(value: object) -> str:
     return repr(value)
 
 
+def binary_size(size: int) -> str:
+    """Bytes in MiB, or GiB from 1 GiB on.
+
+    >>> binary_size(89_434_112), binary_size(2**30), binary_size(3 * 2**29)
+    ('85.3 MiB', '1 GiB', '1.5 GiB')
+    """
+    if size >= 2**30:
+        return f"{size / 2**30:.3g} GiB"
+    return f"{size / 2**20:.1f} MiB"
+
+
 def brief_number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 

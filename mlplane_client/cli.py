@@ -8,6 +8,11 @@ resource), and exits 1 when the server refuses, with one line on stderr
 (`mlplane: NOT_FOUND MODEL_NOT_FOUND: …`) and, for the usual ways to get stuck,
 a second one saying what to do (`hint: pass --token or set MLPLANE_TOKEN …`);
 2 for usage errors.
+
+`mlplane validation show MODEL_ID VERSION` exits 0 whenever the report could be
+read, whatever its state: a FAILED validation is an answer, not an error (a
+script gates on it with `--json` and `.state == "PASSED"`). With `--wait` it
+exits 1 when the report is still PENDING or RUNNING after `--wait-timeout`.
 """
 
 from __future__ import annotations
@@ -23,14 +28,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplane_client._hints import CLI
+from mlplane_client._record import binary_size
 from mlplane_client.errors import MlplaneError
 
 if TYPE_CHECKING:
     from mlplane_client.client import Client
     from mlplane_client.exports import ExportManifest
-    from mlplane_client.resources import Approval, Asset, Model, ModelVersion
+    from mlplane_client.resources import (
+        Approval,
+        Asset,
+        MetricsVerification,
+        Model,
+        ModelVersion,
+        RuntimeCheck,
+        SignatureCompatibility,
+        ValidationReport,
+    )
 
-    Result = Asset | Model | ModelVersion | Approval | ExportManifest
+    Result = Asset | Model | ModelVersion | Approval | ExportManifest | ValidationReport
 
 EXIT_SERVER_ERROR = 1
 EXIT_USAGE = 2
@@ -123,6 +138,19 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
+def _rows(rows: Sequence[tuple[str, object]], indent: str = "") -> None:
+    """`key:   value` lines, values lined up in column 18."""
+    for key, value in rows:
+        print(f"{indent + key + ':':<18}{value}")
+
+
+def _validation_summary(version: ModelVersion) -> str:
+    if version.validation_state.number == 0:
+        return "-"
+    attached = "with" if version.has_evaluation_set else "no"
+    return f"{version.validation_state} ({attached} evaluation set)"
+
+
 def _show_version(version: ModelVersion) -> None:
     metrics = ", ".join(f"{k}={v:g}" for k, v in sorted(version.metrics.items()))
     labels = ", ".join(f"{k}={v}" for k, v in sorted(version.labels.items()))
@@ -131,6 +159,7 @@ def _show_version(version: ModelVersion) -> None:
         ("model", f"{version.name} ({version.model_id})"),
         ("version", version.version),
         ("status", version.status),
+        ("validation", _validation_summary(version)),
         ("description", version.description or "-"),
         ("sha256", version.sha256),
         ("size", f"{version.size_bytes:,} bytes"),
@@ -142,8 +171,117 @@ def _show_version(version: ModelVersion) -> None:
         ("training exports", ", ".join(version.training_export_ids) or "-"),
         ("created", f"{_when(version.create_time)} by {version.created_by}"),
     ]
-    for key, value in rows:
-        print(f"{key + ':':<18}{value}")
+    _rows(rows)
+
+
+def _number(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _why(reason: str, message: str) -> str:
+    """`REASON: message`, either part left out when empty."""
+    return ": ".join(p for p in (reason, message) if p)
+
+
+def _show_runtime(runtime: RuntimeCheck | None) -> None:
+    if runtime is None:
+        _rows([("runtime", "not run yet")])
+        return
+    outcome = "passed" if runtime.passed else f"FAILED {_why(runtime.reason, runtime.message)}"
+    if runtime.onnxruntime_version:
+        outcome += f" (onnxruntime {runtime.onnxruntime_version})"
+    peak = runtime.peak_memory_bytes
+    details: list[tuple[str, object]] = [
+        ("load", f"{runtime.load_seconds:.3f} s" if runtime.load_seconds else ""),
+        ("latency", runtime.latency if runtime.timed_runs else ""),
+        ("peak memory", binary_size(peak) if peak else ""),
+        ("outputs", ", ".join(map(str, runtime.outputs))),
+        ("non-finite", "NaN or infinity in an output" if runtime.non_finite_output else ""),
+        ("limits", str(runtime.limits) if runtime.limits else ""),
+        ("network", ", ".join(runtime.network_isolation)),
+    ]
+    _rows([("runtime", outcome.strip())])
+    _rows([(k, v) for k, v in details if v], indent="  ")
+
+
+def _metrics_absent(report: ValidationReport) -> str:
+    """Why a report has no metrics part."""
+    if not report.done:
+        return "not checked yet"
+    if report.runtime is not None and report.runtime.passed:
+        return "no evaluation set"
+    return "not checked (the model did not run)"
+
+
+def _show_metrics(metrics: MetricsVerification | None, absent: str) -> None:
+    if metrics is None:
+        _rows([("metrics", absent)])
+        return
+    if metrics.reason:
+        head = f"FAILED {_why(metrics.reason, metrics.message)}"
+    else:
+        head = f"{'passed' if metrics.passed else 'FAILED'} on {metrics.rows:,} rows"
+        head += f", label column {metrics.label_column!r}, threshold {metrics.threshold:g}"
+    _rows([("metrics", head)])
+    if metrics.checks:
+        _table(
+            ("METRIC", "CLAIMED", "VERIFIED", "DIFFERENCE", "TOLERANCE", "STATUS", "NOTE"),
+            [
+                [
+                    c.name,
+                    _number(c.claimed),
+                    _number(c.verified),
+                    _number(c.difference, "+.3g"),
+                    _number(c.tolerance, ".3g"),
+                    c.status,
+                    "" if c.status == "MATCH" else c.message,
+                ]
+                for c in metrics.checks
+            ],
+        )
+    if metrics.unknown_metrics:
+        _rows([("not checked", ", ".join(metrics.unknown_metrics))], indent="  ")
+
+
+def _show_compatibility(compatibility: SignatureCompatibility | None) -> None:
+    if compatibility is None:
+        _rows([("compatibility", "-")])
+        return
+    against = (
+        f" with approved v{compatibility.approved_version}"
+        if compatibility.approved_version
+        else ""
+    )
+    _rows([("compatibility", f"{compatibility.verdict}{against}")])
+    headers = ("DIFFERENCE", "CHANGE", "SIDE", "TENSOR", "OLD", "NEW")
+    rows = [
+        [kind, d.change, d.side, d.tensor or "-", d.old or "-", d.new or "-"]
+        for kind, differences in (
+            ("breaking", compatibility.breaking),
+            ("non-breaking", compatibility.non_breaking),
+        )
+        for d in differences
+    ]
+    if rows:
+        _table(headers, rows)
+
+
+def _show_report(report: ValidationReport) -> None:
+    why = _why(report.reason, report.message)
+    _rows(
+        [
+            ("model", f"{report.model_id} v{report.version}"),
+            ("state", report.state),
+            *([("reason", why)] if why else []),
+            ("attempts", report.attempts),
+            ("queued", _when(report.create_time)),
+            ("started", _when(report.start_time)),
+            ("completed", _when(report.complete_time)),
+        ]
+    )
+    _show_runtime(report.runtime)
+    _show_metrics(report.metrics, _metrics_absent(report))
+    _show_compatibility(report.compatibility)
 
 
 def _approval_rows(approvals: Sequence[Approval]) -> list[list[object]]:
@@ -241,6 +379,10 @@ def _export(client: Client, args: argparse.Namespace) -> int:
 def _upload(client: Client, args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise UsageError(f"no such file: {args.file}")
+    if args.evaluation_set is not None and not Path(args.evaluation_set).is_file():
+        raise UsageError(f"no such file: {args.evaluation_set}")
+    if args.label_column is not None and args.evaluation_set is None:
+        raise UsageError("--label-column needs --evaluation-set")
     metrics: dict[str, float] = {}
     for key, value in parse_pairs(args.metric, what="metric").items():
         try:
@@ -255,6 +397,8 @@ def _upload(client: Client, args: argparse.Namespace) -> int:
         training_exports=args.training_export or [],
         labels=parse_pairs(args.label, what="label"),
         progress=args.progress,
+        evaluation_set=args.evaluation_set,
+        evaluation_label_column=args.label_column,
     )
     if args.json:
         _print_json(_as_dict(version))
@@ -351,6 +495,19 @@ def _download(client: Client, args: argparse.Namespace) -> int:
         _print_json({"file": str(path), "sha256": version.sha256, "sizeBytes": version.size_bytes})
     else:
         print(f"{path}  {version.size_bytes:,} bytes  sha256 {version.sha256}")
+    return 0
+
+
+def _validation(client: Client, args: argparse.Namespace) -> int:
+    """`validation show`: exit 0 whenever the report was read, FAILED included."""
+    if args.wait:
+        report = client.wait_for_validation(args.model_id, args.version, timeout=args.wait_timeout)
+    else:
+        report = client.get_validation_report(args.model_id, args.version)
+    if args.json:
+        _print_json(_as_dict(report))
+    else:
+        _show_report(report)
     return 0
 
 
@@ -478,6 +635,15 @@ def add_client_commands(commands: Any) -> None:
         "--training-export", action="append", metavar="ID", help="export id; repeatable"
     )
     upload.add_argument("--label", action="append", metavar="K=V", help="repeatable")
+    upload.add_argument(
+        "--evaluation-set",
+        metavar="FILE.parquet",
+        help="held-out rows (the model's input columns and a label column, at most 64 MiB): "
+        "the claimed --metric values are reproduced on them before approval",
+    )
+    upload.add_argument(
+        "--label-column", metavar="NAME", help="the evaluation set's label column (default label)"
+    )
 
     submit = verb("submit", _submit, "submit a version for approval")
     submit.add_argument("model_id")
@@ -495,6 +661,31 @@ def add_client_commands(commands: Any) -> None:
     show_version = versions("show", "show one version")
     show_version.add_argument("model_id")
     show_version.add_argument("version", type=int)
+
+    validation = group(
+        "validation", _validation, "validation reports of versions", "validation_command"
+    )
+    show_report = validation(
+        "show",
+        "show a version's validation report (exit 0 when read, FAILED included)",
+    )
+    show_report.epilog = (
+        "Exit status 0 whenever the report was read, whatever its state (gate a script on "
+        '--json\'s .state == "PASSED"); 1 when the server refuses, or with --wait when '
+        "the report is still PENDING or RUNNING after --wait-timeout."
+    )
+    show_report.add_argument("model_id")
+    show_report.add_argument("version", type=int)
+    show_report.add_argument(
+        "--wait", action="store_true", help="poll until it is PASSED or FAILED"
+    )
+    show_report.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --wait: exit 1 if still PENDING or RUNNING after this long (default 60)",
+    )
 
     download = verb("download", _download, "download a version's ONNX file (SHA-256 checked)")
     download.add_argument("model_id")

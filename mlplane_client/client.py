@@ -15,6 +15,17 @@ ApprovalState.OPEN
 >>> c.get_version(mv.model_id, 1).status == "IN_REVIEW"  # doctest: +SKIP
 True
 
+With an evaluation set (Parquet: the model's input columns and a `label` column)
+the registry's validation worker reproduces the claimed metrics; approval needs
+its report to have passed:
+
+>>> holdout[FEATURES + ["label"]].to_parquet("holdout.parquet", index=False)  # doctest: +SKIP
+>>> mv = c.upload_model("model.onnx", "pump-risk", "GBM", metrics={"roc_auc": 0.91},
+...                     evaluation_set="holdout.parquet")  # doctest: +SKIP
+>>> report = c.wait_for_validation(mv.model_id, mv.version)  # doctest: +SKIP
+>>> report.state, report.metrics.check("roc_auc").verified  # doctest: +SKIP
+(ValidationState.PASSED, 0.9102)
+
 Results are typed (`mlplane_client.resources`): statuses are `StrEnum` words,
 times timezone-aware UTC `datetime`s, `.to_dict()` gives JSON values and `.raw`
 the protobuf message as received.
@@ -24,8 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
@@ -45,7 +58,7 @@ from mlplane_client._transport import (
     parse_target,
 )
 from mlplane_client.enums import ApprovalState
-from mlplane_client.errors import IntegrityError
+from mlplane_client.errors import IntegrityError, ValidationTimeout
 from mlplane_client.exports import (
     ArrowExport,
     ExportManifest,
@@ -56,7 +69,14 @@ from mlplane_client.exports import (
     to_duration,
     to_timestamp,
 )
-from mlplane_client.resources import Approval, Asset, FailureEvent, Model, ModelVersion
+from mlplane_client.resources import (
+    Approval,
+    Asset,
+    FailureEvent,
+    Model,
+    ModelVersion,
+    ValidationReport,
+)
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -66,6 +86,9 @@ if TYPE_CHECKING:
 DEFAULT_URL = "localhost:8080"
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 _ITEM = TypeVar("_ITEM")
+# An evaluation set: a file path, its bytes, or a binary file object read from
+# where it stands (and left open).
+EvaluationSet = str | os.PathLike[str] | bytes | IO[bytes]
 
 
 class _Page(Protocol):
@@ -351,6 +374,8 @@ class Client(Closing):
         labels: Mapping[str, str] | None = None,
         sha256: str | None = None,
         progress: bool = True,
+        evaluation_set: EvaluationSet | None = None,
+        evaluation_label_column: str | None = None,
     ) -> ModelVersion:
         """Upload an ONNX file as the next version of model `name`.
 
@@ -359,15 +384,29 @@ class Client(Closing):
         refuses the upload if the bytes it got hash differently. Never retried.
 
         Args:
+            metrics: the claimed metrics; with an evaluation set, the validation
+                worker recomputes those it knows (`roc_auc`, `average_precision`,
+                `f1`, `accuracy`, `precision`, `recall`, `log_loss`, `rmse`,
+                `mse`, `mae`, `r2` and their usual spellings) and compares.
             training_exports: export ids, or the `HistoryExport` /
                 `ArrowExport` / `ExportManifest` objects, the model was trained on.
+            evaluation_set: held-out rows as Parquet (at most 64 MiB): a path,
+                the file's bytes, or a binary file object. The model's input
+                columns (a single `[batch, k]` input takes k feature columns in
+                training order, or columns named like the inputs) and a label
+                column. Streamed in 1 MiB chunks before the model's.
+            evaluation_label_column: the label column, when not `label`.
 
         Returns:
-            the new `ModelVersion` (status `PENDING_APPROVAL`).
+            the new `ModelVersion` (status `PENDING_APPROVAL`, `validation_state`
+            `PENDING` until the worker has run: see `wait_for_validation`).
 
         Raises:
-            InvalidArgument: not ONNX, bad name or metadata, digest mismatch.
-            ResourceExhausted: larger than the server's limit (`MODEL_TOO_LARGE`).
+            InvalidArgument: not ONNX, bad name or metadata, digest mismatch, an
+                evaluation set that is not Parquet (`EVALUATION_SET_NOT_PARQUET`).
+            ResourceExhausted: larger than the server's limit (`MODEL_TOO_LARGE`,
+                `EVALUATION_SET_TOO_LARGE`).
+            ValueError: an empty evaluation set, or a label column without one.
 
         >>> mv = c.upload_model("model.onnx", "pump-risk", "GBM on 7 days of pumps",
         ...                     metrics={"auc": 0.91}, training_exports=[ex])  # doctest: +SKIP
@@ -375,6 +414,8 @@ class Client(Closing):
         ...  # doctest: +SKIP
         (1, True)
         """
+        if evaluation_label_column is not None and evaluation_set is None:
+            raise ValueError("evaluation_label_column is only meaningful with an evaluation_set")
         file = Path(path)
         size = file.stat().st_size
         digest = sha256 or _file_sha256(file)
@@ -386,15 +427,22 @@ class Client(Closing):
             training_export_ids=[
                 e if isinstance(e, str) else e.export_id for e in training_exports or ()
             ],
+            evaluation_label_column=evaluation_label_column or "",
             sha256=digest,
         )
-        with (
-            file.open("rb") as handle,
-            Progress(progress, desc=f"upload {file.name}", total=size, rows=False) as bar,
-        ):
+        with contextlib.ExitStack() as opened:
+            evaluation: Iterator[bytes] = iter(())
+            evaluation_size: int | None = 0
+            if evaluation_set is not None:
+                evaluation, evaluation_size = _open_evaluation_set(evaluation_set, opened)
+            handle = opened.enter_context(file.open("rb"))
+            total = None if evaluation_size is None else size + evaluation_size
+            bar = opened.enter_context(
+                Progress(progress, desc=f"upload {file.name}", total=total, rows=False)
+            )
             return ModelVersion.from_proto(
                 self._t.client_stream(
-                    self._models.UploadModel, _upload_requests(metadata, handle, bar)
+                    self._models.UploadModel, _upload_requests(metadata, evaluation, handle, bar)
                 )
             )
 
@@ -450,6 +498,56 @@ class Client(Closing):
                 idempotent=True,
             )
         )
+
+    def get_validation_report(self, model_id: str, version: int) -> ValidationReport:
+        """A version's validation report: its `state` (`PENDING`, `RUNNING`,
+        `PASSED`, `FAILED` with a `reason`), the ONNX Runtime check (`runtime`:
+        load time, P50/P95 latency, peak memory, outputs), the claimed metrics
+        reproduced on its evaluation set (`metrics`, None without one) and its
+        signature against the approved version (`compatibility`).
+
+        >>> r = c.get_validation_report(mv.model_id, 1)  # doctest: +SKIP
+        >>> r.state, r.runtime.latency_p95_ms, [str(x) for x in r.metrics.checks]  # doctest: +SKIP
+        (ValidationState.PASSED, 1.9, ['roc_auc: claimed 0.91, verified 0.9102 (…) MATCH'])
+        """
+        return ValidationReport.from_proto(
+            self._t.unary(
+                self._models.GetValidationReport,
+                mpb.GetValidationReportRequest(model_id=model_id, version=version),
+                idempotent=True,
+            )
+        )
+
+    def wait_for_validation(
+        self,
+        model_id: str,
+        version: int,
+        timeout: float | None = 60.0,
+        poll: float = 0.5,
+    ) -> ValidationReport:
+        """Read the report every `poll` seconds until it is `PASSED` or `FAILED`,
+        and return it (a `FAILED` report is returned, not raised: look at its
+        `reason`). `timeout` None waits for ever.
+
+        Raises:
+            ValidationTimeout: still `PENDING` or `RUNNING` after `timeout`
+                seconds (a `TimeoutError`; `.report` is the last one read).
+
+        >>> report = c.wait_for_validation(mv.model_id, mv.version, timeout=120)  # doctest: +SKIP
+        >>> report.passed, report.reason  # doctest: +SKIP
+        (True, '')
+        """
+        if poll <= 0:
+            raise ValueError(f"poll must be positive, got {poll}")
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            report = self.get_validation_report(model_id, version)
+            if report.done:
+                return report
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ValidationTimeout(model_id, version, report, timeout or 0.0)
+            time.sleep(min(poll, left))
 
     def download_model(
         self,
@@ -609,10 +707,50 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_evaluation_set(
+    source: EvaluationSet, opened: contextlib.ExitStack
+) -> tuple[Iterator[bytes], int | None]:
+    """The evaluation set's bytes in chunks of at most `UPLOAD_CHUNK_BYTES`, and
+    its size when known. A path is opened on `opened`; a file object is read from
+    where it stands and left open. The first chunk is read now, so an empty set
+    or a text-mode file fails here rather than inside the call."""
+    size: int | None = None
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        size = view.nbytes
+        chunks: Iterator[bytes] = (
+            bytes(view[i : i + UPLOAD_CHUNK_BYTES]) for i in range(0, size, UPLOAD_CHUNK_BYTES)
+        )
+    elif isinstance(source, str | os.PathLike):
+        handle = opened.enter_context(Path(source).open("rb"))  # noqa: SIM115 (ExitStack)
+        size = os.fstat(handle.fileno()).st_size
+        chunks = _read_chunks(handle)
+    else:
+        chunks = _read_chunks(source)
+    first = next(chunks, b"")
+    if not isinstance(first, bytes):
+        raise TypeError("evaluation_set: open the file in binary mode ('rb')")
+    if not first:
+        raise ValueError("the evaluation set is empty")
+    return itertools.chain([first], chunks), size
+
+
+def _read_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+        yield chunk
+
+
 def _upload_requests(
-    metadata: mpb.UploadModelMetadata, handle: IO[bytes], bar: Progress
+    metadata: mpb.UploadModelMetadata,
+    evaluation: Iterable[bytes],
+    handle: IO[bytes],
+    bar: Progress,
 ) -> Iterator[mpb.UploadModelRequest]:
+    """Metadata, then the evaluation set's chunks, then the model's."""
     yield mpb.UploadModelRequest(metadata=metadata)
+    for piece in evaluation:
+        yield mpb.UploadModelRequest(evaluation_set_chunk=piece)
+        bar.update(nbytes=len(piece))
     while chunk := handle.read(UPLOAD_CHUNK_BYTES):
         yield mpb.UploadModelRequest(chunk=chunk)
         bar.update(nbytes=len(chunk))

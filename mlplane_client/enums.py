@@ -1,5 +1,5 @@
 """The contract's enums as words: `VersionStatus`, `ApprovalState`, `ExportFormat`,
-`ExportStatus`.
+`ExportStatus`, `ValidationState`, `CompatibilityVerdict`.
 
 Each is a `StrEnum` whose values are the protobuf value names, so a status
 compares equal to its name, prints as it, and serialises to JSON as the REST
@@ -91,6 +91,44 @@ class ApprovalState(ProtoWord):
     @classmethod
     def descriptor(cls) -> EnumDescriptor:
         return mpb.Approval.State.DESCRIPTOR
+
+
+class ValidationState(ProtoWord):
+    """Where a version's validation stands: `PENDING` (queued), `RUNNING`, then
+    `PASSED` or `FAILED` (see the report's `reason`). Approval needs `PASSED`."""
+
+    STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+
+    @classmethod
+    def descriptor(cls) -> EnumDescriptor:
+        return mpb.ValidationReport.State.DESCRIPTOR
+
+    @property
+    def done(self) -> bool:
+        """Whether the validation is over (`PASSED` or `FAILED`).
+
+        >>> ValidationState.RUNNING.done, ValidationState.FAILED.done
+        (False, True)
+        """
+        return self in (ValidationState.PASSED, ValidationState.FAILED)
+
+
+class CompatibilityVerdict(ProtoWord):
+    """A version's signature against the model's approved version: `COMPATIBLE`,
+    `BREAKING` (the differences are listed) or `NO_APPROVED_VERSION`."""
+
+    VERDICT_UNSPECIFIED = "VERDICT_UNSPECIFIED"
+    COMPATIBLE = "COMPATIBLE"
+    BREAKING = "BREAKING"
+    NO_APPROVED_VERSION = "NO_APPROVED_VERSION"
+
+    @classmethod
+    def descriptor(cls) -> EnumDescriptor:
+        return mpb.SignatureCompatibility.Verdict.DESCRIPTOR
 
 
 class ExportFormat(ProtoWord):

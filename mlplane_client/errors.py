@@ -19,14 +19,17 @@ hint: pass token= or set MLPLANE_TOKEN (a dev stack mints one with `mlplane toke
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
-from mlplane_client._hints import SDK, Diagnosis, Wording, diagnose, render
+from mlplane_client._hints import SDK, Cause, Diagnosis, Wording, diagnose, render
+
+if TYPE_CHECKING:
+    from mlplane_client.resources import ValidationReport
 
 _REQUEST_ID_KEY = "x-request-id"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -138,11 +141,13 @@ class InvalidArgument(MlplaneError):
 
 class Conflict(MlplaneError):
     """ALREADY_EXISTS / ABORTED / FAILED_PRECONDITION: the resource is not in a
-    state that allows this (already submitted, already decided, ...)."""
+    state that allows this (already submitted, already decided, approving a
+    version whose validation has not passed: `VALIDATION_NOT_PASSED`, ...)."""
 
 
 class ResourceExhausted(MlplaneError):
-    """RESOURCE_EXHAUSTED: too large (model over the size limit) or rate-limited."""
+    """RESOURCE_EXHAUSTED: too large (model over the size limit, an evaluation set
+    over 64 MiB: `EVALUATION_SET_TOO_LARGE`) or rate-limited."""
 
 
 class Unavailable(MlplaneError):
@@ -151,6 +156,24 @@ class Unavailable(MlplaneError):
 
 class DeadlineExceeded(MlplaneError):
     """DEADLINE_EXCEEDED: the call took longer than its timeout."""
+
+
+class ValidationTimeout(DeadlineExceeded, TimeoutError):
+    """Raised by the client itself (`Client.wait_for_validation`, reason
+    `VALIDATION_TIMEOUT`): the version's validation was still `PENDING` or
+    `RUNNING` when the wait ran out. `report` is the last report read. Also a
+    `TimeoutError`, so `except TimeoutError` catches it."""
+
+    def __init__(self, model_id: str, version: int, report: ValidationReport, waited: float):
+        self.report = report
+        super().__init__(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"model {model_id} v{version}: validation still {report.state} after {waited:g} s "
+            f"({report.attempts} attempt(s) so far)",
+            reason="VALIDATION_TIMEOUT",
+            metadata={"modelId": model_id, "version": str(version), "state": report.state.value},
+            diagnosis=Diagnosis(Cause.VALIDATION_TIMEOUT, model_id=model_id, version=str(version)),
+        )
 
 
 class IntegrityError(MlplaneError):

@@ -1,6 +1,8 @@
 """The typed results of the SDK: `Model`, `ModelVersion` (with its `OnnxSignature`
-and `StatusChange` history), `Approval`, `Asset` (with its `Tag`s) and
-`FailureEvent`. (`ExportManifest` lives with the exports, in `exports.py`.)
+and `StatusChange` history), `Approval`, `ValidationReport` (with its
+`RuntimeCheck`, `MetricsVerification` and `SignatureCompatibility`), `Asset`
+(with its `Tag`s) and `FailureEvent`. (`ExportManifest` lives with the exports,
+in `exports.py`.)
 
 Each is a frozen dataclass with the protobuf message's field names: statuses
 are words (`VersionStatus`, `ApprovalState`), times timezone-aware `datetime`s
@@ -29,8 +31,13 @@ from google.protobuf.message import Message
 from mlplane.v1 import model_registry_pb2 as mpb
 from mlplane.v1 import query_service_pb2 as qpb
 
-from mlplane_client._record import Record, brief, utc
-from mlplane_client.enums import ApprovalState, VersionStatus
+from mlplane_client._record import Record, binary_size, brief, utc
+from mlplane_client.enums import (
+    ApprovalState,
+    CompatibilityVerdict,
+    ValidationState,
+    VersionStatus,
+)
 
 # Each result keeps `raw`, the message as received: keyword-only, left out of
 # ==, hash() and repr.
@@ -212,7 +219,9 @@ class StatusChange(Record):
 @dataclass(frozen=True, slots=True, repr=False)
 class ModelVersion(Record):
     """One uploaded version of a model, with its ONNX signature, metrics, lineage
-    (`training_export_ids`) and every status change (`status_history`)."""
+    (`training_export_ids`), every status change (`status_history`), where its
+    validation stands (`validation_state`; the report is
+    `Client.get_validation_report`) and whether an evaluation set came with it."""
 
     model_id: str
     name: str
@@ -229,12 +238,15 @@ class ModelVersion(Record):
     create_time: datetime | None
     update_time: datetime | None
     status_history: tuple[StatusChange, ...]
+    validation_state: ValidationState = ValidationState.STATE_UNSPECIFIED
+    has_evaluation_set: bool = False
     raw: mpb.ModelVersion = field(kw_only=True, compare=False, repr=False)
 
     _SHOWN: ClassVar[tuple[str, ...]] = (
         "name",
         "version",
         "status",
+        "validation_state",
         "model_id",
         "size_bytes",
         "metrics",
@@ -261,6 +273,8 @@ class ModelVersion(Record):
             create_time=_when(message, "create_time"),
             update_time=_when(message, "update_time"),
             status_history=tuple(StatusChange.from_proto(c) for c in message.status_history),
+            validation_state=ValidationState.from_proto(message.validation_state),
+            has_evaluation_set=bool(message.has_evaluation_set),
             raw=message,
         )
 
@@ -318,6 +332,375 @@ class Approval(Record):
             ),
             raw=message,
         )
+
+
+# --- validation -----------------------------------------------------------------------------
+def _optional(message: Message, name: str) -> float | None:
+    return float(getattr(message, name)) if message.HasField(name) else None
+
+
+def _failed(reason: str, message: str) -> str:
+    """`failed REASON: message`, either part left out when empty."""
+    return f"failed {': '.join(p for p in (reason, message) if p)}".rstrip()
+
+
+def _number(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SandboxLimits(Record):
+    """The limits the runtime check's child process ran under."""
+
+    memory_bytes: int
+    cpu_seconds: int
+    wall_seconds: float
+    threads: int
+    raw: mpb.SandboxLimits = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("memory_bytes", "cpu_seconds", "wall_seconds", "threads")
+
+    @classmethod
+    def from_proto(cls, message: mpb.SandboxLimits) -> SandboxLimits:
+        return cls(
+            memory_bytes=int(message.memory_bytes),
+            cpu_seconds=int(message.cpu_seconds),
+            wall_seconds=float(message.wall_seconds),
+            threads=int(message.threads),
+            raw=message,
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"memory {binary_size(self.memory_bytes)}, CPU {self.cpu_seconds} s, "
+            f"wall {self.wall_seconds:g} s, {self.threads} thread(s)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RuntimeOutput(Record):
+    """One output of the runtime check's inference: ONNX Runtime's `type`
+    (`tensor(float)`), the `shape` the model returned (empty when not a tensor)."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...]
+    non_finite: bool
+    raw: mpb.RuntimeOutput = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("name", "type", "shape", "non_finite")
+
+    @classmethod
+    def from_proto(cls, message: mpb.RuntimeOutput) -> RuntimeOutput:
+        return cls(
+            name=message.name,
+            type=message.type,
+            shape=tuple(int(d) for d in message.shape),
+            non_finite=bool(message.non_finite),
+            raw=message,
+        )
+
+    def __str__(self) -> str:
+        flag = " (NaN or infinity)" if self.non_finite else ""
+        return f"{self.name}: {self.type}[{', '.join(map(str, self.shape))}]{flag}"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RuntimeCheck(Record):
+    """The model loaded and run in ONNX Runtime in a sandboxed child process:
+    load time, latency of one batch (P50/P95 over `timed_runs`), peak memory,
+    the outputs, and why it failed (`reason`, `message`) when it did."""
+
+    passed: bool
+    reason: str
+    message: str
+    onnxruntime_version: str
+    batch_size: int
+    load_seconds: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    timed_runs: int
+    peak_memory_bytes: int
+    outputs: tuple[RuntimeOutput, ...]
+    non_finite_output: bool
+    limits: SandboxLimits | None
+    network_isolation: tuple[str, ...]
+    raw: mpb.RuntimeCheck = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = (
+        "passed",
+        "reason",
+        "load_seconds",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "peak_memory_bytes",
+    )
+
+    @classmethod
+    def from_proto(cls, message: mpb.RuntimeCheck) -> RuntimeCheck:
+        return cls(
+            passed=bool(message.passed),
+            reason=message.reason,
+            message=message.message,
+            onnxruntime_version=message.onnxruntime_version,
+            batch_size=int(message.batch_size),
+            load_seconds=float(message.load_seconds),
+            latency_p50_ms=float(message.latency_p50_ms),
+            latency_p95_ms=float(message.latency_p95_ms),
+            timed_runs=int(message.timed_runs),
+            peak_memory_bytes=int(message.peak_memory_bytes),
+            outputs=tuple(RuntimeOutput.from_proto(o) for o in message.outputs),
+            non_finite_output=bool(message.non_finite_output),
+            limits=(
+                SandboxLimits.from_proto(message.limits) if message.HasField("limits") else None
+            ),
+            network_isolation=tuple(message.network_isolation),
+            raw=message,
+        )
+
+    @property
+    def latency(self) -> str:
+        """`P50 1.20 ms, P95 2.05 ms per batch of 1 (50 runs)`."""
+        return (
+            f"P50 {self.latency_p50_ms:.2f} ms, P95 {self.latency_p95_ms:.2f} ms "
+            f"per batch of {self.batch_size} ({self.timed_runs} runs)"
+        )
+
+    def __str__(self) -> str:
+        if not self.passed:
+            return _failed(self.reason, self.message)
+        flag = "; NaN or infinity in an output" if self.non_finite_output else ""
+        return (
+            f"loaded in {self.load_seconds:.3f} s; {self.latency}; "
+            f"peak memory {binary_size(self.peak_memory_bytes)}{flag}"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MetricCheck(Record):
+    """One claimed metric (`name`, read as `metric`) against the value the
+    evaluation set gave (`verified`, None when it could not be computed);
+    `status` is `MATCH`, `MISMATCH` or `NOT_COMPUTED`."""
+
+    name: str
+    metric: str
+    claimed: float
+    verified: float | None
+    difference: float | None
+    tolerance: float | None
+    status: str
+    message: str
+    raw: mpb.MetricCheck = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("name", "claimed", "verified", "status")
+
+    @classmethod
+    def from_proto(cls, message: mpb.MetricCheck) -> MetricCheck:
+        return cls(
+            name=message.name,
+            metric=message.metric,
+            claimed=float(message.claimed),
+            verified=_optional(message, "verified"),
+            difference=_optional(message, "difference"),
+            tolerance=_optional(message, "tolerance"),
+            status=message.status,
+            message=message.message,
+            raw=message,
+        )
+
+    def __str__(self) -> str:
+        if self.verified is None:
+            why = f": {self.message}" if self.message else ""
+            return f"{self.name}: claimed {self.claimed:.4g}, {self.status}{why}"
+        return (
+            f"{self.name}: claimed {self.claimed:.4g}, verified {self.verified:.4g} "
+            f"(difference {_number(self.difference, '+.2g')}, "
+            f"tolerance {_number(self.tolerance, '.2g')}) {self.status}"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MetricsVerification(Record):
+    """The claimed metrics reproduced on the evaluation set: one `MetricCheck`
+    per metric the service knows, the names it does not (`unknown_metrics`,
+    reported, not checked), and why the evaluation could not run (`reason`)."""
+
+    passed: bool
+    reason: str
+    message: str
+    rows: int
+    label_column: str
+    checks: tuple[MetricCheck, ...]
+    unknown_metrics: tuple[str, ...]
+    threshold: float
+    raw: mpb.MetricsVerification = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("passed", "reason", "rows", "checks", "unknown_metrics")
+
+    @classmethod
+    def from_proto(cls, message: mpb.MetricsVerification) -> MetricsVerification:
+        return cls(
+            passed=bool(message.passed),
+            reason=message.reason,
+            message=message.message,
+            rows=int(message.rows),
+            label_column=message.label_column,
+            checks=tuple(MetricCheck.from_proto(c) for c in message.checks),
+            unknown_metrics=tuple(message.unknown_metrics),
+            threshold=float(message.threshold),
+            raw=message,
+        )
+
+    def check(self, name: str) -> MetricCheck | None:
+        """The check of a claimed metric, by the name it was claimed under."""
+        return next((c for c in self.checks if c.name == name), None)
+
+    def __str__(self) -> str:
+        if self.reason:
+            head = _failed(self.reason, self.message)
+        else:
+            head = f"{'passed' if self.passed else 'failed'} on {self.rows:,} rows"
+        lines = [head, *map(str, self.checks)]
+        if self.unknown_metrics:
+            lines.append(f"not checked: {', '.join(self.unknown_metrics)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SignatureDifference(Record):
+    """One difference between the version's signature and the approved
+    version's: `change` (`REMOVED`, `ELEMENT_TYPE_CHANGED`, …) of an `input`,
+    `output` or the `model` (`side`), from `old` to `new`."""
+
+    change: str
+    side: str
+    tensor: str
+    message: str
+    old: str
+    new: str
+    raw: mpb.SignatureDifference = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("change", "side", "tensor", "old", "new")
+
+    @classmethod
+    def from_proto(cls, message: mpb.SignatureDifference) -> SignatureDifference:
+        return cls(
+            change=message.change,
+            side=message.side,
+            tensor=message.tensor,
+            message=message.message,
+            old=message.old,
+            new=message.new,
+            raw=message,
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.side} {self.tensor}".strip()
+        what = self.message or f"{self.old or '-'} -> {self.new or '-'}"
+        return f"{self.change} {where}: {what}"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SignatureCompatibility(Record):
+    """The version's inputs and outputs against the model's approved version
+    (`approved_version`, 0 when there is none): the verdict and every
+    difference, `breaking` for callers of the approved version or not."""
+
+    verdict: CompatibilityVerdict
+    approved_version: int
+    breaking: tuple[SignatureDifference, ...]
+    non_breaking: tuple[SignatureDifference, ...]
+    raw: mpb.SignatureCompatibility = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = ("verdict", "approved_version", "breaking")
+
+    @classmethod
+    def from_proto(cls, message: mpb.SignatureCompatibility) -> SignatureCompatibility:
+        return cls(
+            verdict=CompatibilityVerdict.from_proto(message.verdict),
+            approved_version=int(message.approved_version),
+            breaking=tuple(SignatureDifference.from_proto(d) for d in message.breaking),
+            non_breaking=tuple(SignatureDifference.from_proto(d) for d in message.non_breaking),
+            raw=message,
+        )
+
+    def __str__(self) -> str:
+        head = str(self.verdict)
+        if self.approved_version:
+            head += f" with approved v{self.approved_version}"
+        return "\n".join(
+            [head, *(f"breaking: {d}" for d in self.breaking)]
+            + [f"non-breaking: {d}" for d in self.non_breaking]
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ValidationReport(Record):
+    """What the validation worker found out about a version: its `state`
+    (`PENDING`, `RUNNING`, `PASSED`, `FAILED` with a `reason`), the ONNX Runtime
+    check (`runtime`), the claimed metrics reproduced on the evaluation set
+    (`metrics`, None without one) and the signature against the approved
+    version (`compatibility`). Approval needs `PASSED`."""
+
+    model_id: str
+    version: int
+    state: ValidationState
+    reason: str
+    message: str
+    attempts: int
+    create_time: datetime | None
+    start_time: datetime | None
+    complete_time: datetime | None
+    runtime: RuntimeCheck | None
+    metrics: MetricsVerification | None
+    compatibility: SignatureCompatibility | None
+    raw: mpb.ValidationReport = field(kw_only=True, compare=False, repr=False)
+
+    _SHOWN: ClassVar[tuple[str, ...]] = (
+        "model_id",
+        "version",
+        "state",
+        "reason",
+        "attempts",
+        "complete_time",
+    )
+
+    @classmethod
+    def from_proto(cls, message: mpb.ValidationReport) -> ValidationReport:
+        return cls(
+            model_id=message.model_id,
+            version=int(message.version),
+            state=ValidationState.from_proto(message.state),
+            reason=message.reason,
+            message=message.message,
+            attempts=int(message.attempts),
+            create_time=_when(message, "create_time"),
+            start_time=_when(message, "start_time"),
+            complete_time=_when(message, "complete_time"),
+            runtime=(
+                RuntimeCheck.from_proto(message.runtime) if message.HasField("runtime") else None
+            ),
+            metrics=(
+                MetricsVerification.from_proto(message.metrics)
+                if message.HasField("metrics")
+                else None
+            ),
+            compatibility=(
+                SignatureCompatibility.from_proto(message.compatibility)
+                if message.HasField("compatibility")
+                else None
+            ),
+            raw=message,
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether the validation is over (`PASSED` or `FAILED`)."""
+        return self.state.done
+
+    @property
+    def passed(self) -> bool:
+        return self.state is ValidationState.PASSED
 
 
 # --- history --------------------------------------------------------------------------------

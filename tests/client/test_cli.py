@@ -148,6 +148,11 @@ def test_export_upload_submit_approve_download_and_audit(
     assert back.read_bytes() == model.read_bytes()
     assert download["sha256"] == version["sha256"]
 
+    # Approval needs a passed validation report: wait for the stack's worker.
+    report = cli.json(
+        "validation", "show", model_id, "1", "--wait", "--wait-timeout", "120", token=alice
+    )
+    assert report["state"] == "PASSED", report
     approval = cli.json("submit", model_id, "--comment", "ready", token=alice)
     assert approval["state"] == "OPEN"
     queue = cli.json("approvals", "list", token=bob)

@@ -17,6 +17,7 @@ from mlplane_client import (
     Approval,
     ApprovalState,
     Asset,
+    CompatibilityVerdict,
     ExportFormat,
     ExportManifest,
     ExportStatus,
@@ -26,6 +27,7 @@ from mlplane_client import (
     OnnxSignature,
     StatusChange,
     TensorSpec,
+    ValidationState,
     VersionStatus,
 )
 from mlplane_client.enums import ProtoWord
@@ -99,6 +101,8 @@ def _version_message(**overrides: object) -> mpb.ModelVersion:
         (ApprovalState, mpb.Approval.State),
         (ExportFormat, qpb.Export.Format),
         (ExportStatus, qpb.Export.Status),
+        (ValidationState, mpb.ValidationReport.State),
+        (CompatibilityVerdict, mpb.SignatureCompatibility.Verdict),
     ],
     ids=lambda x: getattr(x, "__name__", ""),
 )
@@ -202,8 +206,9 @@ def test_to_dict_is_plain_json() -> None:
     assert list(data) == [
         "model_id", "name", "version", "status", "description", "labels", "metrics",
         "training_export_ids", "sha256", "size_bytes", "signature", "created_by",
-        "create_time", "update_time", "status_history",
+        "create_time", "update_time", "status_history", "validation_state", "has_evaluation_set",
     ]  # fmt: skip
+    assert (data["validation_state"], data["has_evaluation_set"]) == ("STATE_UNSPECIFIED", False)
 
 
 def test_repr_is_one_short_line_with_what_matters() -> None:

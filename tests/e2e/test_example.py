@@ -1,7 +1,9 @@
 """The predictive-maintenance example: the committed notebook is the generated one, and
 it runs headless (nbclient, a real ipykernel) through the SDK against a month of demo
 plant, printing exactly the output the README shows and ending with an approved model
-version whose window, lineage and audit trail are checked here without the SDK.
+version whose window, lineage, validation report (the held-out pump's rows uploaded as its
+evaluation set, the claimed metrics reproduced on them) and audit trail are checked here
+without the SDK.
 
 The README's figures come from the default 90-day plant; this stack holds 30 days. The plant
 is the same data relative to its anchor however much of it is loaded, and whenever, so the
@@ -24,6 +26,7 @@ import asyncpg
 import httpx
 import nbclient
 import nbformat
+import pandas as pd
 import pytest
 
 from tests.e2e.conftest import E2E_PLANT_DAYS
@@ -186,6 +189,7 @@ def test_notebook_runs_headless_to_an_approved_model(
             http.get(f"/api/v1/query/exports/{export_id}").json()
             for export_id in version["trainingExportIds"]
         ]
+        report = http.get(f"/api/v1/models/{model['modelId']}/versions/1/validation").json()
     assert version["status"] == "APPROVED"
     assert sorted(e["assetId"] for e in exports) == [f"pump-{i:03d}" for i in range(1, 9)]
     assert {(e["status"], e["createdBy"]) for e in exports} == {("COMPLETED", scientist)}
@@ -199,6 +203,24 @@ def test_notebook_runs_headless_to_an_approved_model(
         assert metrics[metric] > metrics[f"baseline_{metric}"], metrics
     uploaded = (tmp_path / "pump_failure_48h.onnx").read_bytes()
     assert hashlib.sha256(uploaded).hexdigest() == version["sha256"]
+
+    # The held-out pump's rows went with the upload, and the claimed metrics held on them.
+    assert (version["validationState"], version["hasEvaluationSet"]) == ("PASSED", True)
+    held_out = pd.read_parquet(tmp_path / f"{version['labels']['holdout']}_holdout.parquet")
+    assert (len(held_out.columns), held_out.columns[-1]) == (16, "label")  # 15 features
+    assert report["state"] == "PASSED", report
+    assert report["runtime"]["passed"] is True
+    verification = report["metrics"]
+    assert (int(verification["rows"]), verification["labelColumn"]) == (len(held_out), "label")
+    checks = {c["name"]: c for c in verification["checks"]}
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(
+        ("roc_auc", "average_precision", "f1"), "MATCH"
+    )
+    for name, check in checks.items():
+        assert abs(check["verified"] - metrics[name]) <= check["tolerance"], check
+    assert sorted(verification["unknownMetrics"]) == sorted(
+        name for name in metrics if name.startswith("baseline_")
+    )
 
     trail = [
         (r["subject"], r["action"], r["outcome"]) for r in audit_trail(stack, scientist, approver)
