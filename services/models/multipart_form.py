@@ -253,6 +253,8 @@ async def _file_chunks(
     while True:
         while pending:
             kind, value = pending.pop(0)
+            if finished and kind == "evaluation_begin":
+                raise evaluation_set_after_file()
             if finished:
                 raise field_error(
                     "FIELD_AFTER_FILE",

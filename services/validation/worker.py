@@ -120,6 +120,12 @@ class Worker:
             except ServiceError as exc:  # the database is down: try again later
                 log.warning("validation queue unavailable: %s", exc.message)
                 worked = False
+            except Exception:
+                # Whatever it was, the loop must outlive it: a worker whose loop died would
+                # still answer health checks and never validate again. The job, if one was
+                # claimed, is taken again when its lease runs out.
+                log.exception("validation loop error; carrying on")
+                worked = False
             if not worked:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -283,6 +289,9 @@ async def listen(repo: RegistryRepository, worker: Worker, every: float) -> None
                     await asyncio.sleep(every)
                     await alive()
         except ServiceError:
+            await asyncio.sleep(every)
+        except Exception:
+            log.exception("lost the notification connection; listening again")
             await asyncio.sleep(every)
 
 

@@ -92,7 +92,7 @@ async def test_an_evaluation_set_before_the_file_comes_first_then_the_model() ->
     [
         (
             [("name", b"m", False), ("file", b"X", True), ("evaluationSet", b"P", True)],
-            "FIELD_AFTER_FILE",
+            "EVALUATION_SET_AFTER_FILE",
         ),
         (
             [

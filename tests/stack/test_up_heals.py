@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.models.onnx_models import linear_model
+from tests.polling import validated
 from tests.stack_runner import start_stack, stop_stack
 
 RECOVERY_DEADLINE = 120.0
@@ -64,7 +65,7 @@ def test_each_crashed_child_comes_back_and_nothing_acknowledged_is_lost(stack_ro
             kept.append((_upload(client, headers, "survivor", data), data))
             model_path = f"/api/v1/models/{kept[0][0]['modelId']}"
             assert _serving(client, headers, model_path, [])
-            for child in ("query", "models", "envoy", "postgres"):
+            for child in ("query", "models", "validation", "envoy", "postgres"):
                 before = stack.pids()
                 os.kill(before[child], signal.SIGKILL)
                 killed = time.monotonic()
@@ -103,8 +104,12 @@ def test_each_crashed_child_comes_back_and_nothing_acknowledged_is_lost(stack_ro
                 assert content.status_code == 200, content.text
                 assert content.content == data
                 assert hashlib.sha256(content.content).hexdigest() == version["sha256"]
+                # Validated, each once, by a worker that was killed and outlived a database
+                # restart in between.
+                report = validated(client, headers, version["modelId"], int(version["version"]))
+                assert report["state"] == "PASSED", report
         log = stack.log()
-        for child in ("query service", "models service", "envoy", "postgres"):
+        for child in ("query service", "models service", "validation service", "envoy", "postgres"):
             assert f"{child} exited; restarting in" in log
             assert f"{child} is back after" in log
     finally:
