@@ -132,12 +132,32 @@ def test_any_request_gets_a_named_answer_and_a_refusal_stores_nothing(fuzz: Fuzz
 # --- the browser's multipart upload, as raw bytes ---------------------------------------------
 
 _FIELD_NAMES = st.sampled_from(
-    ["name", "description", "labels", "metrics", "lineage", "file", "", "x" * 300, "na\u00efme"]
+    [
+        "name",
+        "description",
+        "labels",
+        "metrics",
+        "lineage",
+        "file",
+        "evaluationSet",
+        "evaluationLabelColumn",
+        "",
+        "x" * 300,
+        "na\u00efme",
+    ]
 )
 _VALUES = st.one_of(
     st.binary(max_size=300),
     st.sampled_from(
-        [b"", b"\xff\xfe", b"{}", b'{"auc": 1e999}', b'{"auc": ' + b"9" * 400 + b"}", b"\x00"]
+        [
+            b"",
+            b"\xff\xfe",
+            b"{}",
+            b'{"auc": 1e999}',
+            b'{"auc": ' + b"9" * 400 + b"}",
+            b"\x00",
+            b"PAR1" + b"\x00" * 8 + b"PAR1",  # Parquet's magic around nothing
+        ]
     ),
     st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
 )
@@ -155,7 +175,7 @@ def _multipart(draw: st.DrawFn) -> tuple[bytes, str]:
             b"X-Extra-%d: %s\r\n" % (i, draw(st.binary(max_size=20)).replace(b"\r", b""))
             for i in range(draw(st.sampled_from([0, 0, 1, 200])))
         )
-        filename = b'; filename="m.onnx"' if name == "file" else b""
+        filename = b'; filename="m.onnx"' if name in ("file", "evaluationSet") else b""
         head = b'Content-Disposition: form-data; name="%s"%s\r\n' % (name.encode(), filename)
         parts.append(head + extra + b"\r\n" + draw(_VALUES))
     delimiter = b"--" + boundary.encode("utf-8", "replace")
