@@ -33,13 +33,15 @@ NAMESPACE = "mlplane"
 Manifest = dict[str, Any]
 
 # The value sets every rendering test runs over: the defaults, the two examples (alone and
-# together, as the README installs them), and every switch the defaults leave on turned off.
+# together, as the README installs them), every switch the defaults leave on turned off, and the
+# validation worker's other branches.
 VALUE_SETS: dict[str, tuple[Path, ...]] = {
     "default": (),
     "external-services": (EXAMPLES / "external-services.yaml",),
     "oidc": (EXAMPLES / "oidc.yaml",),
     "external-services+oidc": (EXAMPLES / "external-services.yaml", EXAMPLES / "oidc.yaml"),
     "switches-off": (TEST_VALUES / "switches-off.yaml",),
+    "validation": (TEST_VALUES / "validation.yaml",),
 }
 
 

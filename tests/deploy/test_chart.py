@@ -2,6 +2,8 @@
 with each value set through `kubernetes-validate --strict`, and what the manifests must say
 (issue #15): hardened pods, probes on the gRPC health service, HPA and PDB per component,
 NetworkPolicies, Secrets by reference, the IRSA role, the migration hook, settings that exist.
+The validation worker's own checks (issue #16) are in test_validation_worker.py; the checks
+here that cover every workload cover it too.
 
 No cluster runs here: these are the offline checks (deploy/README.md says what they leave out).
 """
@@ -75,6 +77,18 @@ def test_helm_lint_strict(value_set: str) -> None:
         ("gateway.service.type=ExternalName", "/gateway/service/type"),
         ("serviceAccount.irsaRoleArn=role/mlplane", "/serviceAccount/irsaRoleArn"),
         ("networkPolicy.postgres.ports=null", "/networkPolicy/postgres"),
+        ("validation.replicas=2", "additional properties 'replicas' not allowed"),
+        ("validation.concurrency=0", "/validation/concurrency"),
+        ("validation.concurrency=17", "/validation/concurrency"),
+        ("validation.sandbox.memoryBytes=1048576", "/validation/sandbox/memoryBytes"),
+        ("validation.sandbox.wallSeconds=0", "/validation/sandbox/wallSeconds"),
+        ("validation.sandbox.cpuSeconds=1.5", "/validation/sandbox/cpuSeconds"),
+        ("validation.sandbox.network=off", "additional properties 'network' not allowed"),
+        ("validation.leaseSeconds=1", "/validation/leaseSeconds"),
+        ("validation.maxAttempts=0", "/validation/maxAttempts"),
+        ("validation.storeRetries=-1", "/validation/storeRetries"),
+        ("validation.resources.limits.memory=lots", "/validation/resources/limits/memory"),
+        ("serviceAccount.validationIrsaRoleArn=role/x", "/serviceAccount/validationIrsaRoleArn"),
     ],
 )
 def test_values_schema_refuses(assignment: str, complaint: str) -> None:
@@ -339,6 +353,7 @@ def test_secrets_are_referenced_never_rendered(value_set: str) -> None:
     text = render_text(VALUE_SETS[value_set])
     assert "postgresql://" not in text
     assert "postgres://" not in text
+    worker = {"validation"} if values["validation"]["enabled"] else set()
     expected = {
         "MLPLANE_DATABASE_URL": (values["database"]["existingSecret"], "adminUrl"),
         "MLPLANE_QUERY_DATABASE_URL": (values["database"]["existingSecret"], "queryUrl"),
@@ -367,14 +382,24 @@ def test_secrets_are_referenced_never_rendered(value_set: str) -> None:
     assert seen["MLPLANE_QUERY_DATABASE_URL"] == {"query"} | (
         {"migration"} if values["migration"]["enabled"] else set()
     )
-    assert seen["MLPLANE_REGISTRY_DATABASE_URL"] == {"models"} | (
+    # The validation worker reads versions and writes reports with the registry's role.
+    assert seen["MLPLANE_REGISTRY_DATABASE_URL"] == {"models"} | worker | (
         {"migration"} if values["migration"]["enabled"] else set()
     )
     assert seen.get("MLPLANE_DATABASE_URL", set()) == (
         {"migration"} if values["migration"]["enabled"] else set()
     )
     assert seen["MLPLANE_PAGE_TOKEN_SECRET"] == {"query", "models"}
-    assert ("MLPLANE_WEBHOOK_SECRET" in seen) is bool(values["webhooks"]["existingSecret"])
+    if values["webhooks"]["existingSecret"]:
+        assert seen["MLPLANE_WEBHOOK_SECRET"] == {"models"}
+    else:
+        assert "MLPLANE_WEBHOOK_SECRET" not in seen
+    # Static S3 keys go to whoever reads or writes the bucket, and to nobody else.
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        if values["objectStore"]["s3"]["credentials"]["existingSecret"]:
+            assert seen[key] == {"models"} | worker, key
+        else:
+            assert key not in seen, key
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))
@@ -476,28 +501,44 @@ def test_network_policies(value_set: str) -> None:
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))
-def test_only_the_registry_has_the_s3_role(value_set: str) -> None:
+def test_only_the_registry_and_the_worker_have_an_s3_role(value_set: str) -> None:
     manifests = render_set(value_set)
     values = values_of(value_set)
     accounts = {m["metadata"]["name"]: m for m in by_kind(manifests, "ServiceAccount")}
     used = {
         component(d): pod_spec(d)["serviceAccountName"] for d in by_kind(manifests, "Deployment")
     }
+    worker = values["validation"]["enabled"]
     if not values["serviceAccount"]["create"]:
         assert not accounts
         assert used == {
             "gateway": values["serviceAccount"]["name"],
             "query": values["serviceAccount"]["name"],
             "models": values["serviceAccount"]["modelsName"],
-        }
+        } | (
+            {
+                "validation": values["serviceAccount"]["validationName"]
+                or values["serviceAccount"]["modelsName"]
+            }
+            if worker
+            else {}
+        )
         return
-    assert used == {"gateway": RELEASE, "query": RELEASE, "models": name("models")}
+    assert used == {"gateway": RELEASE, "query": RELEASE, "models": name("models")} | (
+        {"validation": name("validation")} if worker else {}
+    )
+    assert set(accounts) == set(used.values())
     role = values["serviceAccount"]["irsaRoleArn"]
+    roles = {
+        name("models"): role,
+        # The worker's own role when one is named (a read-only one), else the registry's.
+        name("validation"): values["serviceAccount"]["validationIrsaRoleArn"] or role,
+    }
     for account_name, account in accounts.items():
         assert account["automountServiceAccountToken"] is False
         annotations = account["metadata"].get("annotations", {})
-        if account_name == name("models") and role:
-            assert annotations["eks.amazonaws.com/role-arn"] == role
+        if roles.get(account_name):
+            assert annotations["eks.amazonaws.com/role-arn"] == roles[account_name]
         else:
             assert "eks.amazonaws.com/role-arn" not in annotations
 
@@ -542,7 +583,7 @@ def test_extra_volumes_reach_every_mlplane_process_and_not_envoy() -> None:
         for container in containers(workload):
             if mount in container.get("volumeMounts", []):
                 mounted_in.add(container["name"])
-    assert mounted_in == {"render-config", "query", "models", "migrate"}
+    assert mounted_in == {"render-config", "query", "models", "validation", "migrate"}
     for workload in workloads(render_set("default")):
         names = {v["name"] for v in pod_spec(workload)["volumes"]}
         assert volume["name"] not in names

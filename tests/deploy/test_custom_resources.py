@@ -151,21 +151,32 @@ def test_the_prometheus_rule_is_the_rule_file(all_on: list[Manifest]) -> None:
     assert _one(labels, "PrometheusRule")["metadata"]["labels"]["release"] == "kps"
 
 
-def test_the_service_monitor_scrapes_both_services_and_the_gateway(
-    all_on: list[Manifest],
-) -> None:
-    monitor = _one(all_on, "ServiceMonitor")
-    spec = monitor["spec"]
-    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
-    selector = spec["selector"]
+def _monitored(manifests: list[Manifest]) -> list[Manifest]:
+    """The Services the ServiceMonitor selects."""
+    selector = _one(manifests, "ServiceMonitor")["spec"]["selector"]
     selected = []
-    for service in by_kind(all_on, "Service"):
+    for service in by_kind(manifests, "Service"):
         labels = service["metadata"]["labels"]
         if selector["matchLabels"].items() <= labels.items() and all(
             labels.get(e["key"]) in e["values"] for e in selector["matchExpressions"]
         ):
             selected.append(service)
-    assert sorted(component(s) for s in selected) == ["gateway-metrics", "models", "query"]
+    return selected
+
+
+def test_the_service_monitor_scrapes_the_services_the_worker_and_the_gateway(
+    all_on: list[Manifest],
+) -> None:
+    monitor = _one(all_on, "ServiceMonitor")
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    selected = _monitored(all_on)
+    assert sorted(component(s) for s in selected) == [
+        "gateway-metrics",
+        "models",
+        "query",
+        "validation",
+    ]
     services_endpoint, gateway_endpoint = spec["endpoints"]
     assert (services_endpoint["path"], gateway_endpoint["path"]) == (
         "/metrics",
@@ -182,12 +193,33 @@ def test_the_service_monitor_scrapes_both_services_and_the_gateway(
     (gateway,) = [s for s in selected if component(s) == "gateway-metrics"]
     assert gateway["spec"]["clusterIP"] == "None"
     assert gateway["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
-    # The alerts find the targets by job, which prometheus-operator names after the Service.
+    # The validation worker's Service is headless and has nothing but its metrics port: the
+    # gateway never calls it.
+    (worker,) = [s for s in selected if component(s) == "validation"]
+    assert worker["spec"]["clusterIP"] == "None"
+    assert [p["name"] for p in worker["spec"]["ports"]] == ["metrics"]
+    # The alerts find the targets by job, which prometheus-operator names after the Service
+    # (MlplaneTargetDown matches jobs containing "mlplane").
     assert sorted(s["metadata"]["name"] for s in selected) == [
         f"{RELEASE}-gw-metrics",
         f"{RELEASE}-models",
         f"{RELEASE}-query",
+        f"{RELEASE}-validation",
     ]
+    for service in selected:
+        assert "mlplane" in service["metadata"]["name"]
+
+
+def test_the_service_monitor_leaves_out_a_disabled_worker() -> None:
+    manifests = render((), (*ALL_ON, "validation.enabled=false"))
+    (expression,) = _one(manifests, "ServiceMonitor")["spec"]["selector"]["matchExpressions"]
+    assert "validation" not in expression["values"]
+    assert sorted(component(s) for s in _monitored(manifests)) == [
+        "gateway-metrics",
+        "models",
+        "query",
+    ]
+    assert not _errors("ServiceMonitor", _one(manifests, "ServiceMonitor"))
 
 
 def test_the_dashboard_is_the_dashboard_file(all_on: list[Manifest]) -> None:

@@ -32,6 +32,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.models.onnx_models import linear_model
+from tests.polling import poll_until
 from tests.stack_runner import RunningStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,6 +257,8 @@ def test_dashboard_is_on_a_datasource_variable_and_shows_what_operators_need() -
         "rate(mlplane_model_upload_bytes_total",
         "rate(mlplane_export_rows_total",
         "mlplane_outbox_pending_events",
+        "rate(mlplane_validations_total",
+        "mlplane_validation_seconds_bucket",
     ):
         assert needed in exprs, needed
     units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in panels}
@@ -266,7 +269,8 @@ def test_dashboard_is_on_a_datasource_variable_and_shows_what_operators_need() -
 
 
 def _traffic(stack: RunningStack) -> None:
-    """A little of everything: an upload, its submission and approval, reads, an export."""
+    """A little of everything: an upload, its validation by the stack's worker, its submission
+    and approval, reads, an export."""
 
     def auth(*roles: str, subject: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {stack.tokens.valid(*roles, subject=subject)}"}
@@ -291,6 +295,18 @@ def _traffic(stack: RunningStack) -> None:
         assert refused.status_code == 400, refused.text
         assert refused.json()["details"][0]["reason"] == "NOT_ONNX", refused.text
         assert http.get(f"/api/v1/models/{model_id}", headers=alice).status_code == 200
+        # Approval needs a passed validation: wait for the worker's report.
+        report: dict[str, Any] = {}
+
+        def validated() -> bool:
+            nonlocal report
+            answer = http.get(f"/api/v1/models/{model_id}/versions/1/validation", headers=alice)
+            assert answer.status_code == 200, answer.text
+            report = answer.json()
+            return report.get("state") in ("PASSED", "FAILED")
+
+        poll_until(validated, f"validation of {model_id}", timeout=60)
+        assert report["state"] == "PASSED", report
         submitted = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=alice)
         assert submitted.status_code == 202, submitted.text
         approval_id = submitted.json()["approvalId"]
@@ -323,8 +339,9 @@ def _scrape(stack: RunningStack, service: str) -> Scraped:
 def test_every_metric_the_dashboard_and_alerts_use_is_exported(stack: RunningStack) -> None:
     _traffic(stack)
     query, models = _scrape(stack, "query"), _scrape(stack, "models")
+    worker = _scrape(stack, "validation")
     exported: dict[str, set[str]] = {}
-    for scraped in (query, models):
+    for scraped in (query, models, worker):
         for name, samples in scraped.items():
             exported.setdefault(name, set()).update(k for labels in samples for k, _ in labels)
     labels_of = {name: frozenset(labels) for name, labels in exported.items()} | SYNTHESIZED
@@ -359,6 +376,8 @@ def test_every_metric_the_dashboard_and_alerts_use_is_exported(stack: RunningSta
         "mlplane_export_rows_total",
         "mlplane_outbox_pending_events",
         "mlplane_outbox_oldest_pending_event_age_seconds",
+        "mlplane_validations_total",
+        "mlplane_validation_seconds_bucket",
         "up",
     }
 
@@ -372,6 +391,8 @@ def test_every_metric_the_dashboard_and_alerts_use_is_exported(stack: RunningSta
     assert value(models, "mlplane_model_upload_bytes_total", outcome="ok") >= len(linear_model(4))
     assert value(models, "mlplane_model_uploads_total", outcome="NOT_ONNX") >= 1
     assert value(models, "mlplane_approval_actions_total", action="approve", outcome="ok") >= 1
+    assert value(worker, "mlplane_validations_total", state="PASSED", reason="") >= 1
+    assert value(worker, "mlplane_validation_seconds_count") >= 1
     assert value(query, "mlplane_exports_total", encoding="csv", outcome="completed") >= 1
     assert value(query, "mlplane_db_pool_max_connections", pool="query") > 0
     assert value(models, "mlplane_db_pool_max_connections", pool="registry") > 0

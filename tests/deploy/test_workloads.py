@@ -4,11 +4,12 @@
 
 * the migration Job, install then upgrade: the schema reaches head, the two roles log in with
   the passwords of the DSNs in the Secret (the services use those), no password reaches its log;
-* then QueryService and ModelRegistry with the chart's settings: both serve, their health service
-  says SERVING for the names the probes ask for, /metrics answers, SIGTERM ends them cleanly.
+* then QueryService, ModelRegistry and the validation worker with the chart's settings: each
+  serves, its health service says SERVING for the names the probes ask for, /metrics answers,
+  SIGTERM ends it cleanly (the worker without a drain, as its container sets it).
 
 What differs from the pods: loopback addresses and free ports, and an S3 endpoint on loopback
-(the services do not call S3 to start).
+(the processes do not call S3 to start, and the worker's queue is empty here).
 """
 
 from __future__ import annotations
@@ -202,7 +203,9 @@ def _health(port: int, service: str) -> int:
     return status
 
 
-def test_the_services_serve_with_the_charts_settings(database: Database, tmp_path: Path) -> None:
+def test_the_services_and_the_worker_serve_with_the_charts_settings(
+    database: Database, tmp_path: Path
+) -> None:
     # The schema first, as the hook does before any pod starts.
     migrated = _run_job(_job_container(), _secrets(database), tmp_path / "job-state")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
@@ -210,7 +213,7 @@ def test_the_services_serve_with_the_charts_settings(database: Database, tmp_pat
     config = config_env(manifests)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for part in ("query", "models"):
+        for part in ("query", "models", "validation"):
             (container,) = pod_spec(one(manifests, "Deployment", f"{RELEASE}-{part}"))["containers"]
             env = _container_env(container, config, _secrets(database))
             # The pod's emptyDirs and the JWKS Secret's mount, as folders here.
@@ -264,10 +267,14 @@ def test_the_services_serve_with_the_charts_settings(database: Database, tmp_pat
                 f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=5
             ) as response:
                 assert b"grpc_server" in response.read()
-        # Both at once: each drains (MLPLANE_SHUTDOWN_DRAIN_SECONDS, as the chart sets it)
-        # before it stops.
+        # All at once: each service drains (MLPLANE_SHUTDOWN_DRAIN_SECONDS, as the chart sets
+        # it) before it stops; the worker, which nothing routes to, stops at once.
+        stopping = time.monotonic()
         for process in processes.values():
             process.send_signal(signal.SIGTERM)
+        worker = processes["validation"]
+        assert worker.wait(timeout=30) == 0, (tmp_path / "validation.log").read_text()[-3000:]
+        assert time.monotonic() - stopping < float(config["MLPLANE_SHUTDOWN_DRAIN_SECONDS"])
         for part, process in processes.items():
             assert process.wait(timeout=30) == 0, (tmp_path / f"{part}.log").read_text()[-3000:]
     finally:

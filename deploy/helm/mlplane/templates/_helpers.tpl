@@ -4,7 +4,8 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* The release's prefix; component names add at most 8 characters, so it stops at 52. */}}
+{{/* The release's prefix; component names add at most 11 characters (-validation, -gw-metrics),
+so it stops at 52. */}}
 {{- define "mlplane.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
@@ -82,6 +83,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-models" (include "mlplane.fullname" .) -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.modelsName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The validation worker's: its own, so that it can hold a read-only IAM role (it runs
+untrusted models); with existing ServiceAccounts, the ModelRegistry's unless validationName says. */}}
+{{- define "mlplane.validationServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- printf "%s-validation" (include "mlplane.fullname" .) -}}
+{{- else -}}
+{{- default (include "mlplane.modelsServiceAccountName" .) .Values.serviceAccount.validationName -}}
 {{- end -}}
 {{- end -}}
 
@@ -192,7 +203,8 @@ name one of extraVolumes: the API server would refuse the pod, long after `helm 
 {{- end -}}
 {{- end -}}
 
-{{/* The gRPC probes of a service: (dict "port" 50051 "service" "mlplane.v1.QueryService") */}}
+{{/* The gRPC probes of a service: (dict "port" 50051 "service" "mlplane.v1.QueryService");
+readiness asks for the service's name, or for "" (the server as a whole) when it is empty. */}}
 {{- define "mlplane.grpcProbes" -}}
 startupProbe:
   grpc:
@@ -203,7 +215,9 @@ startupProbe:
 readinessProbe:
   grpc:
     port: {{ .port }}
-    service: {{ .service }}
+    {{- with .service }}
+    service: {{ . }}
+    {{- end }}
   periodSeconds: 5
   timeoutSeconds: 2
   failureThreshold: 2
@@ -227,4 +241,24 @@ templates as float64, and 1073741824 would print as 1.073741824e+09). */}}
     {{- toYaml .to | nindent 4 }}
   ports:
     {{- toYaml .ports | nindent 4 }}
+{{- end -}}
+
+{{/* A Kubernetes quantity (a string such as 4608Mi, 4.5Gi, 5G, or a plain number) as a number
+of bytes, printed without an exponent. Only the forms values.schema.json lets through. */}}
+{{- define "mlplane.bytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- printf "%.0f" (float64 .) -}}
+{{- else -}}
+{{- $text := toString . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text -}}
+{{- if not $number -}}
+{{- fail (printf "%q is not a quantity" $text) -}}
+{{- end -}}
+{{- $suffix := trimPrefix $number $text -}}
+{{- $units := dict "" 1.0 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if not (hasKey $units $suffix) -}}
+{{- fail (printf "%q is not a quantity" $text) -}}
+{{- end -}}
+{{- printf "%.0f" (mulf (float64 $number) (index $units $suffix)) -}}
+{{- end -}}
 {{- end -}}

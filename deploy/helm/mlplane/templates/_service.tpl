@@ -1,14 +1,24 @@
 {{- /*
-One gRPC service (QueryService or ModelRegistry): its Deployment and headless Service.
+One mlplane process served by `mlplane serve <component>` (QueryService, ModelRegistry, the
+validation worker): its Deployment and headless Service.
 Call with (dict "root" $ "component" "query" "values" .Values.query "grpcService" "mlplane.v1.QueryService"
-                "serviceAccountName" ... "env" (list of EnvVars as YAML) "extraVolumes" ... "extraMounts" ...)
+                "serviceAccountName" ... "env" (list of EnvVars as YAML) "extraVolumes" ... "extraMounts" ...
+                "routed" true "jwks" true)
+  grpcService  the name its readiness probe asks the health service for ("" = the server as a whole)
+  routed       the gateway sends it calls: its Service lists the gRPC port, and the pod sleeps
+               values.preStopSleepSeconds before SIGTERM (terminationGracePeriodSeconds is then
+               checked against that sleep, the drain and the grace; a process that is not routed
+               checks its own before calling this)
+  jwks         it verifies tokens: the static JWKS (when auth.jwksUrl is empty) is mounted
 */ -}}
 {{- define "mlplane.grpcService" -}}
 {{- $root := .root -}}
 {{- $values := .values -}}
 {{- $component := .component -}}
 {{- $state := include "mlplane.stateDir" $root -}}
+{{- if .routed -}}
 {{- include "mlplane.checkGrace" (dict "root" $root "values" $values "name" $component) -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -79,12 +89,14 @@ spec:
               containerPort: {{ $values.metricsPort }}
               protocol: TCP
           {{- include "mlplane.grpcProbes" (dict "port" $values.port "service" .grpcService) | nindent 10 }}
+          {{- if .routed }}
           lifecycle:
             preStop:
               # Keep serving while the pod leaves DNS and the gateway's rotation; SIGTERM then
               # turns the health service to NOT_SERVING and drains in-flight calls.
               exec:
                 command: ["sleep", "{{ $values.preStopSleepSeconds }}"]
+          {{- end }}
           securityContext:
             {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
           resources:
@@ -94,7 +106,7 @@ spec:
               mountPath: {{ $state }}
             - name: tmp
               mountPath: /tmp
-            {{- if include "mlplane.staticJwks" $root }}
+            {{- if and .jwks (include "mlplane.staticJwks" $root) }}
             # MLPLANE_STATE_DIR/keys/jwks.json: the static JWKS (re-read when it changes).
             - name: jwks
               mountPath: {{ $state }}/keys
@@ -113,8 +125,10 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $values.tmpSizeLimit }}
+        {{- if .jwks }}
         {{- with include "mlplane.jwksVolume" $root }}
         {{- . | nindent 8 }}
+        {{- end }}
         {{- end }}
         {{- with .extraVolumes }}
         {{- . | nindent 8 }}
@@ -124,7 +138,8 @@ spec:
         {{- end }}
 ---
 # Headless: the gateway's Envoy resolves it to every ready pod and balances requests over them
-# (with its own gRPC health checks); Prometheus finds the pods through it too.
+# (with its own gRPC health checks); Prometheus finds the pods through it too. A process the
+# gateway does not call gets only its metrics port here.
 apiVersion: v1
 kind: Service
 metadata:
@@ -136,11 +151,13 @@ spec:
   selector:
     {{- include "mlplane.selectorLabels" (dict "root" $root "component" $component) | nindent 4 }}
   ports:
+    {{- if .routed }}
     - name: grpc
       port: {{ $values.port }}
       targetPort: grpc
       protocol: TCP
       appProtocol: kubernetes.io/h2c
+    {{- end }}
     - name: metrics
       port: {{ $values.metricsPort }}
       targetPort: metrics
