@@ -130,6 +130,20 @@ class JobQueue:
                 self._key(job),
             )
 
+    async def backlog(self) -> tuple[int, float]:
+        """Open jobs (pending or running) and the age of the oldest, in seconds (0 if none)."""
+        async with self._repo.transaction(read_only=True) as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) AS jobs,"
+                        " coalesce(extract(epoch FROM now() - min(create_time)), 0) AS age"
+                        " FROM validation_jobs WHERE state IN ('PENDING', 'RUNNING')"
+                    )
+                )
+            ).one()
+        return int(row.jobs), float(row.age)
+
     async def approved_signature(self, job: Job) -> ApprovedSignature | None:
         """The signature of the model's newest approved version, if it has one."""
         async with self._repo.transaction(read_only=True) as conn:

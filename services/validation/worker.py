@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from grpc import aio
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.errors import ServiceError
 from services.common.metrics import ServerMetrics
@@ -79,6 +79,16 @@ class ValidationMetrics:
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=metrics.registry,
         )
+        self.open_jobs = Gauge(
+            "mlplane_validation_open_jobs",
+            "Versions waiting for or under validation (the whole queue, as this worker sees it).",
+            registry=metrics.registry,
+        )
+        self.oldest_open_job_age = Gauge(
+            "mlplane_validation_oldest_open_job_age_seconds",
+            "Age of the oldest version waiting for or under validation (0 when none).",
+            registry=metrics.registry,
+        )
 
 
 class Worker:
@@ -112,6 +122,20 @@ class Worker:
         async with asyncio.TaskGroup() as group:
             for _ in range(self._settings.validation_concurrency):
                 group.create_task(self._loop())
+            if self._metrics is not None:
+                group.create_task(self._measure(self._metrics))
+
+    async def _measure(self, metrics: ValidationMetrics) -> None:
+        """The queue's gauges, every poll interval (one small query)."""
+        while True:
+            try:
+                jobs, age = await self._queue.backlog()
+            except Exception:  # the database is down: the last figures stay
+                log.debug("could not measure the validation queue", exc_info=True)
+            else:
+                metrics.open_jobs.set(jobs)
+                metrics.oldest_open_job_age.set(age)
+            await asyncio.sleep(self._settings.validation_poll_seconds)
 
     async def _loop(self) -> None:
         while True:

@@ -216,6 +216,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
         "MlplaneGrpcServerErrorRatioHigh",
         "MlplaneModelMetadataLatencyHigh",
         "MlplaneOutboxEventStale",
+        "MlplaneValidationQueueStale",
         "MlplaneTargetDown",
     }
     tests = yaml.safe_load(ALERT_TESTS.read_text())
