@@ -8,6 +8,7 @@ import subprocess
 import httpx
 
 from tests.models.onnx_models import linear_model
+from tests.polling import validated
 from tests.stack_runner import RunningStack, run_cli
 
 
@@ -24,11 +25,14 @@ def test_audit_by_model_and_action(stack: RunningStack) -> None:
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     ).json()
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
+        validated(http, {"Authorization": f"Bearer {token}"}, created["modelId"])
     result = _mlplane(stack, "audit", "--model", created["modelId"], "--json")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["subject"], r["action"], r["outcome"]) for r in rows] == [
-        ("carol", "model.upload", "ok")
+        ("mlplane-validation-worker", "validation.complete", "PASSED"),
+        ("carol", "model.upload", "ok"),
     ]
     table = _mlplane(stack, "audit", "--subject", "carol", "--action", "model.")
     assert "model.upload" in table.stdout
