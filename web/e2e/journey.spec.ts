@@ -1,6 +1,8 @@
 // The whole journey in two browsers: alice (data scientist) signs in with a link, uploads an
-// ONNX model, sees it "Pending Approval" in the models list without a reload, submits it; bob
-// (approver) reviews it in his queue and approves it; alice sees "Approved". Then sign-out.
+// ONNX model, sees it "Pending Approval" in the models list without a reload, submits it, and
+// watches its validation report turn "Passed" (the page polls the worker's report); bob
+// (approver) reviews it in his queue, where Approve waits for that report, and approves it;
+// alice sees "Approved". Then sign-out.
 import { expect } from "@playwright/test";
 
 import { apiGet, modelsNamed } from "./support/api";
@@ -111,6 +113,28 @@ test("alice uploads and submits a model, bob approves it, alice sees it approved
     await expect(heading).toContainText("In Review");
   });
 
+  await test.step("the validation worker's report turns Passed on the open page, without a reload", async () => {
+    const validation = page.getByRole("region", { name: "Validation" });
+    await expect(validation).toBeVisible();
+    // Polled every 2 s while PENDING or RUNNING: the worker runs the model in ONNX Runtime in
+    // a sandboxed child process, which takes a few seconds on a busy machine.
+    await expect(validation.getByRole("status")).toContainText("Passed", { timeout: 90_000 });
+    const runtime = validation.getByRole("region", { name: "ONNX Runtime check" });
+    await expect(runtime).toContainText("The model loaded and ran.");
+    await expect(runtime).toContainText(/Latency per batch of \d+/);
+    const outputs = runtime.getByRole("table", { name: "Outputs of the check's inference" });
+    await expect(outputs.getByRole("cell", { name: "Y", exact: true })).toBeVisible();
+    // No evaluation set was uploaded: the claimed roc_auc is shown as not verified.
+    await expect(validation.getByRole("region", { name: "Metric verification" })).toContainText(
+      "No evaluation set: claimed metrics are not verified.",
+    );
+    await expect(validation.getByRole("region", { name: "Compatibility" })).toContainText(
+      "No approved version of this model to compare with.",
+    );
+    expect(await page.evaluate(() => (window as unknown as { journeyMark?: string }).journeyMark)).toBe("same page");
+    await screenshot(page, "version-validated");
+  });
+
   const bob = await signInNewUser(browser, "model_approver", "bob");
   try {
     await test.step("bob's review queue shows the request with its metrics, signature and SHA-256", async () => {
@@ -129,6 +153,19 @@ test("alice uploads and submits a model, bob approves it, alice sees it approved
       await expect(card).toContainText("out Y: FLOAT");
       await expect(card.getByText(sha256, { exact: true })).toBeVisible();
       await screenshot(queue, "review-queue");
+    });
+
+    await test.step("bob's card shows the passed validation; only then may he approve", async () => {
+      const card = bob.page.getByRole("article", { name: `${name} v1` });
+      await expect(card).toContainText("Passed", { timeout: 30_000 });
+      await expect(card).toContainText("No evaluation set: claimed metrics are not verified · No approved version to compare with");
+      await expect(card.getByRole("button", { name: "Approve" })).toBeEnabled();
+      await expect(card.getByText(/^Validation has not passed/)).toHaveCount(0);
+      // The page and the server agree (GET …/versions/1/validation).
+      const [model] = await modelsNamed(name);
+      const report = await apiGet(`models/${model?.modelId ?? ""}/versions/1/validation`, bearer("model_approver", "bob"));
+      expect(report.status).toBe(200);
+      expect(report.body.state).toBe("PASSED");
     });
 
     await test.step("bob approves it", async () => {

@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import { makeStore } from "../app/store";
 import { signedIn } from "../auth/authSlice";
 import { waitingRequests } from "../auth/tokenGate";
-import { approval, MODEL_ID, version } from "../test/fixtures";
+import { approval, MODEL_ID, validationReport, version } from "../test/fixtures";
 import { server, statusError } from "../test/server";
 import { fakeToken } from "../test/tokens";
 import { api } from "./api";
@@ -158,5 +158,29 @@ describe("the API slice", () => {
       oidc: { authority: "https://issuer/", clientId: "mlplane-web" },
       maxModelBytes: 5,
     });
+  });
+
+  it("reads a validation report and carries its state into the cached version and the queue", async () => {
+    server.use(
+      http.get(`*/api/v1/models/${MODEL_ID}/versions/2`, () => HttpResponse.json(version({ version: "2", validationState: "RUNNING" }))),
+      http.get("*/api/v1/approvals", () =>
+        HttpResponse.json({ approvals: [approval({ modelVersion: version({ version: "2", validationState: "RUNNING" }) })] }),
+      ),
+      http.get(`*/api/v1/models/${MODEL_ID}/versions/2/validation`, () => HttpResponse.json(validationReport())),
+    );
+    const store = signedInStore();
+    const key = { modelId: MODEL_ID, version: "2" };
+    const versionSub = store.dispatch(api.endpoints.getModelVersion.initiate(key));
+    const queueSub = store.dispatch(api.endpoints.listApprovals.initiate({ state: "OPEN" }));
+    await versionSub;
+    await queueSub;
+    const result = await store.dispatch(api.endpoints.getValidationReport.initiate(key));
+    expect(result.data?.state).toBe("PASSED");
+    expect(api.endpoints.getModelVersion.select(key)(store.getState()).data?.validationState).toBe("PASSED");
+    expect(
+      api.endpoints.listApprovals.select({ state: "OPEN" })(store.getState()).data?.approvals?.[0]?.modelVersion?.validationState,
+    ).toBe("PASSED");
+    versionSub.unsubscribe();
+    queueSub.unsubscribe();
   });
 });

@@ -19,6 +19,8 @@ import type {
   RejectModelVersionRequestJson,
   SubmitForApprovalRequestJson,
   Approval_StateJson,
+  ValidationReport_StateJson,
+  ValidationReportJson,
 } from "../gen/mlplane/v1/model_registry_pb";
 import type {
   AssetJson,
@@ -107,10 +109,21 @@ function queryString(values: Record<string, string | number | readonly string[] 
 export const versionTag = (modelId: string, version: string) =>
   ({ type: "Version", id: `${modelId}/${version}` }) as const;
 
+export const validationTag = (modelId: string, version: string) =>
+  ({ type: "Validation", id: `${modelId}/${version}` }) as const;
+
+/** How often a validation report is asked for while a worker has yet to finish it. */
+export const VALIDATION_POLL_MS = 2000;
+
+/** A report that will not change any more (PASSED or FAILED). */
+export function isValidationSettled(state: ValidationReport_StateJson | undefined): boolean {
+  return state === "PASSED" || state === "FAILED";
+}
+
 export const api = createApi({
   reducerPath: "api",
   baseQuery,
-  tagTypes: ["Model", "Version", "Approval", "Audit", "Export", "Asset"],
+  tagTypes: ["Model", "Version", "Validation", "Approval", "Audit", "Export", "Asset"],
   endpoints: (build) => ({
     // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- RTK Query: no argument
     getConfig: build.query<AppConfig, void>({
@@ -147,6 +160,43 @@ export const api = createApi({
     getModelVersion: build.query<ModelVersionJson, VersionKey>({
       query: ({ modelId, version }) => `models/${enc(modelId)}/versions/${enc(version)}`,
       providesTags: (_r, _e, { modelId, version }) => [versionTag(modelId, version)],
+    }),
+    /**
+     * What the validation worker found out about a version (polled by useValidationReport
+     * while PENDING or RUNNING). A new state is copied into the cached version and the
+     * queue's approvals, so every view agrees on whether the version may be approved.
+     */
+    getValidationReport: build.query<ValidationReportJson, VersionKey>({
+      query: ({ modelId, version }) => `models/${enc(modelId)}/versions/${enc(version)}/validation`,
+      providesTags: (_r, _e, { modelId, version }) => [validationTag(modelId, version)],
+      async onQueryStarted({ modelId, version }, lifecycle) {
+        const { dispatch, queryFulfilled } = lifecycle;
+        const { data: report } = await queryFulfilled.catch(() => ({ data: null }));
+        const state = report?.state;
+        if (!state) return;
+        const cachedVersion = api.endpoints.getModelVersion.select({ modelId, version })(lifecycle.getState());
+        if (cachedVersion.data && cachedVersion.data.validationState !== state) {
+          dispatch(
+            api.util.updateQueryData("getModelVersion", { modelId, version }, (draft) => {
+              draft.validationState = state;
+            }),
+          );
+        }
+        for (const args of api.util.selectCachedArgsForQuery(lifecycle.getState(), "listApprovals")) {
+          const cached = api.endpoints.listApprovals.select(args)(lifecycle.getState()).data;
+          const stale = (cached?.approvals ?? []).some(
+            (a) => a.modelId === modelId && a.version === version && a.modelVersion && a.modelVersion.validationState !== state,
+          );
+          if (!stale) continue;
+          dispatch(
+            api.util.updateQueryData("listApprovals", args, (draft) => {
+              for (const a of draft.approvals ?? []) {
+                if (a.modelId === modelId && a.version === version && a.modelVersion) a.modelVersion.validationState = state;
+              }
+            }),
+          );
+        }
+      },
     }),
     listAuditEntries: build.query<ListAuditEntriesResponseJson, VersionKey & PageArgs>({
       query: ({ modelId, version, pageSize, pageToken }) => ({
@@ -330,7 +380,8 @@ function decisionTags(
     { type: "Version" as const, id: `${modelId}/LIST` },
     { type: "Model" as const, id: "LIST" },
     ...(version ? [versionTag(modelId, version), { type: "Audit" as const, id: `${modelId}/${version}` }] : []),
-    ...(error && !version ? [{ type: "Version" as const }] : []),
+    // Refused (e.g. VALIDATION_NOT_PASSED: the report changed meanwhile): read it all again.
+    ...(error && !version ? [{ type: "Version" as const }, { type: "Validation" as const }] : []),
   ];
 }
 
@@ -340,6 +391,7 @@ export const {
   useGetModelQuery,
   useListModelVersionsQuery,
   useGetModelVersionQuery,
+  useGetValidationReportQuery,
   useListAuditEntriesQuery,
   useSubmitForApprovalMutation,
   useArchiveModelVersionMutation,
@@ -356,3 +408,19 @@ export const {
   useListExportsQuery,
   useGetExportQuery,
 } = api;
+
+/**
+ * A version's validation report, asked for again every VALIDATION_POLL_MS while it is
+ * PENDING or RUNNING and the tab is shown; polling stops once it is PASSED or FAILED (or the
+ * request failed: the view then offers to try again).
+ */
+export function useValidationReport(key: VersionKey, { skip = false }: { skip?: boolean } = {}) {
+  const known = api.endpoints.getValidationReport.useQueryState(key, { skip });
+  const settled = isValidationSettled(known.data?.state) || Boolean(known.error);
+  // A hidden tab asks nothing; polling goes on when it is shown again.
+  return useGetValidationReportQuery(key, {
+    skip,
+    pollingInterval: settled ? 0 : VALIDATION_POLL_MS,
+    skipPollingIfUnfocused: true,
+  });
+}

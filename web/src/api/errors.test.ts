@@ -91,5 +91,19 @@ describe("sentences people understand", () => {
       "Too many points to chart at once (more than 100,000 rows): choose fewer tags or a coarser resolution, or download the CSV.",
     );
   });
-});
 
+  it("explains the evaluation set's refusals and an approval refused for validation", () => {
+    expect(say(413, "EVALUATION_SET_TOO_LARGE", "upload").title).toBe(
+      "The evaluation set is larger than the registry accepts (at most 64 MiB): choose a smaller sample of rows. Nothing was stored.",
+    );
+    expect(say(400, "EVALUATION_SET_NOT_PARQUET", "upload").title).toMatch(/^The evaluation set is not a Parquet file/);
+    expect(say(413, "EVALUATION_SET_TOO_LARGE", "upload", { limitBytes: String(32 * 1024 * 1024) }).title).toMatch(/at most 32 MiB/);
+    expect(say(400, "VALIDATION_NOT_PASSED", "decide", { validationState: "RUNNING" }).title).toBe(
+      "This version cannot be approved: its validation has not passed (it is Running). Open its validation report to see why; rejecting it stays possible.",
+    );
+    expect(
+      say(400, "VALIDATION_NOT_PASSED", "decide", { validationState: "FAILED", validationReason: "METRICS_MISMATCH" }).title,
+    ).toMatch(/^This version cannot be approved: its validation has not passed \(it is Failed: METRICS_MISMATCH\)\./);
+    expect(say(400, "VALIDATION_NOT_PASSED", "decide").title).toMatch(/^This version cannot be approved: its validation has not passed\. /);
+  });
+});

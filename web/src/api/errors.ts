@@ -157,6 +157,21 @@ function sentence(error: ApiError, context: ErrorContext, reason: string): strin
       ? "The connection to the server broke off before it answered. The model may not have been stored: check the models list, then try again."
       : "The server could not be reached. Check your network connection or whether mlplane is running, then try again.";
   }
+  // Reasons that read the same whatever the HTTP status the gateway gave them.
+  if (reason === "EVALUATION_SET_TOO_LARGE") {
+    const limit = Number(error.metadata.limitBytes ?? "");
+    const mib = Number.isFinite(limit) && limit > 0 ? `${Math.round(limit / 1048576).toLocaleString()} MiB` : "64 MiB";
+    return `The evaluation set is larger than the registry accepts (at most ${mib}): choose a smaller sample of rows. Nothing was stored.`;
+  }
+  if (reason === "EVALUATION_SET_NOT_PARQUET") {
+    return "The evaluation set is not a Parquet file: save it with pandas (DataFrame.to_parquet) or pyarrow and choose the .parquet file. Nothing was stored.";
+  }
+  if (reason === "VALIDATION_NOT_PASSED") {
+    const state = error.metadata.validationState;
+    const why = error.metadata.validationReason;
+    const where = state ? ` (it is ${statusWords(state)}${why ? `: ${why}` : ""})` : "";
+    return `This version cannot be approved: its validation has not passed${where}. Open its validation report to see why; rejecting it stays possible.`;
+  }
   switch (error.httpStatus) {
     case 400:
       if (reason === "INVALID_FIELD" || reason === "MISSING_FIELD") {

@@ -26,6 +26,37 @@ describe("the multipart form", () => {
     expect((form.get("file") as File).name).toBe("model.onnx");
   });
 
+  it("puts the evaluation set and its label column after the text fields and before the file", () => {
+    const evaluation = new File([new Uint8Array([80, 65, 82, 49])], "eval.parquet");
+    const form = uploadForm({ ...fields, evaluationLabelColumn: "failed_within_7d" }, onnx(), evaluation);
+    expect([...form.keys()]).toEqual([
+      "name",
+      "description",
+      "labels",
+      "metrics",
+      "trainingExportIds",
+      "evaluationLabelColumn",
+      "evaluationSet",
+      "file",
+    ]);
+    expect(form.get("evaluationLabelColumn")).toBe("failed_within_7d");
+    expect((form.get("evaluationSet") as File).name).toBe("eval.parquet");
+  });
+
+  it("sends no label column without an evaluation set, and none when it is left empty", () => {
+    expect([...uploadForm({ ...fields, evaluationLabelColumn: "y" }, onnx()).keys()]).not.toContain("evaluationLabelColumn");
+    const evaluation = new File([new Uint8Array([1])], "eval.parquet");
+    expect([...uploadForm(fields, onnx(), evaluation).keys()]).toEqual([
+      "name",
+      "description",
+      "labels",
+      "metrics",
+      "trainingExportIds",
+      "evaluationSet",
+      "file",
+    ]);
+  });
+
   it("leaves out empty optional fields", () => {
     const form = uploadForm({ name: "m", description: "", labels: {}, metrics: {}, trainingExportIds: [] }, onnx());
     expect([...form.keys()]).toEqual(["name", "file"]);

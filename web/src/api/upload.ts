@@ -1,6 +1,7 @@
 // POST /api/v1/models as multipart/form-data, with XMLHttpRequest because fetch reports no
-// upload progress. The text fields go first and the file LAST (the registry reads the
-// name before the bytes arrive); the File goes into FormData as it is, so the browser
+// upload progress. The text fields go first, then the optional evaluation set (Parquet), and
+// the ONNX file LAST (the registry reads the name before the bytes arrive, and the
+// evaluation set before the model); each File goes into FormData as it is, so the browser
 // streams it from disk and the page never holds its bytes. On 201 the RTK Query cache learns
 // the new version, so the models list shows it as "Pending Approval" without a reload.
 import { useCallback, useEffect, useRef, useState } from "react";
@@ -8,7 +9,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { sessionEnded, type WithAuth } from "../auth/authSlice";
 import type { ModelVersionJson } from "../gen/mlplane/v1/model_registry_pb";
 import { useAppDispatch, useAppStore } from "../app/hooks";
-import { api } from "./api";
+import { api, validationTag } from "./api";
 import { apiUrl } from "./baseQuery";
 import { abortedError, type ApiError, apiErrorFromResponse, networkError } from "./errors";
 
@@ -18,6 +19,8 @@ export interface UploadFields {
   labels: Record<string, string>;
   metrics: Record<string, number>;
   trainingExportIds: string[];
+  /** Column of the evaluation set holding the true labels; empty: the server's `label`. */
+  evaluationLabelColumn?: string;
 }
 
 export interface UploadProgress {
@@ -31,13 +34,18 @@ export interface UploadProgress {
 export interface UploadRequest {
   fields: UploadFields;
   file: File;
+  /** Parquet rows the validation worker reproduces the claimed metrics on. */
+  evaluationSet?: File | null;
   token: string | null;
   onProgress?: (progress: UploadProgress) => void;
   signal?: AbortSignal;
 }
 
-/** The form in the order the registry needs: text fields, then the file. */
-export function uploadForm(fields: UploadFields, file: File): FormData {
+/**
+ * The form in the order the registry needs: text fields, then the evaluation set, then the
+ * file. The label column goes only with an evaluation set.
+ */
+export function uploadForm(fields: UploadFields, file: File, evaluationSet?: File | null): FormData {
   const form = new FormData();
   form.append("name", fields.name);
   if (fields.description) form.append("description", fields.description);
@@ -45,6 +53,11 @@ export function uploadForm(fields: UploadFields, file: File): FormData {
   if (Object.keys(fields.metrics).length) form.append("metrics", JSON.stringify(fields.metrics));
   if (fields.trainingExportIds.length) {
     form.append("trainingExportIds", JSON.stringify(fields.trainingExportIds));
+  }
+  if (evaluationSet) {
+    const column = fields.evaluationLabelColumn?.trim();
+    if (column) form.append("evaluationLabelColumn", column);
+    form.append("evaluationSet", evaluationSet, evaluationSet.name);
   }
   form.append("file", file, file.name);
   return form;
@@ -77,7 +90,7 @@ function parseBody(text: string): unknown {
 }
 
 /** Sends the upload; resolves with the new version, rejects with an ApiError. */
-export function sendUpload({ fields, file, token, onProgress, signal }: UploadRequest): Promise<ModelVersionJson> {
+export function sendUpload({ fields, file, evaluationSet, token, onProgress, signal }: UploadRequest): Promise<ModelVersionJson> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(abortedError());
@@ -94,7 +107,7 @@ export function sendUpload({ fields, file, token, onProgress, signal }: UploadRe
     let lastReport = -Infinity;
     xhr.upload.onprogress = (event) => {
       const now = performance.now();
-      const total = event.lengthComputable ? event.total : file.size;
+      const total = event.lengthComputable ? event.total : file.size + (evaluationSet?.size ?? 0);
       const bytesPerSecond = meter.add(now, event.loaded);
       if (now - lastReport < PROGRESS_INTERVAL_MS && event.loaded < total) return;
       lastReport = now;
@@ -117,7 +130,7 @@ export function sendUpload({ fields, file, token, onProgress, signal }: UploadRe
     signal?.addEventListener("abort", () => {
       xhr.abort();
     });
-    xhr.send(uploadForm(fields, file));
+    xhr.send(uploadForm(fields, file, evaluationSet));
   });
 }
 
@@ -146,16 +159,18 @@ export function useModelUpload() {
   );
 
   const start = useCallback(
-    async (fields: UploadFields, file: File): Promise<ModelVersionJson | null> => {
+    async (fields: UploadFields, file: File, evaluationSet?: File | null): Promise<ModelVersionJson | null> => {
       controller.current?.abort();
       const abort = new AbortController();
       controller.current = abort;
       const startedAt = performance.now();
-      setState({ phase: "sending", progress: { loaded: 0, total: file.size, bytesPerSecond: 0 }, startedAt });
+      const total = file.size + (evaluationSet?.size ?? 0);
+      setState({ phase: "sending", progress: { loaded: 0, total, bytesPerSecond: 0 }, startedAt });
       try {
         const version = await sendUpload({
           fields,
           file,
+          evaluationSet: evaluationSet ?? null,
           token: (store.getState() as WithAuth).auth.token,
           signal: abort.signal,
           onProgress: (progress) => {
@@ -183,6 +198,7 @@ export function useModelUpload() {
             { type: "Model", id: "LIST" },
             { type: "Model", id: modelId },
             { type: "Version", id: `${modelId}/LIST` },
+            validationTag(modelId, number),
           ]),
         );
         setState({ phase: "done", version });

@@ -15,13 +15,16 @@ const STYLE: Record<string, { color: string; text: string }> = {
   RUNNING: { color: "blue", text: "blue.9" },
   COMPLETED: { color: "teal", text: "#066a4c" },
   FAILED: { color: "red", text: "red.9" },
+  // Validation reports (ValidationReport_StateJson; RUNNING and FAILED as above).
+  PENDING: { color: "yellow", text: "dark.8" },
+  PASSED: { color: "teal", text: "#066a4c" },
 };
 
 export function StatusBadge({
   status,
   size = "md",
 }: {
-  /** ModelVersion_StatusJson, Approval_StateJson or Export_StatusJson. */
+  /** ModelVersion_StatusJson, Approval_StateJson, Export_StatusJson or ValidationReport_StateJson. */
   status: string | undefined;
   size?: "sm" | "md" | "lg";
 }) {

@@ -5,7 +5,12 @@ import { IconCheck, IconInfoCircle, IconX } from "@tabler/icons-react";
 import { useState } from "react";
 import { Link } from "react-router";
 
-import { useApproveModelVersionMutation, useListModelVersionsQuery, useRejectModelVersionMutation } from "../../api/api";
+import {
+  useApproveModelVersionMutation,
+  useListModelVersionsQuery,
+  useRejectModelVersionMutation,
+  useValidationReport,
+} from "../../api/api";
 import { type ApiError, asApiError } from "../../api/errors";
 import { CommentDialog } from "../../components/CommentDialog";
 import { CopyValue } from "../../components/CopyValue";
@@ -15,8 +20,10 @@ import { Time } from "../../components/Time";
 import type { ApprovalJson, ModelVersionJson, TensorSpecJson } from "../../gen/mlplane/v1/model_registry_pb";
 import { Fact } from "../models/ModelPage";
 import { formatShape } from "../models/signature";
+import { whyNotApprove } from "../models/validation";
 import { Lineage, MetricsTable } from "../models/VersionSections";
 import { whyNotDecide } from "./separation";
+import { ValidationSummary } from "./ValidationSummary";
 
 /** The model's approved version to compare against: the newest APPROVED one, if any. */
 function useApprovedVersion(modelId: string, version: string): ModelVersionJson | undefined {
@@ -55,6 +62,10 @@ export function ApprovalCard({
   const mv = approval.modelVersion;
   const approved = useApprovedVersion(modelId, version);
   const blocked = whyNotDecide(approval, subject);
+  // The report (polled while it runs) is fresher than the queue's copy of the version.
+  const report = useValidationReport({ modelId, version }, { skip: !modelId || !version }).data;
+  const validationState = report?.state ?? mv?.validationState;
+  const notValidated = whyNotApprove(validationState, report);
   const [decision, setDecision] = useState<"approve" | "reject" | null>(null);
   const [opened, { open, close }] = useDisclosure(false);
   const [approve, approving] = useApproveModelVersionMutation();
@@ -62,6 +73,10 @@ export function ApprovalCard({
   const [error, setError] = useState<ApiError | null>(null);
   const title = `${approval.modelName ?? modelId} v${version}`;
   const headingId = `approval-${approvalId}`;
+  const versionUrl = `/models/${modelId}/versions/${version}`;
+  const approveDescribedBy =
+    [blocked ? `${headingId}-blocked` : null, notValidated ? `${headingId}-validation` : null].filter(Boolean).join(" ") ||
+    undefined;
 
   const start = (kind: "approve" | "reject") => {
     setDecision(kind);
@@ -75,7 +90,7 @@ export function ApprovalCard({
         <Group justify="space-between" align="flex-start" wrap="wrap" gap="sm">
           <Stack gap={2} style={{ minWidth: 0, flex: "1 1 16rem" }}>
             <Title order={2} size="h4" id={headingId} style={{ minWidth: 0 }}>
-              <Anchor component={Link} to={`/models/${modelId}/versions/${version}`} inherit truncate="end" display="block" title={title}>
+              <Anchor component={Link} to={versionUrl} inherit truncate="end" display="block" title={title}>
                 {title}
               </Anchor>
             </Title>
@@ -101,6 +116,14 @@ export function ApprovalCard({
             No comment given.
           </Text>
         )}
+
+        <ValidationSummary
+          state={validationState}
+          report={report}
+          hasEvaluationSet={Boolean(mv?.hasEvaluationSet)}
+          reportUrl={versionUrl}
+          title={title}
+        />
 
         <SimpleGrid cols={{ base: 1, md: 2 }} spacing="md">
           <Stack gap="xs" style={{ minWidth: 0 }}>
@@ -130,14 +153,23 @@ export function ApprovalCard({
         </SimpleGrid>
 
         <Group justify="space-between" wrap="wrap" gap="sm">
-          {blocked ? (
-            <Group gap={6} wrap="nowrap" id={`${headingId}-blocked`}>
-              <IconInfoCircle size={16} aria-hidden />
-              <Text size="sm">{blocked}</Text>
-            </Group>
-          ) : (
-            <span />
-          )}
+          <Stack gap={4} style={{ minWidth: 0, flex: "1 1 16rem" }}>
+            {blocked && (
+              <Group gap={6} wrap="nowrap" id={`${headingId}-blocked`}>
+                <IconInfoCircle size={16} aria-hidden style={{ flexShrink: 0 }} />
+                <Text size="sm">{blocked}</Text>
+              </Group>
+            )}
+            {notValidated && (
+              <Group gap={6} wrap="nowrap" align="flex-start" id={`${headingId}-validation`}>
+                <IconInfoCircle size={16} aria-hidden style={{ flexShrink: 0, marginTop: 2 }} />
+                <Text size="sm" style={{ overflowWrap: "anywhere" }}>
+                  {notValidated}
+                  {blocked ? "" : " You can still reject it."}
+                </Text>
+              </Group>
+            )}
+          </Stack>
           <Group gap="sm">
             <Button
               color="red"
@@ -154,8 +186,8 @@ export function ApprovalCard({
             <Button
               color="teal.9"
               leftSection={<IconCheck size={16} aria-hidden />}
-              disabled={Boolean(blocked) || approval.state !== "OPEN"}
-              aria-describedby={blocked ? `${headingId}-blocked` : undefined}
+              disabled={Boolean(blocked) || Boolean(notValidated) || approval.state !== "OPEN"}
+              aria-describedby={approveDescribedBy}
               onClick={() => {
                 start("approve");
               }}

@@ -3,13 +3,14 @@ import userEvent from "@testing-library/user-event";
 import { http, HttpResponse } from "msw";
 import { describe, expect, it } from "vitest";
 
-import { APPROVAL_ID, approval, MODEL_ID, version } from "../../test/fixtures";
+import { APPROVAL_ID, approval, MODEL_ID, validationReport, version } from "../../test/fixtures";
 import { renderApp } from "../../test/render";
 import { server, statusError } from "../../test/server";
 
-function queue(approvals = [approval()]) {
+function queue(approvals = [approval()], report = validationReport()) {
   let listed = 0;
   server.use(
+    http.get(`*/api/v1/models/${MODEL_ID}/versions/2/validation`, () => HttpResponse.json(report)),
     http.get("*/api/v1/approvals", ({ request }) => {
       expect(new URL(request.url).searchParams.get("state")).toBe("OPEN");
       listed += 1;
@@ -101,6 +102,9 @@ describe("a version's page", () => {
       http.get(`*/api/v1/models/${MODEL_ID}/versions/1/auditEntries`, () =>
         statusError(404, { code: 5, reason: "UNKNOWN_PATH", message: "no such path", domain: "gateway.mlplane" }),
       ),
+      http.get(`*/api/v1/models/${MODEL_ID}/versions/1/validation`, () =>
+        HttpResponse.json(validationReport({ version: "1", state: "PENDING", runtime: undefined, metrics: undefined, compatibility: undefined })),
+      ),
       http.get(`*/api/v1/models/${MODEL_ID}/versions`, () => HttpResponse.json({})),
       http.get("*/api/v1/models", () => HttpResponse.json({})),
       http.get("*/api/v1/approvals", () => HttpResponse.json({})),
@@ -138,6 +142,7 @@ describe("a version's page", () => {
     server.use(
       http.get(`*/api/v1/models/${MODEL_ID}/versions/1`, () => HttpResponse.json(version())),
       http.get(`*/api/v1/models/${MODEL_ID}/versions/1/auditEntries`, () => HttpResponse.json({ auditEntries: [] })),
+      http.get(`*/api/v1/models/${MODEL_ID}/versions/1/validation`, () => HttpResponse.json(validationReport({ version: "1" }))),
       http.post(`*/api/v1/models/${MODEL_ID}/approvals`, () =>
         statusError(409, {
           code: 6,

@@ -31,6 +31,7 @@ import type { ModelVersionJson } from "../../gen/mlplane/v1/model_registry_pb";
 import { Breadcrumbs } from "./Breadcrumbs";
 import { Fact } from "./ModelPage";
 import { formatOpsets } from "./signature";
+import { ValidationSection } from "./ValidationReport";
 import { AuditEntries, Labels, Lineage, MetricsTable, Section, SignatureTables, StatusHistory } from "./VersionSections";
 
 function SubmitButton({ version }: { version: ModelVersionJson }) {
@@ -252,6 +253,8 @@ export default function VersionPage() {
             <CopyValue value={v.sha256 ?? ""} label="SHA-256" />
           </Stack>
         </Section>
+
+        <ValidationSection version={v} />
 
         <SimpleGrid cols={{ base: 1, md: 2 }} spacing="lg">
           <Section title="Metrics">

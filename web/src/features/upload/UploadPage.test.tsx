@@ -18,11 +18,17 @@ async function openUpload() {
   return view;
 }
 
-function chooseFile(file: File) {
-  const input = document.querySelector<HTMLInputElement>('input[type="file"]');
-  if (!input) throw new Error("no file input");
-  fireEvent.change(input, { target: { files: [file] } });
+function chooseFile(file: File, input = 'input[type="file"][aria-label="ONNX file"]') {
+  const element = document.querySelector<HTMLInputElement>(input);
+  if (!element) throw new Error("no file input");
+  fireEvent.change(element, { target: { files: [file] } });
 }
+
+function chooseEvaluationSet(file: File) {
+  chooseFile(file, 'input[type="file"][aria-label="Evaluation set file"]');
+}
+
+const parquet = (name = "eval.parquet", size = 4) => new File([new Uint8Array(size).fill(80)], name);
 
 const onnx = (size = 4) => new File([new Uint8Array(size).fill(8)], "model.onnx");
 
@@ -134,5 +140,90 @@ describe("the upload form", () => {
     await openUpload();
     expect(screen.getByRole("textbox", { name: /Name/ })).toHaveValue("pump-draft");
     expect(screen.getByText(/pick the .onnx file again/)).toBeInTheDocument();
+  });
+});
+
+describe("the evaluation set", () => {
+  it("is refused before sending when it is not .parquet, and nothing is sent", async () => {
+    const user = userEvent.setup();
+    let posted = false;
+    server.use(
+      http.post("*/api/v1/models", () => {
+        posted = true;
+        return HttpResponse.json(version(), { status: 201 });
+      }),
+    );
+    await openUpload();
+    await user.type(screen.getByRole("textbox", { name: /Name/ }), "pump-a");
+    chooseFile(onnx());
+    chooseEvaluationSet(parquet("eval.csv"));
+    const message = await screen.findByText(/^“eval.csv” is not a Parquet file: choose a file ending in .parquet/);
+    const picker = screen.getByRole("button", { name: /Evaluation set \(Parquet\)/ });
+    expect(picker).toHaveAttribute("aria-invalid", "true");
+    expect(picker.getAttribute("aria-describedby") ?? "").toContain(message.id);
+    await user.click(screen.getByRole("button", { name: "Upload" }));
+    expect(posted).toBe(false);
+    await user.click(screen.getByRole("button", { name: "Remove the evaluation set" }));
+    expect(screen.queryByText(/is not a Parquet file/)).toBeNull();
+  });
+
+  it("is refused before sending when it is over 64 MiB", async () => {
+    await openUpload();
+    const big = parquet();
+    Object.defineProperty(big, "size", { value: 64 * 1024 * 1024 + 1 });
+    chooseEvaluationSet(big);
+    expect(await screen.findByText(/an evaluation set may be at most 64.0 MiB \(67,108,864 bytes\)/)).toBeInTheDocument();
+  });
+
+  it("is sent after the text fields and before the model, with its label column", async () => {
+    const user = userEvent.setup();
+    // jsdom's XMLHttpRequest does not keep a part's file name: the parts are told apart by size.
+    let parts: [string, string | number][] = [];
+    server.use(
+      http.post("*/api/v1/models", async ({ request }) => {
+        const form = await request.formData();
+        parts = [...form.entries()].map(([key, value]) => [key, typeof value === "string" ? value : value.size]);
+        return HttpResponse.json(version({ version: "1", hasEvaluationSet: true, validationState: "PENDING" }), { status: 201 });
+      }),
+    );
+    await openUpload();
+    await user.type(screen.getByRole("textbox", { name: /Name/ }), "pump-a");
+    await user.type(screen.getByRole("textbox", { name: /Label column/ }), "failed_within_7d");
+    chooseFile(onnx());
+    chooseEvaluationSet(parquet("eval.parquet", 5));
+    await user.click(screen.getByRole("button", { name: "Upload" }));
+    expect(await screen.findByText("Uploaded pump-bearing-risk v1")).toBeInTheDocument();
+    expect(screen.getByText(/Its validation runs now .*the claimed metrics on the evaluation set/)).toBeInTheDocument();
+    expect(parts).toEqual([
+      ["name", "pump-a"],
+      ["evaluationLabelColumn", "failed_within_7d"],
+      ["evaluationSet", 5],
+      ["file", 4],
+    ]);
+  });
+
+  it("shows the server's refusal of it on its field (EVALUATION_SET_NOT_PARQUET)", async () => {
+    const user = userEvent.setup();
+    server.use(
+      http.post("*/api/v1/models", () =>
+        statusError(400, {
+          code: 3,
+          reason: "EVALUATION_SET_NOT_PARQUET",
+          message: "the evaluation set is not a Parquet file (no PAR1 magic); write it with pandas.DataFrame.to_parquet",
+          metadata: { field: "evaluationSet" },
+        }),
+      ),
+    );
+    await openUpload();
+    await user.type(screen.getByRole("textbox", { name: /Name/ }), "pump-a");
+    chooseFile(onnx());
+    chooseEvaluationSet(parquet());
+    await user.click(screen.getByRole("button", { name: "Upload" }));
+    const sentences = await screen.findAllByText(/^The evaluation set is not a Parquet file: save it with pandas/);
+    expect(sentences).toHaveLength(2);
+    expect(screen.getByRole("button", { name: /Evaluation set \(Parquet\)/ })).toHaveAttribute("aria-invalid", "true");
+    expect(screen.getByText("EVALUATION_SET_NOT_PARQUET")).toBeInTheDocument();
+    // The server's own words once, beside the sentence (not again as a problem without a place).
+    expect(screen.getAllByText(/no PAR1 magic/)).toHaveLength(1);
   });
 });

@@ -19,6 +19,7 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 
 import { useGetConfigQuery, useListExportsQuery } from "../../api/api";
+import { describeError } from "../../api/errors";
 import { useModelUpload } from "../../api/upload";
 import { useAppDispatch, useAppSelector } from "../../app/hooks";
 import { EXPIRED_PROBLEM, selectAuth, sessionEnded } from "../../auth/authSlice";
@@ -28,11 +29,18 @@ import { ErrorAlert } from "../../components/ErrorAlert";
 import { formatBytes, formatExactBytes, formatRate } from "../../components/format";
 import { PageHeader } from "../../components/PageHeader";
 import { StatusBadge } from "../../components/StatusBadge";
-import { fileProblem } from "./fileChecks";
+import { EvaluationSetFields } from "./EvaluationSetFields";
+import { evaluationSetProblem, fileProblem } from "./fileChecks";
 import { checkDraft, EMPTY_DRAFT, hasProblems, isBlankDraft, noProblems, placeMessages, type UploadDraft } from "./formModel";
 import { RowsEditor } from "./RowsEditor";
 
-type Touched = Partial<Record<"name" | "description" | "labels" | "metrics" | "exportIds", boolean>>;
+type Touched = Partial<Record<"name" | "description" | "labels" | "metrics" | "exportIds" | "labelColumn", boolean>>;
+
+const evaluationNote = (hasEvaluationSet: boolean | undefined) =>
+  hasEvaluationSet ? ", and the claimed metrics on the evaluation set" : "";
+
+/** The server's refusals of the evaluation set, shown on its field too. */
+const EVALUATION_SET_REASONS = new Set(["EVALUATION_SET_TOO_LARGE", "EVALUATION_SET_NOT_PARQUET"]);
 
 function FileSummary({ file, onRemove, disabled }: { file: File; onRemove: () => void; disabled: boolean }) {
   return (
@@ -63,6 +71,7 @@ export default function UploadPage() {
   const form = draft.value;
   const [file, setFile] = useState<File | null>(null);
   const [fileMessage, setFileMessage] = useState<string | null>(null);
+  const [evaluationSet, setEvaluationSet] = useState<File | null>(null);
   const [touched, setTouched] = useState<Touched>({});
   const [attempted, setAttempted] = useState(false);
   // The form as last sent, while the server's answer about it still applies.
@@ -103,6 +112,12 @@ export default function UploadPage() {
     if (upload.state.phase !== "sending") upload.reset();
   };
 
+  const pickEvaluationSet = (chosen: File | null) => {
+    setEvaluationSet(chosen);
+    if (upload.state.phase !== "sending") upload.reset();
+  };
+  const evaluationMessage = evaluationSet ? evaluationSetProblem(evaluationSet) : null;
+
   const focusFirstProblem = () => {
     requestAnimationFrame(() => {
       const invalid = document.querySelector<HTMLElement>('form[aria-label="Upload a model"] [aria-invalid="true"]');
@@ -116,7 +131,7 @@ export default function UploadPage() {
     if (!file) {
       setFileMessage(fileMessage ?? "Choose the .onnx file to upload.");
     }
-    if (hasProblems(problems) || !file) {
+    if (hasProblems(problems) || !file || evaluationMessage) {
       focusFirstProblem();
       return;
     }
@@ -125,10 +140,11 @@ export default function UploadPage() {
       return;
     }
     setSent(form);
-    const version = await upload.start(checked.fields, file);
+    const version = await upload.start(checked.fields, file, evaluationSet);
     if (version) {
       draft.clear();
       setFile(null);
+      setEvaluationSet(null);
       setTouched({});
       setAttempted(false);
     }
@@ -153,7 +169,7 @@ export default function UploadPage() {
   }, [upload.state, sent]);
   const server = serverProblems ?? noProblems(form);
 
-  const fieldError = (key: "name" | "description" | "labels" | "metrics" | "exportIds") =>
+  const fieldError = (key: "name" | "description" | "labels" | "metrics" | "exportIds" | "labelColumn") =>
     server[key] ?? (shown(key) ? problems[key] : undefined);
   const rowErrors = (key: "labelRows" | "metricRows", touchedKey: "labels" | "metrics") =>
     problems[key].map((p, i) => ({
@@ -163,6 +179,12 @@ export default function UploadPage() {
 
   const exportSuggestions = (exports.data?.exports ?? []).map((e) => e.exportId ?? "").filter(Boolean);
   const state = upload.state;
+  // The server names the part (ErrorInfo metadata `field`: evaluationSet); known reasons in
+  // the app's words, others (e.g. EVALUATION_SET_AFTER_FILE) in the server's.
+  const serverEvaluationProblem =
+    state.phase === "failed" && EVALUATION_SET_REASONS.has(state.error.reason ?? "")
+      ? describeError(state.error, "upload").title
+      : (serverProblems?.evaluationSet ?? null);
 
   return (
     <>
@@ -190,6 +212,10 @@ export default function UploadPage() {
               <StatusBadge status={state.version.status} size="sm" />
               <Text size="sm">and appears in the models list.</Text>
             </Group>
+            <Text size="sm">
+              Its validation runs now (ONNX Runtime{evaluationNote(state.version.hasEvaluationSet)}); an approver can
+              approve it once that has passed.
+            </Text>
             <Group gap="xs">
               <Button component={Link} to={`/models/${state.version.modelId ?? ""}/versions/${state.version.version ?? ""}`} size="xs">
                 Open the version to submit it
@@ -207,7 +233,7 @@ export default function UploadPage() {
 
       {draft.restored && !isBlankDraft(form) && !file && state.phase === "idle" && (
         <Alert color="blue" variant="light" mb="lg" title="Your draft was kept">
-          The fields below are as you left them. Browsers do not keep a chosen file: pick the .onnx file again.
+          The fields below are as you left them. Browsers do not keep a chosen file: pick the .onnx file again (and the evaluation set, if any).
         </Alert>
       )}
 
@@ -220,58 +246,71 @@ export default function UploadPage() {
         }}
       >
         <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="lg">
-          <Paper withBorder radius="md" p="md">
-            <Stack gap="md">
-              <Title order={2} size="h4">
-                Model
-              </Title>
-              <TextInput
-                label="Name"
-                description="Lower-case letters, digits, '.', '_' and '-'. An existing name gets its next version."
-                placeholder="pump-bearing-risk"
-                required
-                value={form.name}
-                onChange={(e) => {
-                  edit({ name: e.currentTarget.value }, "name");
-                }}
-                onBlur={() => {
-                  setTouched((t) => ({ ...t, name: true }));
-                }}
-                error={fieldError("name")}
-                disabled={sending}
-                spellCheck={false}
-                autoComplete="off"
-              />
-              <Textarea
-                label="Description"
-                description="What it predicts, how it was trained (at most 4,096 characters)."
-                autosize
-                minRows={3}
-                maxRows={10}
-                value={form.description}
-                onChange={(e) => {
-                  edit({ description: e.currentTarget.value }, "description");
-                }}
-                error={fieldError("description")}
-                disabled={sending}
-              />
-              <TagsInput
-                label="Training exports (lineage)"
-                description="The export ids of the data it was trained on; paste ids, press Enter after each."
-                placeholder={form.exportIds.length ? "" : "e.g. 0b7c4f6e-…"}
-                data={exportSuggestions}
-                value={form.exportIds}
-                onChange={(value) => {
-                  edit({ exportIds: value }, "exportIds");
-                }}
-                splitChars={[",", " ", "\n"]}
-                error={fieldError("exportIds")}
-                disabled={sending}
-                clearable
-                styles={{ pill: { maxWidth: "100%" } }}
-              />
-            </Stack>
-          </Paper>
+          <Stack gap="lg">
+            <Paper withBorder radius="md" p="md">
+              <Stack gap="md">
+                <Title order={2} size="h4">
+                  Model
+                </Title>
+                <TextInput
+                  label="Name"
+                  description="Lower-case letters, digits, '.', '_' and '-'. An existing name gets its next version."
+                  placeholder="pump-bearing-risk"
+                  required
+                  value={form.name}
+                  onChange={(e) => {
+                    edit({ name: e.currentTarget.value }, "name");
+                  }}
+                  onBlur={() => {
+                    setTouched((t) => ({ ...t, name: true }));
+                  }}
+                  error={fieldError("name")}
+                  disabled={sending}
+                  spellCheck={false}
+                  autoComplete="off"
+                />
+                <Textarea
+                  label="Description"
+                  description="What it predicts, how it was trained (at most 4,096 characters)."
+                  autosize
+                  minRows={3}
+                  maxRows={10}
+                  value={form.description}
+                  onChange={(e) => {
+                    edit({ description: e.currentTarget.value }, "description");
+                  }}
+                  error={fieldError("description")}
+                  disabled={sending}
+                />
+                <TagsInput
+                  label="Training exports (lineage)"
+                  description="The export ids of the data it was trained on; paste ids, press Enter after each."
+                  placeholder={form.exportIds.length ? "" : "e.g. 0b7c4f6e-…"}
+                  data={exportSuggestions}
+                  value={form.exportIds}
+                  onChange={(value) => {
+                    edit({ exportIds: value }, "exportIds");
+                  }}
+                  splitChars={[",", " ", "\n"]}
+                  error={fieldError("exportIds")}
+                  disabled={sending}
+                  clearable
+                  styles={{ pill: { maxWidth: "100%" } }}
+                />
+              </Stack>
+            </Paper>
+            <EvaluationSetFields
+              file={evaluationSet}
+              onPick={pickEvaluationSet}
+              problem={evaluationMessage ?? serverEvaluationProblem}
+              labelColumn={form.labelColumn ?? ""}
+              onLabelColumn={(value) => {
+                edit({ labelColumn: value }, "labelColumn");
+              }}
+              labelColumnProblem={fieldError("labelColumn")}
+              disabled={sending}
+            />
+          </Stack>
 
           <Stack gap="lg">
             <Paper withBorder radius="md" p="md">

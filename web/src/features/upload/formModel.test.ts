@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { fileProblem } from "./fileChecks";
+import { evaluationSetProblem, fileProblem, MAX_EVALUATION_SET_BYTES } from "./fileChecks";
 import { checkDraft, EMPTY_DRAFT, hasProblems, noProblems, placeMessages, type UploadDraft } from "./formModel";
 
 const draft = (patch: Partial<UploadDraft>): UploadDraft => ({ ...EMPTY_DRAFT, name: "pump", ...patch });
@@ -12,6 +12,18 @@ describe("the file, before a byte is sent", () => {
     expect(fileProblem({ name: "model.onnx", size: 0 }, max)).toBe("“model.onnx” is empty.");
     expect(fileProblem({ name: "model.onnx", size: max + 1 }, max)).toMatch(/the registry accepts at most 1.00 MiB \(1,048,576 bytes\)/);
     expect(fileProblem({ name: "Model.ONNX", size: max }, max)).toBeNull();
+  });
+});
+
+describe("the evaluation set, before a byte is sent", () => {
+  it("refuses what is not .parquet, empty, or over 64 MiB", () => {
+    expect(MAX_EVALUATION_SET_BYTES).toBe(67_108_864);
+    expect(evaluationSetProblem({ name: "eval.csv", size: 10 })).toMatch(/^“eval.csv” is not a Parquet file: choose a file ending in .parquet/);
+    expect(evaluationSetProblem({ name: "eval.parquet", size: 0 })).toBe("“eval.parquet” is empty.");
+    expect(evaluationSetProblem({ name: "eval.parquet", size: MAX_EVALUATION_SET_BYTES + 1 })).toBe(
+      "“eval.parquet” is 64.0 MiB; an evaluation set may be at most 64.0 MiB (67,108,864 bytes): choose a smaller sample of rows.",
+    );
+    expect(evaluationSetProblem({ name: "Eval.PARQUET", size: MAX_EVALUATION_SET_BYTES })).toBeNull();
   });
 });
 
@@ -59,6 +71,14 @@ describe("the form by the contract's rules", () => {
     expect(problems.exportIds).toMatch(/^trainingExportIds\[0\] must be a valid UUID/);
   });
 
+  it("sends the label column only when given, checked by the contract's rules", () => {
+    expect(checkDraft(draft({ labelColumn: " failed_within_7d " })).fields.evaluationLabelColumn).toBe("failed_within_7d");
+    expect(checkDraft(draft({ labelColumn: "" })).fields).not.toHaveProperty("evaluationLabelColumn");
+    const { problems } = checkDraft(draft({ labelColumn: "x".repeat(129) }));
+    expect(problems.labelColumn).toMatch(/^evaluationLabelColumn must be at most 128 characters/);
+    expect(hasProblems(problems)).toBe(true);
+  });
+
   it("places the server's field violations on the same fields", () => {
     const d = draft({ labels: [{ key: "team", value: "x" }] });
     const placed = placeMessages(
@@ -67,6 +87,7 @@ describe("the form by the contract's rules", () => {
         { field: "name", forKey: false, ruleId: "model_name", message: "name must be …" },
         { field: 'labels["team"]', forKey: false, ruleId: "x", message: 'labels["team"] must be …' },
         { field: "trainingExportIds", forKey: false, ruleId: "UNKNOWN_EXPORT", message: "training export … does not exist" },
+        { field: "evaluationSet", forKey: false, ruleId: "EVALUATION_SET_AFTER_FILE", message: "send the evaluation set before the model file" },
         { field: "sha256", forKey: false, ruleId: "x", message: "sha256 must be …" },
       ],
       noProblems(d),
@@ -74,6 +95,7 @@ describe("the form by the contract's rules", () => {
     expect(placed.name).toBe("name must be …");
     expect(placed.labelRows[0]?.value).toBe('labels["team"] must be …');
     expect(placed.exportIds).toBe("training export … does not exist");
+    expect(placed.evaluationSet).toBe("send the evaluation set before the model file");
     expect(placed.other).toEqual(["sha256 must be …"]);
   });
 });

@@ -15,9 +15,11 @@ export interface UploadDraft {
   labels: Row[];
   metrics: Row[];
   exportIds: string[];
+  /** The evaluation set's label column (absent from drafts kept before it existed). */
+  labelColumn?: string;
 }
 
-export const EMPTY_DRAFT: UploadDraft = { name: "", description: "", labels: [], metrics: [], exportIds: [] };
+export const EMPTY_DRAFT: UploadDraft = { name: "", description: "", labels: [], metrics: [], exportIds: [], labelColumn: "" };
 
 export function isBlankDraft(draft: UploadDraft): boolean {
   return (
@@ -25,7 +27,8 @@ export function isBlankDraft(draft: UploadDraft): boolean {
     !draft.description &&
     draft.labels.every((r) => !r.key && !r.value) &&
     draft.metrics.every((r) => !r.key && !r.value) &&
-    draft.exportIds.length === 0
+    draft.exportIds.length === 0 &&
+    !draft.labelColumn
   );
 }
 
@@ -41,6 +44,9 @@ export interface FormProblems {
   labels?: string;
   metrics?: string;
   exportIds?: string;
+  labelColumn?: string;
+  /** Only the server's (the app checks the file itself before sending: fileChecks.ts). */
+  evaluationSet?: string;
   labelRows: RowProblems[];
   metricRows: RowProblems[];
   /** Anything the form has no place for (shown with the form's error). */
@@ -62,6 +68,8 @@ export function hasProblems(problems: FormProblems): boolean {
       problems.labels ||
       problems.metrics ||
       problems.exportIds ||
+      problems.labelColumn ||
+      problems.evaluationSet ||
       problems.other.length ||
       problems.labelRows.some((r) => r.key || r.value) ||
       problems.metricRows.some((r) => r.key || r.value),
@@ -99,6 +107,14 @@ export function placeMessages(draft: UploadDraft, messages: readonly FieldMessag
     }
     if (field === "labels" || field === "metrics") {
       out[field] ??= m.message;
+      continue;
+    }
+    if (field === "evaluationLabelColumn") {
+      out.labelColumn ??= m.message;
+      continue;
+    }
+    if (field === "evaluationSet") {
+      out.evaluationSet ??= m.message;
       continue;
     }
     if (field === "trainingExportIds" || field.startsWith("trainingExportIds[")) {
@@ -164,6 +180,8 @@ export function checkDraft(draft: UploadDraft): { fields: UploadFields; problems
     metrics,
     trainingExportIds: draft.exportIds.map((id) => id.trim()).filter(Boolean),
   };
+  const labelColumn = (draft.labelColumn ?? "").trim();
+  if (labelColumn) fields.evaluationLabelColumn = labelColumn;
   const messages = checkMessage(UploadModelMetadataSchema, fields);
   return { fields, problems: placeMessages(draft, messages, problems) };
 }
