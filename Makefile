@@ -22,7 +22,7 @@ help:
 	@echo "make fuzz      the fuzz suite at length (every RPC and the multipart upload, 400 requests each)"
 	@echo "make deploy-check  the images and the Helm chart, offline: hadolint, helm lint, helm template"
 	@echo "               with each value set through kubernetes-validate, the CRs, the gateway render"
-	@echo "make bench     export, upload and approval benchmarks against the real stack (bench/README.md)"
+	@echo "make bench     export, upload, approval and validation benchmarks against the real stack (bench/README.md)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlplane needs Python >= 3.11")'
@@ -119,6 +119,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.export_bench
 	$(BIN)/python -m bench.upload_bench
 	$(BIN)/python -m bench.approval_bench
+	$(BIN)/python -m bench.validation_bench
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .mlplane .pytest_cache .mypy_cache .ruff_cache .tools

@@ -11,11 +11,17 @@ Measures, through Envoy with ``--clients`` concurrent clients (each its own conn
 Each client works on its own model (`bench-approval-<n>`), so the figures are the plane's,
 not one row lock's. Prints P50/P95/P99 and requests/s; writes bench/results/approval-*.json.
 The seed's target: submit P95 < 200 ms.
+
+A version can be approved only once its validation report has PASSED (issue #16), so after
+each transport's uploads the bench waits, outside the timed phases, until the stack's
+validation worker has passed every uploaded version (read from `validation_jobs` with the
+admin DSN); the worker is idle while submits and approvals are timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import platform
@@ -24,12 +30,14 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import httpx
+import psycopg2  # type: ignore[import-untyped,unused-ignore]
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
@@ -43,6 +51,9 @@ from tests.stack_runner import RunningStack, start_stack, stop_stack
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SUBMIT_P95_TARGET_MS = 200.0
 _TIMEOUT = 30.0
+# Waiting for the validation worker (setup): at most this long, plus this much per version.
+_VALIDATION_WAIT_SECONDS = 300.0
+_VALIDATION_WAIT_PER_VERSION = 2.0
 SCIENTIST, APPROVER = "alice", "bob"
 
 
@@ -72,6 +83,37 @@ def upload_versions(stack: RunningStack, name: str, count: int) -> tuple[str, li
             model_id = version.model_id
             versions.append(version.version)
     return model_id, versions
+
+
+def wait_validated(stack: RunningStack, model_ids: list[str], versions: int) -> float:
+    """Wait until the validation worker has finished every version of `model_ids` (setup, not
+    measured); raise if one did not pass (it could not be approved). Returns the seconds
+    waited."""
+    started = time.monotonic()
+    deadline = started + _VALIDATION_WAIT_SECONDS + _VALIDATION_WAIT_PER_VERSION * versions
+    query = (
+        "SELECT state, count(*) FROM validation_jobs"
+        " WHERE model_id = ANY(%s::uuid[]) GROUP BY state"
+    )
+    reported = 0.0
+    with contextlib.closing(psycopg2.connect(stack.admin_dsn())) as conn:
+        conn.autocommit = True
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(query, (model_ids,))
+                states = {str(state): int(n) for state, n in cur.fetchall()}
+            open_jobs = states.get("PENDING", 0) + states.get("RUNNING", 0)
+            done = sum(states.values()) - open_jobs
+            if states.get("FAILED"):
+                raise RuntimeError(f"validation failed for some versions: {states}")
+            if sum(states.values()) >= versions and not open_jobs:
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"validation not finished in time: {states}")
+            if time.monotonic() - reported >= 15:
+                reported = time.monotonic()
+                _progress(f"waiting for validation (setup): {done} of {versions} reports done")
+            time.sleep(0.25)
 
 
 Work = list[tuple[str, int]]  # (model id, version) or (approval id, 0)
@@ -184,7 +226,9 @@ def grpc_approve(stack: RunningStack) -> tuple[Call, Callable[[], None]]:
     return call, channel.close
 
 
-def measure(stack: RunningStack, args: argparse.Namespace) -> list[LoadResult]:
+def measure(
+    stack: RunningStack, args: argparse.Namespace, waited: dict[str, float]
+) -> list[LoadResult]:
     pids = stack.info["pids"]
     cpu = ComponentCpu({n: pids[n] for n in ("models", "envoy", "postgres")})
     each = args.per_client + args.warmup
@@ -199,6 +243,12 @@ def measure(stack: RunningStack, args: argparse.Namespace) -> list[LoadResult]:
             for n in range(args.clients)
         ]
         work = [[(model_id, v) for v in versions] for model_id, versions in uploads]
+        # Approval needs a PASSED validation report; wait for the worker before the timed
+        # phases (so it is idle while they run).
+        waited[transport] = wait_validated(
+            stack, [model_id for model_id, _ in uploads], args.clients * each
+        )
+        _progress(f"{transport}: every version validated (waited {waited[transport]:.1f} s)")
         phase, approval_ids = run_phase(
             f"SubmitForApproval {transport}, {args.clients} clients",
             work,
@@ -269,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="mlplane-approval-bench-"))
     stack: RunningStack | None = None
     started = datetime.now(UTC)
+    waited: dict[str, float] = {}
     try:
         _progress(f"starting a stack in {state_dir}")
         stack = start_stack(
@@ -276,8 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             MLPLANE_DEMO_PLANT="false",
             # 16 clients of one subject are a burst by design here.
             MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND="0",
+            # Two validations at a time: the setup's ~900 versions are validated sooner; the
+            # worker is idle during the timed phases either way.
+            MLPLANE_VALIDATION_CONCURRENCY="2",
         )
-        phases = measure(stack, args)
+        phases = measure(stack, args, waited)
     finally:
         if stack is not None:
             survivors = stop_stack(stack)
@@ -302,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "phases": [p.to_json() for p in phases],
+            "validation_wait_seconds": waited,
             "targets": [
                 {"name": "submit P95 ms", "measured": submit_p95, "limit": SUBMIT_P95_TARGET_MS}
             ],

@@ -6,7 +6,10 @@ each of its children is killed once with SIGKILL; `mlplane up` must bring each b
 Clients (REST through the gateway, each with its own token): readers (models list, a model,
 the assets, an hour of history as JSON), exporters (a day of one asset as CSV, read to the
 end), uploaders (a small ONNX model, then submitted for approval) and approvers (the open
-queue, each request decided by someone who did not submit it). Faults, at 20/40/60/80 % of
+queue, each request decided by someone who did not submit it; a version can be approved only
+once the stack's validation worker has passed it (issue #16), so an approver that drew
+"approve" for a version whose report has not passed yet rejects it instead, counted as
+`approver approve->reject (validation STATE)`). Faults, at 20/40/60/80 % of
 the run: the query service, the models service, Envoy, PostgreSQL. Recovery is the time from
 the kill until a probe (health, a models list, the assets) answers 200 again.
 
@@ -23,6 +26,7 @@ import asyncio
 import hashlib
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -184,6 +188,23 @@ async def approver(
             continue
         item = random.choice(queue.json()["approvals"])
         verb = random.choice(["approve", "reject"])
+        if verb == "approve":
+            # Approval needs a PASSED validation report (issue #16): one the worker has not
+            # passed yet would be a 400 VALIDATION_NOT_PASSED, so it is rejected instead.
+            version = await _request(
+                client,
+                tally,
+                "approver",
+                "GET",
+                f"/api/v1/models/{item['modelId']}/versions/{item['version']}",
+                headers=headers,
+            )
+            if version is None or version.status_code != 200:
+                continue
+            state = version.json().get("validationState")
+            if state != "PASSED":
+                tally.answers[("approver", f"approve->reject (validation {state})")] += 1
+                verb = "reject"
         answer = await _request(
             client,
             tally,
@@ -319,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run(stack, args))
     finally:
         survivors = stop_stack(stack)
+        shutil.rmtree(root, ignore_errors=True)  # the database and every upload: ~0.3-0.5 GB
     result["leftProcesses"] = [p.pid for p in survivors]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"soak-{stamp}.json"

@@ -13,6 +13,8 @@ Measures, in one run:
   * GetModel under 16 concurrent clients through Envoy, REST and gRPC from Python threads, and
     with hey / wrk when installed.
 Prints the figures and the project's targets; writes bench/results/upload-<timestamp>.json.
+Its stacks run without a validation worker (MLPLANE_VALIDATION_WORKER=false), so validating
+the uploaded models does not take CPU from the upload figures (see bench.validation_bench).
 """
 
 from __future__ import annotations
@@ -260,6 +262,9 @@ def _stack_env(store: str, s3_server: s3.S3Server | None) -> dict[str, str]:
         "MLPLANE_MAX_MODEL_BYTES": str(MAX_MODEL_BYTES),
         # One subject drives the GetModel load far past the per-client limit on purpose.
         "MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND": "0",
+        # No validation worker: its sandboxed runs of every 1 GiB model would take CPU from
+        # the upload figures on two cores (bench/validation_bench.py measures the worker).
+        "MLPLANE_VALIDATION_WORKER": "false",
     }
     if store == "s3":
         assert s3_server is not None
@@ -444,7 +449,10 @@ def stack_phase(
     state_dir = Path(tempfile.mkdtemp(prefix=f"mlplane-upload-bench-{store}-"))
     stack: RunningStack | None = None
     try:
-        _progress(f"starting the {STORE_LABEL[store]} stack in {state_dir}")
+        _progress(
+            f"starting the {STORE_LABEL[store]} stack in {state_dir}"
+            " (no validation worker: MLPLANE_VALIDATION_WORKER=false)"
+        )
         stack = start_stack(state_dir, **cast(dict[str, Any], _stack_env(store, s3_server)))
         upload_rounds(stack, store, s3_server, args, results)
         if not args.skip_load and store == args.store_list[0]:
@@ -659,6 +667,8 @@ def document(args: argparse.Namespace, results: Results, found: list[Target]) ->
             "boto3": "boto3.client('s3').upload_file straight to the same S3 server",
             "s3_server": STORE_LABEL["s3"],
             "order": "each round runs every figure once; stored objects are deleted after each",
+            "validation_worker": "off (MLPLANE_VALIDATION_WORKER=false): the worker would "
+            "validate every uploaded model in a sandboxed child on the same two cores",
         },
         "uploads": {
             k: {
