@@ -11,10 +11,12 @@ What the child does (`inspect_model`):
   names a directory) in ONNX Runtime with the CPU provider only, `intra_op_num_threads` and
   `inter_op_num_threads` = `SandboxLimits.threads` (1 by default: comparable figures, no
   oversubscription), sequential execution, no spinning; the load time is measured.
-* **Synthetic inputs** from the session's signature. Symbolic dimensions (`"batch"`) are set to
-  `batch_size` (`BATCH_SIZE` = 8: small enough for any model, large enough that per-batch latency
-  is not only call overhead); other unknown dimensions to 1. Values: floating point types from a
-  standard normal, seeded (`SEED`), so two runs of one model see the same inputs; integers in
+* **Synthetic inputs** from the session's signature. The first dimension, when it is not fixed
+  (symbolic like `"batch"`, or unnamed as skl2onnx writes it), and every other symbolic dimension
+  are set to `batch_size` (`BATCH_SIZE` = 8: small enough for any model, large enough that
+  per-batch latency is not only call overhead); other unnamed dimensions to 1. Values: floating
+  point types from a standard normal, seeded (`SEED`), so two runs of one model see the same
+  inputs; integers in
   [0, 4) (small: integer inputs are often indices or categories); booleans at random; strings a
   fixed word. Other input types (bfloat16, sequences, maps, optionals) are an
   `UNSUPPORTED_INPUT_TYPE` failure: the check cannot invent them.
@@ -238,8 +240,8 @@ def inspect_model(payload: dict[str, Any]) -> dict[str, Any]:
         shape = [
             dim
             if isinstance(dim, int) and dim >= 0
-            else (batch_size if isinstance(dim, str) else 1)
-            for dim in (node.shape or [])
+            else (batch_size if isinstance(dim, str) or axis == 0 else 1)
+            for axis, dim in enumerate(node.shape or [])
         ]
         kind = node.type
         if kind in {"tensor(float)", "tensor(double)", "tensor(float16)"}:

@@ -43,6 +43,19 @@ def classifier_model(features: int = 4, *, seed: int = 0) -> bytes:
     return _finish(graph)
 
 
+def unnamed_batch_model(features: int = 3) -> bytes:
+    """Y = X + 1 with X of shape [None, features]: the unnamed batch skl2onnx writes."""
+    one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "one"], ["Y"])],
+        "unnamed_batch",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, features])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, features])],
+        [one],
+    )
+    return _finish(graph)
+
+
 def mixed_inputs_model() -> bytes:
     """Inputs of several element types (double with an unnamed dim, int64, bool, string)."""
     graph = helper.make_graph(

@@ -62,6 +62,13 @@ def test_inputs_of_every_simple_type_are_synthesised(scratch_root: Path) -> None
     assert shapes == {"d_out": [3, 1, 3], "i_out": [2], "f_out": [3], "s_out": [3]}
 
 
+def test_an_unnamed_first_dimension_is_the_batch(scratch_root: Path) -> None:
+    # skl2onnx writes [None, k]: the figures must be per batch of 8, as the report says.
+    report = run_runtime_check(models.unnamed_batch_model(3), scratch_root=scratch_root)
+    assert report.passed, report
+    assert [output.shape for output in report.outputs] == [[BATCH_SIZE, 3]]
+
+
 def test_non_finite_output_is_a_flag_not_a_failure(scratch_root: Path) -> None:
     report = run_runtime_check(models.non_finite_model(), scratch_root=scratch_root)
     assert report.passed, report
