@@ -1,5 +1,7 @@
 """What the gateway says when it refuses a request itself: Envoy's local replies, rewritten.
 
+Kept whole (over 400 lines): its mappers are one ordered list, the first match wins.
+
 Every refusal the gateway makes reads like a service's error, in one domain
 (`gateway.mlplane`):
 

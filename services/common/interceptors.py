@@ -1,5 +1,7 @@
 """Cross-cutting concerns as grpc.aio server interceptors.
 
+Kept whole (over 400 lines): its three interceptors are one scheme, each handler rewrapped once.
+
 Each interceptor rewraps the method handler it is given with a handler of the
 same streaming kind (unary or stream in, unary or stream out), so adding one
 never changes what a method is on the wire.

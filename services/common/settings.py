@@ -119,9 +119,9 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024,
         ge=5 * 1024 * 1024,
         le=5 * 1024**3,
-        # Parts are sent from the spool file, so their size costs no memory; each
-        # part is a request (a few ms of botocore on the event loop, and a line on
-        # the bill), so fewer, bigger parts are cheaper.
+        # Parts are sent from the spool file, so their size costs no memory; each part is
+        # a request, so fewer, bigger parts are cheaper (measured: bench/README.md, "S3
+        # throughput, second round").
         description="S3 multipart part size (5 MiB to 5 GiB).",
     )
     s3_parts_in_flight: int = Field(
@@ -220,8 +220,8 @@ class Settings(BaseSettings):
         default=2,
         ge=0,
         le=16,
-        # Overwriting a cached file is several times cheaper than filling a new one
-        # on VMs that return freed memory to their host (see models/local_files.py).
+        # Why spools are kept: services/models/local_files.py (measured: bench/README.md,
+        # "What changed, and why it was the spool's memory").
         description="S3 store: spool files of recorded uploads kept for the next uploads "
         "to overwrite (each as large as the largest upload it held; 0 deletes every spool).",
     )
@@ -313,7 +313,7 @@ class Settings(BaseSettings):
         ge=0,
         le=300,
         # Longer than the gateway takes to see it (its health checks: every 2 s, out after 2
-        # failures; gateway/envoy_config.py), so no call reaches a service that has stopped.
+        # failures; gateway/clusters.py), so no call reaches a service that has stopped.
         description="On SIGTERM a service first reports NOT_SERVING and keeps serving for this "
         "long, while the gateway (or Kubernetes' readiness probe) takes it out of rotation; "
         "then in-flight RPCs get MLPLANE_SHUTDOWN_GRACE_SECONDS to finish. SIGINT skips it.",

@@ -6,19 +6,18 @@ it, parts are sent from it).
 
 Why S3 spools are reused: writing a gigabyte into a *new* file costs the kernel
 fresh page-cache pages, and on a VM that hands freed memory back to its host
-(virtio-balloon free page reporting, as on the machines this runs on) every
-such page faults in the host as well. Measured here, 1 GiB written into a new
-file took 0.8 to 1.2 CPU-s of system time when the previous one had been
-deleted seconds before, and 0.23 s when it overwrote a file whose pages were
-still cached. So once an S3 upload's version is recorded, its spool is kept
-for the next upload to overwrite, at most `keep` of them
-(`MLPLANE_UPLOAD_SPOOL_KEEP`; 0 deletes every spool; the folder store's files
-become the objects). A kept spool is not cut to its last upload's size, so its
-pages stay for the next large upload, and the largest idle spool is taken
-first. Every reader stops where its own upload ends (validation is told the
-size, parts are ranges of what was written). An idle spool holds earlier
-uploads' bytes until it is overwritten, the store closes or the next process
-starts; a failed upload's spool is always deleted.
+(virtio-balloon free page reporting) every such page faults in the host as well;
+overwriting a file whose pages are still cached costs a fraction of that
+(measured: bench/README.md, "What changed, and why it was the spool's memory").
+So once an S3 upload's version is recorded, its spool is kept for the next
+upload to overwrite, at most `keep` of them (`MLPLANE_UPLOAD_SPOOL_KEEP`; 0
+deletes every spool; the folder store's files become the objects). A kept spool
+is not cut to its last upload's size, so its pages stay for the next large
+upload, and the largest idle spool is taken first. Every reader stops where its
+own upload ends (validation is told the size, parts are ranges of what was
+written). An idle spool holds earlier uploads' bytes until it is overwritten,
+the store closes or the next process starts; a failed upload's spool is always
+deleted.
 
 A process that dies mid-upload (kill -9, a crash, the machine going down) cannot
 delete its files: `sweep_leftovers` removes them when the service starts next. An

@@ -1,4 +1,4 @@
-"""Wiring of the QueryService: database pool, domain service, servicer."""
+"""Wiring of the QueryService: database pool, asset catalog, export pipeline, servicer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from services.common.metrics import ExportMetrics, ServerMetrics
 from services.common.pagination import PageTokens, ensure_page_token_key
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
-from services.query.history import HistoryService
+from services.query.asset_catalog import AssetCatalog
+from services.query.export_pipeline import ExportPipeline
 from services.query.links import ExportLinks
 from services.query.servicer import QueryServicer
 from services.query.store import HistoryStore
@@ -32,16 +33,18 @@ def query_spec(settings: Settings) -> ServiceSpec:
         )
         metrics.pools.watch("query", store.pool_usage)
         key = ensure_page_token_key(settings)
-        history = HistoryService(
-            store, settings, PageTokens(key), metrics=ExportMetrics(metrics.registry)
+        pages = PageTokens(key)
+        catalog = AssetCatalog(store, pages)
+        exports = ExportPipeline(
+            store, catalog, settings, pages, metrics=ExportMetrics(metrics.registry)
         )
         links = ExportLinks(key, timedelta(seconds=settings.export_link_seconds))
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(
-            QueryServicer(history, settings, links), server
+            QueryServicer(catalog, exports, settings, links), server
         )
 
         async def cleanup() -> None:
-            await history.close()
+            await exports.close()
             await store.close()
 
         return cleanup

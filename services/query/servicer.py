@@ -18,7 +18,8 @@ from services.common.auth import current_principal, current_principal_var, requi
 from services.common.interceptors import set_response_header
 from services.common.logs import request_id_var, subject_var
 from services.common.settings import Settings
-from services.query.history import DataChunk, HistoryService, PreparedExport
+from services.query.asset_catalog import AssetCatalog
+from services.query.export_pipeline import DataChunk, ExportPipeline, PreparedExport
 from services.query.limits import ExportSlot
 from services.query.links import ExportLinks
 from services.query.request import (
@@ -34,22 +35,29 @@ _TRANSCODED_MARKER = "x-envoy-original-path"
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
-    def __init__(self, history: HistoryService, settings: Settings, links: ExportLinks) -> None:
-        self._history = history
+    def __init__(
+        self,
+        catalog: AssetCatalog,
+        exports: ExportPipeline,
+        settings: Settings,
+        links: ExportLinks,
+    ) -> None:
+        self._catalog = catalog
+        self._exports = exports
         self._settings = settings
         self._links = links
 
     async def ListAssets(
         self, request: pb.ListAssetsRequest, context: Any
     ) -> pb.ListAssetsResponse:
-        assets, token = await self._history.list_assets(
+        assets, token = await self._catalog.list_assets(
             current_principal(), request.page_size, request.page_token
         )
         return pb.ListAssetsResponse(assets=[_asset(a) for a in assets], next_page_token=token)
 
     async def GetAsset(self, request: pb.GetAssetRequest, context: Any) -> pb.Asset:
         return _asset(
-            await self._history.get_asset(
+            await self._catalog.get_asset(
                 current_principal(), request.asset_id, request_id=request_id_var.get()
             )
         )
@@ -60,13 +68,13 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         encoding: Encoding = "arrow" if request.format == pb.Export.ARROW else "rows"
         rest_json = _is_transcoded(context) and encoding == "rows"
         # A REST JSON export is row-capped: an interactive query, not a bulk export.
-        admission = self._history.export_slot(current_principal(), interactive=rest_json)
+        admission = self._exports.export_slot(current_principal(), interactive=rest_json)
         async with admission as slot:
             prepared = await self._prepare(
                 request, encoding, context, rest_json=rest_json, slot=slot
             )
             yield pb.ExportHistoryResponse(header=_header(prepared))
-            parts = self._history.stream(prepared, client_gone=context.cancelled)
+            parts = self._exports.stream(prepared, client_gone=context.cancelled)
             async with contextlib.aclosing(parts):
                 async for part in parts:
                     if isinstance(part, DataChunk):
@@ -75,13 +83,13 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                         yield pb.ExportHistoryResponse(samples=part.message)
                     else:
                         yield pb.ExportHistoryResponse(aggregates=part.message)
-            manifest = await self._history.manifest(prepared)
+            manifest = await self._exports.manifest(prepared)
         yield pb.ExportHistoryResponse(manifest=_export(manifest))
 
     async def ExportHistoryCsv(
         self, request: pb.ExportHistoryCsvRequest, context: Any
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        async with self._history.export_slot(current_principal()) as slot:
+        async with self._exports.export_slot(current_principal()) as slot:
             prepared = await self._prepare(request, "csv", context, rest_json=False, slot=slot)
             document = self._csv_document(prepared, context)
             async with contextlib.aclosing(document):
@@ -94,7 +102,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         principal = current_principal()
         query = self._query(request, "csv")
         # Refused now, with the export's own message, rather than at the download.
-        await self._history.check_export(principal, query, request_id=request_id_var.get())
+        await self._exports.check_export(principal, query, request_id=request_id_var.get())
         link = self._links.issue(principal, query, datetime.now(UTC))
         return pb.ExportLink(
             export_id=link.export_id, url=link.url, expire_time=_timestamp(link.expires)
@@ -110,8 +118,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         require_role(grant.principal, stands_for, access.allowed_roles(stands_for))
         current_principal_var.set(grant.principal)
         subject_var.set(grant.principal.subject)
-        async with self._history.export_slot(grant.principal) as slot:
-            prepared = await self._history.prepare_export(
+        async with self._exports.export_slot(grant.principal) as slot:
+            prepared = await self._exports.prepare_export(
                 grant.principal,
                 grant.query,
                 request_id=request_id_var.get(),
@@ -132,7 +140,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             f'attachment; filename="{prepared.asset.asset_id}-{prepared.export_id[:8]}.csv"',
         )
         first = True
-        parts = self._history.stream(prepared, client_gone=context.cancelled)
+        parts = self._exports.stream(prepared, client_gone=context.cancelled)
         async with contextlib.aclosing(parts):
             async for part in parts:
                 assert isinstance(part, DataChunk)
@@ -145,7 +153,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                     yield httpbody_pb2.HttpBody(data=part.data)
         if first:  # no rows at all: still a CSV document with its header line
             yield httpbody_pb2.HttpBody(content_type="text/csv; charset=utf-8", data=b"")
-        manifest = await self._history.manifest(prepared)
+        manifest = await self._exports.manifest(prepared)
         # gRPC callers get the manifest as trailers (HTTP trailers through Envoy);
         # REST callers read it with GetExport using the x-mlplane-export-id header.
         context.set_trailing_metadata(
@@ -156,12 +164,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         )
 
     async def GetExport(self, request: pb.GetExportRequest, context: Any) -> pb.Export:
-        return _export(await self._history.get_export(current_principal(), request.export_id))
+        return _export(await self._exports.get_export(current_principal(), request.export_id))
 
     async def ListExports(
         self, request: pb.ListExportsRequest, context: Any
     ) -> pb.ListExportsResponse:
-        exports, token = await self._history.list_exports(
+        exports, token = await self._exports.list_exports(
             current_principal(), request.page_size, request.page_token
         )
         return pb.ListExportsResponse(exports=[_export(e) for e in exports], next_page_token=token)
@@ -174,7 +182,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             start=_time(request.start_time) if request.HasField("start_time") else None,
             end=_time(request.end_time) if request.HasField("end_time") else None,
         )
-        asset, events, token = await self._history.list_failure_events(
+        asset, events, token = await self._catalog.list_failure_events(
             current_principal(),
             query,
             request.page_size,
@@ -211,7 +219,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         rest_json: bool,
         slot: ExportSlot,
     ) -> PreparedExport:
-        return await self._history.prepare_export(
+        return await self._exports.prepare_export(
             current_principal(),
             self._query(request, encoding),
             request_id=request_id_var.get(),

@@ -1,5 +1,7 @@
 """Everything the QueryService reads from (and the little it records in) PostgreSQL.
 
+Kept whole (over 400 lines): every statement the read-only query role runs, reviewed together.
+
 It connects as the read-only query role. The export hot path is asyncpg's
 COPY ... TO STDOUT, streamed chunk by chunk with backpressure: a slow client
 slows the database cursor instead of filling memory.

@@ -276,7 +276,7 @@ class Stack:
         models_host, _ = split_hostport(s.models_listen)
         gateway_host, configured_port = split_hostport(s.gateway_listen)
         # One endpoint per replica, in the cluster the chart's render makes of a headless
-        # Service's pods: same balancing, same health checks (gateway/envoy_config.py).
+        # Service's pods: same balancing, same health checks (gateway/clusters.py).
         config = render_envoy_config(
             s,
             query_address=[(query_host, ports[r]["grpc_port"]) for r in self.replicas("query")],

@@ -34,8 +34,9 @@ from services.common.errors import unavailable
 from services.common.server import RunningServer, start_server
 from services.common.settings import Settings
 from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
-from services.models import local_files, object_store
+from services.models import local_files
 from services.models.local_files import IDLE_DIR
+from services.models.object_store import s3_writer
 from services.models.repository import RegistryRepository
 from services.models.service import models_spec
 from services.models.upload import BLOCK_BYTES
@@ -44,6 +45,8 @@ from tests.models.onnx_models import linear_model
 from tests.polling import poll_until, wait_until
 from tests.s3_server import S3Bucket
 from tests.tokens import Tokens
+
+pytestmark = pytest.mark.stack
 
 BUCKET = "mlplane-models"
 PART_BYTES = 5 * 1024 * 1024
@@ -429,10 +432,10 @@ async def test_bytes_changed_after_their_checksum_are_refused_and_leave_nothing(
     # A bit flips in the spool between the CRC32 taken as the bytes arrived and the
     # part's send (a bad disk): SeaweedFS checks the CRC32 and refuses the part
     # (moto would have stored it). The caller is told, and nothing is kept.
-    real_send = object_store._S3Writer._send
+    real_send = s3_writer._S3Writer._send
 
     async def flipping_send(
-        self: object_store._S3Writer, number: int, body: object_store._SpoolPart, crc32: str
+        self: s3_writer._S3Writer, number: int, body: s3_writer._SpoolPart, crc32: str
     ) -> dict[str, Any]:
         if number == 2:
             fd = os.open(body._path, os.O_RDWR)
@@ -443,7 +446,7 @@ async def test_bytes_changed_after_their_checksum_are_refused_and_leave_nothing(
                 os.close(fd)
         return await real_send(self, number, body, crc32)
 
-    monkeypatch.setattr(object_store._S3Writer, "_send", flipping_send)
+    monkeypatch.setattr(s3_writer._S3Writer, "_send", flipping_send)
     with pytest.raises(grpc.RpcError) as caught:
         await rig.upload("bit-flip", linear_model(5_000_000))  # four parts
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

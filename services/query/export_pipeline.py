@@ -1,9 +1,9 @@
-"""The QueryService's domain: who may read what, and the export pipeline.
+"""The QueryService's export pipeline: admission, every check before the first row, the
+rows streamed out as CSV, Arrow or protobuf batches, and the export's manifest and audit.
 
-No gRPC here: the servicer translates protobuf to these calls and back.
-Every check (asset, grant, tags, size) runs in `prepare_export`, before a
-single row is read, because once a stream has started the HTTP status can no
-longer change.
+No gRPC here: the servicer translates protobuf to these calls and back. Every check (asset,
+grant, tags, size) runs in `prepare_export`, before a single row is read, because once a
+stream has started the HTTP status can no longer change.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from services.common.auth import Principal
-from services.common.errors import ServiceError, invalid_argument, not_found, permission_denied
+from services.common.errors import ServiceError, invalid_argument, not_found
 from services.common.metrics import ExportMetrics
 from services.common.pagination import PageTokens, invalid_page_token, page_size
 from services.common.settings import Settings
+from services.query.asset_catalog import AssetCatalog
 from services.query.binary_copy import BinaryCopyDecoder
 from services.query.encoders import (
     AGGREGATE_ROW,
@@ -36,17 +37,9 @@ from services.query.encoders import (
     aggregate_batch,
     sample_batch,
 )
-from services.query.grants import may_read
 from services.query.limits import ExportLimiter, ExportSlot
-from services.query.request import ExportQuery, FailureEventsQuery
-from services.query.store import (
-    AssetRow,
-    AuditEntry,
-    ExportRecord,
-    FailureEventRow,
-    HistoryStore,
-    TagRow,
-)
+from services.query.request import ExportQuery
+from services.query.store import AssetRow, AuditEntry, ExportRecord, HistoryStore, TagRow
 
 log = logging.getLogger("mlplane.query")
 
@@ -87,16 +80,18 @@ class MessageBatch:
 ExportPart = DataChunk | MessageBatch
 
 
-class HistoryService:
+class ExportPipeline:
     def __init__(
         self,
         store: HistoryStore,
+        catalog: AssetCatalog,
         settings: Settings,
         page_tokens: PageTokens,
         *,
         metrics: ExportMetrics | None = None,
     ) -> None:
         self._store = store
+        self._catalog = catalog
         self._metrics = metrics or ExportMetrics()
         self._settings = settings
         self._pages = page_tokens
@@ -108,38 +103,6 @@ class HistoryService:
         # Manifest and audit writes that must outlive a cancelled handler.
         self._closing: dict[str, asyncio.Task[ExportRecord]] = {}
 
-    # --- assets -----------------------------------------------------------------
-    async def list_assets(
-        self, principal: Principal, requested_size: int, token: str
-    ) -> tuple[list[AssetRow], str]:
-        size = page_size(requested_size, default=100)
-        scope = {"tenant": principal.tenant, "method": "ListAssets", "size": size}
-        after = self._pages.decode(token, scope) or ""
-        if not isinstance(after, str):
-            raise invalid_page_token()
-        grants = await self._store.grants_for(principal.tenant)
-        readable: list[AssetRow] = []
-        # Grants filter in Python, so page through the tenant's assets until a
-        # page of readable ones is full.
-        while len(readable) < size:
-            batch = await self._store.list_assets(principal.tenant, after=after, limit=size * 4)
-            if not batch:
-                after = ""
-                break
-            for asset in batch:
-                after = asset.asset_id
-                if may_read(grants, principal, asset.asset_id):
-                    readable.append(asset)
-                    if len(readable) == size:
-                        break
-            else:
-                if len(batch) < size * 4:
-                    after = ""
-                    break
-        next_token = self._pages.encode(after, scope) if after else ""
-        return readable, next_token
-
-    # --- exports ----------------------------------------------------------------
     def export_slot(
         self, principal: Principal, *, interactive: bool = False
     ) -> contextlib.AbstractAsyncContextManager[ExportSlot]:
@@ -190,7 +153,7 @@ class HistoryService:
     ) -> tuple[AssetRow, list[TagRow]]:
         """The asset (readable by the caller, or a 404/403 that is audited) and the tags to
         export in column order (each known to the asset)."""
-        asset = await self._readable_asset(
+        asset = await self._catalog.readable_asset(
             principal,
             query.asset_id,
             denied=self._audit_entry(principal, query, "denied", request_id, reason="no grant"),
@@ -211,91 +174,6 @@ class HistoryService:
         # Export order is the tag_pk order within a timestamp (the index order).
         tags.sort(key=lambda t: t.tag_pk)
         return asset, tags
-
-    async def get_asset(
-        self, principal: Principal, asset_id: str, *, request_id: str | None
-    ) -> AssetRow:
-        denied = AuditEntry(
-            tenant=principal.tenant,
-            subject=principal.subject,
-            action="history.asset",
-            resource=f"asset/{asset_id}",
-            outcome="denied",
-            request_id=request_id,
-            detail={"reason": "no grant"},
-        )
-        return await self._readable_asset(principal, asset_id, denied=denied, with_range=True)
-
-    async def _readable_asset(
-        self, principal: Principal, asset_id: str, *, denied: AuditEntry, with_range: bool = False
-    ) -> AssetRow:
-        """The asset, if it exists in the caller's tenant and a grant lets the
-        caller read it; a denial is audited with `denied` before it is raised."""
-        asset = await self._store.find_asset(principal.tenant, asset_id, with_range=with_range)
-        if asset is None:
-            raise not_found(
-                "ASSET_NOT_FOUND", f"asset {asset_id!r} does not exist", assetId=asset_id
-            )
-        grants = await self._store.grants_for(principal.tenant)
-        if not may_read(grants, principal, asset.asset_id):
-            await self._store.audit(denied)
-            raise permission_denied(
-                "ASSET_NOT_GRANTED",
-                f"you have no read grant for asset {asset.asset_id!r}",
-                assetId=asset.asset_id,
-            )
-        return asset
-
-    # --- failure events (training labels) ----------------------------------------
-    async def list_failure_events(
-        self,
-        principal: Principal,
-        query: FailureEventsQuery,
-        requested_size: int,
-        token: str,
-        *,
-        request_id: str | None,
-    ) -> tuple[AssetRow, list[FailureEventRow], str]:
-        """One page of an asset's failures, oldest first. Like an export, the
-        read is audited (labels are production data too), and so is a denial."""
-        size = page_size(requested_size, default=100)
-        scope = {
-            "tenant": principal.tenant,
-            "method": "ListFailureEvents",
-            "asset": query.asset_id,
-            "start": _iso_or_none(query.start),
-            "end": _iso_or_none(query.end),
-            "size": size,
-        }
-        after = _event_position(self._pages.decode(token, scope))
-
-        def entry(outcome: str, **detail: Any) -> AuditEntry:
-            return AuditEntry(
-                tenant=principal.tenant,
-                subject=principal.subject,
-                action="history.failure_events",
-                resource=f"asset/{query.asset_id}",
-                outcome=outcome,
-                request_id=request_id,
-                detail={"start": scope["start"], "end": scope["end"], **detail},
-            )
-
-        asset = await self._readable_asset(
-            principal, query.asset_id, denied=entry("denied", reason="no grant")
-        )
-        # One more than a page tells whether there is a next page.
-        rows = await self._store.list_failure_events(
-            asset.asset_pk, start=query.start, end=query.end, after=after, limit=size + 1
-        )
-        page, more = rows[:size], len(rows) > size
-        next_token = ""
-        if more:
-            last = page[-1]
-            next_token = self._pages.encode(
-                [last.start_time.astimezone(UTC).isoformat(), last.event_pk], scope
-            )
-        await self._store.audit(entry("completed", events=len(page)))
-        return asset, page, next_token
 
     async def stream(
         self, prepared: PreparedExport, *, client_gone: Callable[[], bool] = lambda: False
@@ -538,18 +416,3 @@ class HistoryService:
         """Let pending manifest and audit writes finish (graceful shutdown)."""
         if self._closing:
             await asyncio.gather(*list(self._closing.values()), return_exceptions=True)
-
-
-def _iso_or_none(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _event_position(decoded: Any) -> tuple[datetime, int] | None:
-    """The (start_time, event_pk) a page token resumes after."""
-    if decoded is None:
-        return None
-    try:
-        when, pk = decoded
-        return datetime.fromisoformat(when), int(pk)
-    except (TypeError, ValueError) as exc:
-        raise invalid_page_token() from exc
