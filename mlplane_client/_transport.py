@@ -1,23 +1,29 @@
 """Channels, call metadata, deadlines and the retry rule.
 
-Retry rule: only idempotent reads are retried, only on UNAVAILABLE, at most
+Retry rule: only reads are retried, only on UNAVAILABLE, at most
 `RetryPolicy.max_attempts` attempts with capped, jittered exponential backoff.
-Unary reads (List*/Get*) are retried as a whole; server streams (export,
-download) only until their first message arrives, because after that the data
-has started flowing and a silent restart would hide a broken stream. Uploads,
-submissions, decisions and archives are never retried.
+gRPC retries them (its retry policy, gRFC A6) from the service config that
+`open_channel` gives the channel: a `retryPolicy` for each read the client
+names, none for any other method, so uploads, submissions, decisions and
+archives are never retried. Unary reads are retried as a whole; server streams
+(export, download) only until gRPC commits the call on its response headers.
+mlplane's services send those with the first message (an error before it is a
+Trailers-Only response, still retryable), Envoy passes them on as they come and
+answers a gRPC call it cannot route Trailers-Only too: so a stream is retried
+only before its first message, because after that the data has started flowing
+and a silent restart would hide a broken stream.
 """
 
 from __future__ import annotations
 
-import random
+import json
+import math
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -39,6 +45,14 @@ USER_AGENT = "mlplane-client/0.1"
 # The services send messages of up to 8 MiB; leave headroom.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 MAX_SEND_BYTES = 16 * 1024 * 1024
+# gRPC makes at most 5 attempts: it lowers a higher maxAttempts to 5 (gRFC A6, "Limits on
+# Retries and Hedges"; MAX_MAX_RETRY_ATTEMPTS in grpc's retry_service_config.cc).
+MAX_ATTEMPTS = 5
+# gRPC keeps backoffs in whole milliseconds and wants them above 0. A retry whose delay comes out
+# as 0 ms is never started: the call waits for its deadline, a stream without one forever
+# (grpcio 1.85.3; cf. grpc/grpc#41036). Shorter backoffs count as this much, so the shortest
+# delay (80 % of it, see RetryPolicy) stays well clear of 0 ms.
+MIN_BACKOFF = 0.01
 
 
 class Closing:
@@ -119,11 +133,22 @@ def parse_target(url: str, tls: bool | None = None) -> Target:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How idempotent reads are retried on UNAVAILABLE.
+    """How reads are retried on UNAVAILABLE (by gRPC's retry policy).
 
-    Attempt n (from 1) that fails waits `uniform(0, min(max_backoff,
-    initial_backoff * multiplier ** (n - 1)))` seconds before attempt n + 1.
+    Attempt n (from 1) that fails waits `min(max_backoff, initial_backoff *
+    multiplier ** (n - 1))` seconds, give or take 20 % (gRPC's jitter), before
+    attempt n + 1; the call's deadline (`timeout=`) covers all attempts.
+    Backoffs under 10 ms count as 10 ms, and gRPC makes at most 5 attempts.
     `RetryPolicy(max_attempts=1)` turns retries off.
+
+    >>> RetryPolicy(max_attempts=3, initial_backoff=0, max_backoff=0.5).retry_policy()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'maxAttempts': 3, 'initialBackoff': '0.010s', 'maxBackoff': '0.500s',
+     'backoffMultiplier': 2.0, 'retryableStatusCodes': ['UNAVAILABLE']}
+    >>> RetryPolicy(max_attempts=6)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_attempts is at most 5 (gRPC's limit), got 6
     """
 
     max_attempts: int = 4
@@ -134,22 +159,69 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_attempts > MAX_ATTEMPTS:
+            raise ValueError(
+                f"max_attempts is at most {MAX_ATTEMPTS} (gRPC's limit), got {self.max_attempts}"
+            )
+        for backoff in (self.initial_backoff, self.max_backoff):
+            if not (math.isfinite(backoff) and backoff >= 0):
+                raise ValueError(f"backoffs are seconds, 0 or more, got {backoff}")
+        # A shrinking backoff would come down to 0 ms (see MIN_BACKOFF).
+        if not (math.isfinite(self.multiplier) and self.multiplier >= 1):
+            raise ValueError(f"multiplier must be at least 1, got {self.multiplier}")
 
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
-        return random.uniform(0, ceiling) if ceiling > 0 else 0.0  # noqa: S311 (jitter, not crypto)
+    def retry_policy(self) -> dict[str, Any]:
+        """The `retryPolicy` of a method config (gRFC A6), for `max_attempts` >= 2."""
+        return {
+            "maxAttempts": self.max_attempts,
+            # gRPC starts from initialBackoff even above maxBackoff; the rule above does not.
+            "initialBackoff": _duration(min(self.initial_backoff, self.max_backoff)),
+            "maxBackoff": _duration(self.max_backoff),
+            "backoffMultiplier": float(self.multiplier),
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+
+    def service_config(self, methods: Iterable[str]) -> str:
+        """The channel's service config (JSON): this policy for each of `methods`
+        (`package.Service/Method`), none for any other method.
+
+        >>> RetryPolicy(max_attempts=1).service_config(["mlplane.v1.QueryService/ListAssets"])
+        '{}'
+        """
+        names = [dict(zip(("service", "method"), m.split("/"), strict=True)) for m in methods]
+        if self.max_attempts == 1 or not names:
+            return "{}"
+        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": self.retry_policy()}]})
+
+
+def _duration(seconds: float) -> str:
+    """A proto3 JSON duration in whole milliseconds, at least MIN_BACKOFF.
+
+    >>> _duration(0.2), _duration(0), _duration(2)
+    ('0.200s', '0.010s', '2.000s')
+    """
+    return f"{max(seconds, MIN_BACKOFF):.3f}s"
 
 
 def open_channel(
     target: Target,
     *,
+    retry: RetryPolicy | None = None,
+    reads: Iterable[str] = (),
     root_certificates: str | Path | bytes | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> grpc.Channel:
-    options = [
+    """A channel to `target` on which gRPC retries the methods in `reads`
+    (`package.Service/Method`) as `retry` says (default `RetryPolicy()`), and no
+    others. It retries below the interceptors: they see each call once."""
+    options: list[tuple[str, str | int]] = [
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ("grpc.primary_user_agent", USER_AGENT),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", (retry or RetryPolicy()).service_config(reads)),
+        # A service config from name resolution (DNS TXT) would replace this one.
+        ("grpc.service_config_disable_resolution", 1),
     ]
     if target.tls:
         roots = root_certificates
@@ -164,8 +236,8 @@ def open_channel(
 
 
 class Transport:
-    """Adds the token, a request id and the deadline to every call; applies the
-    retry rule; turns `grpc.RpcError` into `MlplaneError`."""
+    """Adds the token, a request id and the deadline to every call; turns
+    `grpc.RpcError` into `MlplaneError`. (Retries are the channel's: `open_channel`.)"""
 
     def __init__(
         self,
@@ -174,17 +246,13 @@ class Transport:
         token: str | None,
         timeout: float | None,
         stream_timeout: float | None,
-        retry: RetryPolicy,
         url: str = "",
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.channel = channel
         self._token = token
         self.url = url
         self.timeout = timeout
         self.stream_timeout = stream_timeout
-        self._retry = retry
-        self._sleep = sleep
 
     def metadata(self, request_id: str) -> tuple[tuple[str, str], ...]:
         items = [("x-request-id", request_id)]
@@ -192,55 +260,31 @@ class Transport:
             items.append(("authorization", f"Bearer {self._token}"))
         return tuple(items)
 
-    def _attempts(self, idempotent: bool) -> int:
-        return self._retry.max_attempts if idempotent else 1
-
     def error(self, error: grpc.RpcError, request_id: str) -> MlplaneError:
         return from_rpc_error(
             error, request_id=request_id, url=self.url, token_sent=bool(self._token)
         )
 
-    def unary(
-        self,
-        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
-        request: Req,
-        *,
-        idempotent: bool,
-    ) -> Resp:
+    def unary(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
+        """One unary call (all its attempts share its request id and deadline)."""
         request_id = uuid.uuid4().hex
-        attempts = self._attempts(idempotent)
-        for attempt in range(1, attempts + 1):
-            try:
-                return method(request, timeout=self.timeout, metadata=self.metadata(request_id))
-            except grpc.RpcError as error:
-                if attempt < attempts and error.code() == grpc.StatusCode.UNAVAILABLE:
-                    self._sleep(self._retry.delay(attempt))
-                    continue
-                raise self.error(error, request_id) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return method(request, timeout=self.timeout, metadata=self.metadata(request_id))
+        except grpc.RpcError as error:
+            raise self.error(error, request_id) from None
 
     def server_stream(
-        self,
-        method: grpc.UnaryStreamMultiCallable[Req, Resp],
-        request: Req,
-        *,
-        idempotent: bool,
+        self, method: grpc.UnaryStreamMultiCallable[Req, Resp], request: Req
     ) -> Stream[Resp]:
-        """Start a server stream and wait for its first message (retrying an
-        idempotent one on UNAVAILABLE until then)."""
+        """Start a server stream and wait for its first message (gRPC retries a
+        read until then), so that a stream that cannot start raises here."""
         request_id = uuid.uuid4().hex
-        attempts = self._attempts(idempotent)
-        for attempt in range(1, attempts + 1):
-            call = method(request, timeout=self.stream_timeout, metadata=self.metadata(request_id))
-            try:
-                first = next(call, None)
-            except grpc.RpcError as error:
-                if attempt < attempts and error.code() == grpc.StatusCode.UNAVAILABLE:
-                    self._sleep(self._retry.delay(attempt))
-                    continue
-                raise self.error(error, request_id) from None
-            return Stream(call, first, request_id, self.error)
-        raise AssertionError("unreachable")  # pragma: no cover
+        call = method(request, timeout=self.stream_timeout, metadata=self.metadata(request_id))
+        try:
+            first = next(call, None)
+        except grpc.RpcError as error:
+            raise self.error(error, request_id) from None
+        return Stream(call, first, request_id, self.error)
 
     def client_stream(
         self,

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
+from google.protobuf.descriptor import FileDescriptor
 from mlplane.v1 import model_registry_pb2 as mpb
 from mlplane.v1 import model_registry_pb2_grpc as mpb_grpc
 from mlplane.v1 import query_service_pb2 as qpb
@@ -84,6 +85,40 @@ if TYPE_CHECKING:
     from mlplane_client._transport import Interceptor
 
 DEFAULT_URL = "localhost:8080"
+
+
+# What gRPC retries on UNAVAILABLE (`RetryPolicy`, `open_channel`): the reads this client makes,
+# each bound to a REST GET. Uploads, submissions, decisions and archives are not here, so gRPC
+# never retries them.
+def _methods(file: FileDescriptor, service: str, *names: str) -> tuple[str, ...]:
+    """`package.Service/Method` of each named method (KeyError for a name it lacks)."""
+    found = file.services_by_name[service]
+    return tuple(f"{found.full_name}/{found.methods_by_name[name].name}" for name in names)
+
+
+RETRIED_READS = (
+    *_methods(
+        qpb.DESCRIPTOR,
+        "QueryService",
+        "ListAssets",
+        "ExportHistory",
+        "ExportHistoryCsv",
+        "GetExport",
+        "ListFailureEvents",
+    ),
+    *_methods(
+        mpb.DESCRIPTOR,
+        "ModelRegistry",
+        "ListModels",
+        "GetModel",
+        "ListModelVersions",
+        "GetModelVersion",
+        "GetValidationReport",
+        "DownloadModelVersion",
+        "ListApprovals",
+        "GetApproval",
+    ),
+)
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 _ITEM = TypeVar("_ITEM")
 # An evaluation set: a file path, its bytes, or a binary file object read from
@@ -148,14 +183,17 @@ class Client(Closing):
     ) -> None:
         self.target = parse_target(url, True if tls else None)
         self._channel = open_channel(
-            self.target, root_certificates=root_certificates, interceptors=interceptors
+            self.target,
+            retry=retry or RetryPolicy(),
+            reads=RETRIED_READS,
+            root_certificates=root_certificates,
+            interceptors=interceptors,
         )
         self._t = Transport(
             self._channel,
             token=clean_token(token),
             timeout=timeout,
             stream_timeout=stream_timeout,
-            retry=retry or RetryPolicy(),
             url=self.target.url,
         )
         self._query = qpb_grpc.QueryServiceStub(self._channel)
@@ -212,7 +250,6 @@ class Client(Closing):
             lambda token: self._t.unary(
                 self._query.ListAssets,
                 qpb.ListAssetsRequest(page_size=self._page_size, page_token=token),
-                idempotent=True,
             ),
             lambda page: map(Asset.from_proto, page.assets),
         )
@@ -233,7 +270,7 @@ class Client(Closing):
         """
         request = qpb.ExportHistoryRequest(format=qpb.Export.ARROW)
         _fill_export_request(request, asset, start, end, tags, resolution)
-        with self._t.server_stream(self._query.ExportHistory, request, idempotent=True) as stream:
+        with self._t.server_stream(self._query.ExportHistory, request) as stream:
             first = next(stream, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise IntegrityError(
@@ -295,9 +332,7 @@ class Client(Closing):
         """
         request = qpb.ExportHistoryCsvRequest()
         _fill_export_request(request, asset, start, end, tags, resolution)
-        with self._t.server_stream(
-            self._query.ExportHistoryCsv, request, idempotent=True
-        ) as stream:
+        with self._t.server_stream(self._query.ExportHistoryCsv, request) as stream:
             export_id = stream.initial_metadata().get("x-mlplane-export-id", "")
 
             def check(digest: str, _size: int) -> None:
@@ -326,9 +361,7 @@ class Client(Closing):
         True
         """
         return ExportManifest.from_proto(
-            self._t.unary(
-                self._query.GetExport, qpb.GetExportRequest(export_id=export_id), idempotent=True
-            )
+            self._t.unary(self._query.GetExport, qpb.GetExportRequest(export_id=export_id))
         )
 
     def list_failure_events(
@@ -351,7 +384,7 @@ class Client(Closing):
                 request.start_time.CopyFrom(to_timestamp(start))
             if end is not None:
                 request.end_time.CopyFrom(to_timestamp(end))
-            return self._t.unary(self._query.ListFailureEvents, request, idempotent=True)
+            return self._t.unary(self._query.ListFailureEvents, request)
 
         events = self._all_pages(page, lambda p: map(FailureEvent.from_proto, p.failure_events))
         columns = ["asset_id", "start_time", "end_time", "failure_mode", "description"]
@@ -458,7 +491,6 @@ class Client(Closing):
                 mpb.ListModelsRequest(
                     page_size=self._page_size, page_token=token, filter=filter or ""
                 ),
-                idempotent=True,
             ),
             lambda page: map(Model.from_proto, page.models),
         )
@@ -466,9 +498,7 @@ class Client(Closing):
     def get_model(self, model_id: str) -> Model:
         """One model. `NotFound` (`MODEL_NOT_FOUND`) for an unknown id."""
         return Model.from_proto(
-            self._t.unary(
-                self._models.GetModel, mpb.GetModelRequest(model_id=model_id), idempotent=True
-            )
+            self._t.unary(self._models.GetModel, mpb.GetModelRequest(model_id=model_id))
         )
 
     def list_versions(self, model_id: str) -> list[ModelVersion]:
@@ -479,7 +509,6 @@ class Client(Closing):
                 mpb.ListModelVersionsRequest(
                     model_id=model_id, page_size=self._page_size, page_token=token
                 ),
-                idempotent=True,
             ),
             lambda page: map(ModelVersion.from_proto, page.model_versions),
         )
@@ -495,7 +524,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.GetModelVersion,
                 mpb.GetModelVersionRequest(model_id=model_id, version=version),
-                idempotent=True,
             )
         )
 
@@ -514,7 +542,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.GetValidationReport,
                 mpb.GetValidationReportRequest(model_id=model_id, version=version),
-                idempotent=True,
             )
         )
 
@@ -569,9 +596,7 @@ class Client(Closing):
         if dest.is_dir():
             dest = dest / f"{record.name}-v{record.version}.onnx"
         request = mpb.DownloadModelVersionRequest(model_id=model_id, version=version)
-        with self._t.server_stream(
-            self._models.DownloadModelVersion, request, idempotent=True
-        ) as stream:
+        with self._t.server_stream(self._models.DownloadModelVersion, request) as stream:
 
             def check(digest: str, size: int) -> None:
                 if digest != record.sha256 or size != record.size_bytes:
@@ -611,7 +636,6 @@ class Client(Closing):
                 mpb.SubmitForApprovalRequest(
                     model_id=model_id, version=version or 0, comment=comment
                 ),
-                idempotent=False,
             )
         )
 
@@ -632,7 +656,6 @@ class Client(Closing):
                     page_size=self._page_size,
                     page_token=token,
                 ),
-                idempotent=True,
             ),
             lambda page: map(Approval.from_proto, page.approvals),
         )
@@ -643,7 +666,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.GetApproval,
                 mpb.GetApprovalRequest(approval_id=approval_id),
-                idempotent=True,
             )
         )
 
@@ -658,7 +680,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.ApproveModelVersion,
                 mpb.ApproveModelVersionRequest(approval_id=approval_id, comment=comment),
-                idempotent=False,
             )
         )
 
@@ -668,7 +689,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.RejectModelVersion,
                 mpb.RejectModelVersionRequest(approval_id=approval_id, comment=comment),
-                idempotent=False,
             )
         )
 
@@ -678,7 +698,6 @@ class Client(Closing):
             self._t.unary(
                 self._models.ArchiveModelVersion,
                 mpb.ArchiveModelVersionRequest(model_id=model_id, version=version, comment=comment),
-                idempotent=False,
             )
         )
 
