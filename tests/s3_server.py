@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from services.stack.seaweedfs import SeaweedFS
-from tests.conftest import private_tmp
+from tests.conftest import private_tmp, starts_servers
 
 BUCKET = "mlplane-models"
 
@@ -67,6 +67,7 @@ def running_seaweedfs(prefix: str = "mlplane-seaweedfs-") -> Iterator[SeaweedFS]
 
 
 @pytest.fixture(scope="session")
+@starts_servers
 def seaweedfs() -> Iterator[SeaweedFS]:
     with running_seaweedfs() as server:
         yield server
@@ -88,6 +89,7 @@ def s3_bucket(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 @pytest.fixture
+@starts_servers
 def private_seaweedfs(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
     """A server of the test's own, for a test that stops or kills it."""
     with running_seaweedfs("mlplane-seaweedfs-own-") as server:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,12 @@ def web_dist_is_fresh() -> bool:
             if file.is_file():
                 newest = max(newest, file.stat().st_mtime)
     return index.stat().st_mtime >= newest
+
+
+def private_tmp(prefix: str) -> Path:
+    # Not pytest's tmp_path: a new pytest session resets /tmp/pytest-of-<user>
+    # to 0700, which locks the unprivileged PostgreSQL user out of its data.
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def xdg_state_home(state_dir: Path) -> Path:
@@ -186,6 +194,20 @@ def start_stack(
     info = json.loads(stack_file.read_text())
     descendants = psutil.Process(proc.pid).children(recursive=True)
     return RunningStack(state_dir=state_dir, proc=proc, info=info, descendants=descendants)
+
+
+@contextlib.contextmanager
+def stack_in_tmp(prefix: str, *, up_args: Sequence[str] = (), **env: str) -> Iterator[RunningStack]:
+    """A stack (`start_stack`) in a folder of its own, `private_tmp(prefix)`; afterwards
+    stopped and its folder removed, and an error if any of its processes is left behind."""
+    root = private_tmp(prefix)
+    running = start_stack(root / "state", up_args=up_args, **env)
+    try:
+        yield running
+    finally:
+        survivors = stop_stack(running)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not survivors, f"processes left behind: {survivors}"
 
 
 def stop_stack_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:

@@ -39,6 +39,14 @@ class Tokens:
             **kw,  # type: ignore[arg-type]
         )
 
+    def headers(self, *roles: str, **claims: object) -> dict[str, str]:
+        """REST headers carrying a valid token: roles and claims as `valid` takes them."""
+        return {"Authorization": f"Bearer {self.valid(*roles, **claims)}"}  # type: ignore[arg-type]
+
+    def metadata(self, *roles: str, **claims: object) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata carrying a valid token: roles and claims as `valid` takes them."""
+        return (("authorization", f"Bearer {self.valid(*roles, **claims)}"),)  # type: ignore[arg-type]
+
     def kid(self) -> str:
         return str(json.loads(self.settings.jwks_file.read_text())["keys"][0]["kid"])
 

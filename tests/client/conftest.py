@@ -3,32 +3,17 @@ alice (data scientist) and bob (approver), and a window of demo history."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 
 from mlplane_client import Client
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import linear_model
 from tests.stack_runner import RunningStack
-
-
-def admin_fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """Expected values come from PostgreSQL directly, never from the code under test."""
-
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(stack.admin_dsn())
-        try:
-            return await conn.fetch(sql, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def unique_name(prefix: str = "sdk") -> str:
@@ -74,7 +59,7 @@ def models_direct(stack: RunningStack) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def window(stack: RunningStack) -> tuple[datetime, datetime]:
     """The last full hour of demo history."""
-    last = admin_fetch(stack, "SELECT max(ts) FROM tag_data")[0][0]
+    last = admin_rows(stack, "SELECT max(ts) FROM tag_data")[0][0]
     end = last.replace(minute=0, second=0, microsecond=0)
     return end - timedelta(hours=1), end
 

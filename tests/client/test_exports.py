@@ -27,13 +27,13 @@ from mlplane_client import (
     Unauthenticated,
 )
 from mlplane_client.exports import read_arrow_export
-from tests.client.conftest import admin_fetch
+from tests.admin_sql import admin_rows
 from tests.stack_runner import RunningStack
 
 
 def _expected_count(stack: RunningStack, asset: str, start: datetime, end: datetime) -> int:
     return int(
-        admin_fetch(
+        admin_rows(
             stack,
             "SELECT count(*) FROM tag_data d JOIN assets a USING (asset_pk)"
             " WHERE a.tenant_id = 'demo' AND a.asset_id = $1 AND d.ts >= $2 AND d.ts < $3",
@@ -142,7 +142,7 @@ def _expected_count_tag(
     stack: RunningStack, asset: str, tag: str, window: tuple[datetime, datetime]
 ) -> int:
     return int(
-        admin_fetch(
+        admin_rows(
             stack,
             "SELECT count(*) FROM tag_data d JOIN assets a USING (asset_pk)"
             " JOIN tags t USING (tag_pk) WHERE a.tenant_id = 'demo' AND a.asset_id = $1"
@@ -165,7 +165,7 @@ def test_empty_range_is_an_empty_frame(alice: Client, window: tuple[datetime, da
 
 
 def test_failure_events_are_the_database_rows(stack: RunningStack, alice: Client) -> None:
-    rows = admin_fetch(
+    rows = admin_rows(
         stack,
         "SELECT f.start_time, f.end_time, f.failure_mode, f.description FROM failure_events f"
         " JOIN assets a USING (asset_pk) WHERE a.tenant_id = 'demo' AND a.asset_id = 'pump-004'"

@@ -27,7 +27,8 @@ from mlplane_client import (
     ResourceExhausted,
     VersionStatus,
 )
-from tests.client.conftest import admin_fetch, alice_token, unique_name
+from tests.admin_sql import admin_rows
+from tests.client.conftest import alice_token, unique_name
 from tests.models.onnx_models import broken_model, linear_model
 from tests.stack_runner import RunningStack
 
@@ -78,7 +79,7 @@ def test_upload_with_lineage_then_read_and_download(
     assert [(c.from_status, c.to_status, c.actor) for c in first.status_history] == [
         (VersionStatus.STATUS_UNSPECIFIED, VersionStatus.PENDING_APPROVAL, "alice")
     ]
-    stored = admin_fetch(
+    stored = admin_rows(
         stack,
         "SELECT sha256, training_export_ids FROM model_versions WHERE model_id = $1",
         uuid.UUID(first.model_id),

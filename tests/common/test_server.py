@@ -18,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.devkeys import ensure_dev_keys
 from services.common.settings import Settings
 
+pytestmark = pytest.mark.stack
+
 
 @pytest.mark.parametrize("service", ["query", "models"])
 def test_serve_reports_ports_and_stops_on_sigterm(tmp_path: Path, service: str) -> None:

@@ -67,6 +67,7 @@ def _status(channel: grpc.Channel, service: str) -> int:
     return int(response.status)
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_sigterm_turns_readiness_off_and_drains_sigint_stops_at_once(
     tmp_path: Path, sig: signal.Signals

@@ -43,7 +43,7 @@ from services.db.setup import (
     run_setup,
 )
 from services.stack.postgres import PORT, EmbeddedPostgres
-from tests.conftest import private_tmp
+from tests.conftest import private_tmp, starts_servers
 
 PASSWORD = "s3cret-password-of-admin"
 
@@ -293,6 +293,7 @@ def tls() -> Iterator[Tls]:
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def postgres() -> Iterator[EmbeddedPostgres]:
     root = private_tmp("mlplane-dsn-tls-")
     server = EmbeddedPostgres(root / "state")

@@ -12,9 +12,11 @@ import pytest
 
 from services.db.setup import RoleCredentials, setup_database
 from services.stack.postgres import EmbeddedPostgres
+from tests.conftest import starts_servers
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def postgres() -> Iterator[tuple[EmbeddedPostgres, Path]]:
     # Not pytest's tmp_path: pytest resets its base dir to 0700, which locks out the
     # unprivileged server user.

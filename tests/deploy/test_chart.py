@@ -40,6 +40,8 @@ from tests.deploy.chart import (
     workloads,
 )
 
+pytestmark = pytest.mark.stack
+
 # Kubernetes releases the manifests are checked against: the chart's minimum (Chart.yaml
 # kubeVersion) and the newest the pinned kubernetes-validate knows (its default).
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")

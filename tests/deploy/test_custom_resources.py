@@ -32,6 +32,8 @@ from tests.deploy.chart import (
     render_set,
 )
 
+pytestmark = pytest.mark.stack
+
 CRDS = Path(__file__).resolve().parent / "crds"
 ALL_ON = (
     "metrics.serviceMonitor.enabled=true",

@@ -43,6 +43,8 @@ from tests.deploy.chart import (
     values_of,
 )
 
+pytestmark = pytest.mark.stack
+
 Json = dict[str, Any]
 
 # Where the services image keeps what the renderer reads (Dockerfile), and where it comes

@@ -18,6 +18,8 @@ import yaml
 from gateway.envoy_process import default_envoy_binary
 from tests.deploy.chart import CHART, ROOT, one, pod_spec, render_set, run, tool
 
+pytestmark = pytest.mark.stack
+
 SERVICES_DOCKERFILE = ROOT / "Dockerfile"
 GATEWAY_DOCKERFILE = ROOT / "deploy" / "images" / "gateway.Dockerfile"
 DOCKERFILES = (SERVICES_DOCKERFILE, GATEWAY_DOCKERFILE)

@@ -199,11 +199,13 @@ def _all_exprs() -> list[str]:
 # --- promtool ---------------------------------------------------------------------------------
 
 
+@pytest.mark.stack
 def test_rules_pass_promtool_check() -> None:
     result = _promtool("check", "rules", RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.stack
 def test_alert_unit_tests_pass() -> None:
     result = _promtool("test", "rules", ALERT_TESTS.name)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -273,11 +275,8 @@ def _traffic(stack: RunningStack) -> None:
     """A little of everything: an upload, its validation by the stack's worker, its submission
     and approval, reads, an export."""
 
-    def auth(*roles: str, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {stack.tokens.valid(*roles, subject=subject)}"}
-
-    alice = auth("data_scientist", subject="alice")
-    bob = auth("model_approver", subject="bob")
+    alice = stack.tokens.headers("data_scientist", subject="alice")
+    bob = stack.tokens.headers("model_approver", subject="bob")
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as http:
         uploaded = http.post(
             "/api/v1/models",

@@ -40,6 +40,8 @@ from tests.deploy.chart import (
     values_of,
 )
 
+pytestmark = pytest.mark.stack
+
 WORKER_PART = "validation"  # app.kubernetes.io/component
 WORKER = f"{RELEASE}-{WORKER_PART}"
 MiB = 1024 * 1024

@@ -48,6 +48,8 @@ from tests.deploy.chart import (
     values_of,
 )
 
+pytestmark = pytest.mark.stack
+
 
 @dataclass
 class Database:

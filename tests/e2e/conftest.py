@@ -7,24 +7,18 @@ one labelled failure; loading them takes a few seconds more than a week does.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import private_tmp
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.conftest import starts_servers
+from tests.stack_runner import RunningStack, stack_in_tmp
 
 E2E_PLANT_DAYS = 30
 
 
 @pytest.fixture(scope="session")
+@starts_servers
 def e2e_stack() -> Iterator[RunningStack]:
-    root = private_tmp("mlplane-e2e-")
-    running = start_stack(root / "state", MLPLANE_DEMO_PLANT_DAYS=str(E2E_PLANT_DAYS))
-    try:
+    with stack_in_tmp("mlplane-e2e-", MLPLANE_DEMO_PLANT_DAYS=str(E2E_PLANT_DAYS)) as running:
         yield running
-    finally:
-        survivors = stop_stack(running)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not survivors, f"processes left behind: {survivors}"

@@ -3,15 +3,14 @@ rows, and the audit trail read back as the admin."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import asyncpg
 import numpy as np
 import pandas as pd
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 
+from tests.admin_sql import admin_rows
 from tests.stack_runner import RunningStack
 
 FEATURES = ["bearing_temp", "discharge_pressure", "flow", "motor_current"]
@@ -32,15 +31,10 @@ def train_onnx(long: pd.DataFrame) -> bytes:
 def audit_trail(stack: RunningStack, *subjects: str) -> list[dict[str, Any]]:
     """Every audit row of these subjects, oldest first."""
 
-    async def read() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(stack.admin_dsn())
-        try:
-            return await conn.fetch(
-                "SELECT subject, action, resource, outcome, detail FROM audit_log"
-                " WHERE subject = ANY($1::text[]) ORDER BY audit_pk",
-                list(subjects),
-            )
-        finally:
-            await conn.close()
-
-    return [dict(r) for r in asyncio.run(read())]
+    rows = admin_rows(
+        stack,
+        "SELECT subject, action, resource, outcome, detail FROM audit_log"
+        " WHERE subject = ANY($1::text[]) ORDER BY audit_pk",
+        list(subjects),
+    )
+    return [dict(r) for r in rows]

@@ -43,6 +43,7 @@ from gateway.rbac import OPEN_POLICY, UNROUTED_POLICY
 from gateway.web_routes import web_config
 from services.common.access import LINK_METHODS, METHOD_ROLES
 from services.common.settings import Settings
+from tests.conftest import starts_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED_DESCRIPTOR = ROOT / "generated" / "mlplane.pb"
@@ -233,6 +234,7 @@ def test_generated_descriptor_is_transcodable() -> None:
     assert unsupported_response_bodies(GENERATED_DESCRIPTOR, SERVICES) == []
 
 
+@pytest.mark.stack
 def test_render_refuses_what_envoy_refuses(
     tmp_path: Path, settings: Settings, config: Json
 ) -> None:
@@ -449,6 +451,7 @@ def test_write_envoy_config_round_trips(tmp_path: Path, config: Json) -> None:
 # --------------------------------------------------------------------------- envoy --mode validate
 
 
+@pytest.mark.stack
 def test_envoy_validates_config_with_local_jwks(tmp_path: Path, config: Json) -> None:
     path = tmp_path / "envoy.json"
     write_envoy_config(path, config)
@@ -458,6 +461,7 @@ def test_envoy_validates_config_with_local_jwks(tmp_path: Path, config: Json) ->
     assert "Deprecated field" not in result.stderr
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(
     "url", ["https://login.example.com/.well-known/jwks.json", "http://127.0.0.1:9/jwks"]
 )
@@ -594,6 +598,7 @@ def _start_gateway(
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     signing_key: rsa.RSAPrivateKey,
@@ -858,6 +863,7 @@ def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
     return False
 
 
+@pytest.mark.stack
 def test_remote_jwks_is_fetched_and_used(
     tmp_path: Path,
     descriptor: Path,
@@ -882,6 +888,7 @@ def test_remote_jwks_is_fetched_and_used(
     envoy.stop()  # idempotent
 
 
+@pytest.mark.stack
 def test_envoy_process_reports_a_bad_config(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.json"
     config_path.write_text(json.dumps({"static_resources": {"clusters": [{"name": 1}]}}))
@@ -895,6 +902,7 @@ def test_envoy_process_reports_a_bad_config(tmp_path: Path) -> None:
 
 
 @pytest.fixture
+@starts_servers
 def web_gateway(
     tmp_path: Path, signing_key: rsa.RSAPrivateKey, descriptor: Path, backend: int
 ) -> Iterator[Gateway]:

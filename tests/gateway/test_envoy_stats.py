@@ -21,6 +21,7 @@ from gateway.envoy_config import (
 from gateway.envoy_process import EnvoyProcess
 from services.common.devkeys import ensure_dev_keys
 from services.common.settings import Settings
+from tests.conftest import starts_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = ROOT / "generated" / "mlplane.pb"
@@ -53,6 +54,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def stats_port(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     work = tmp_path_factory.mktemp("envoy-stats")
     config = work / "envoy.json"

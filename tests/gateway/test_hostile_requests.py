@@ -9,7 +9,6 @@ gateway refused. The session stack of tests/conftest.py (model limit 8 MiB).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -17,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import jwt
@@ -33,6 +31,7 @@ from gateway.limits import (
 )
 from services.common.errors import error_info_from_trailers
 from services.common.server import MAX_METADATA_BYTES
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import linear_model
 from tests.stack_runner import RunningStack
 
@@ -76,18 +75,6 @@ def _gateway_error(response: httpx.Response, status: int, reason: str) -> dict[s
     assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
     assert info["reason"] == reason, body
     return body
-
-
-async def _rows(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-def _sql(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    return asyncio.run(_rows(stack, sql, *args))
 
 
 def _store_files(stack: RunningStack) -> set[str]:
@@ -151,7 +138,7 @@ def test_oversized_token_upload_stores_nothing(stack: RunningStack, http: httpx.
         headers=_auth(_big_token(stack, 16 * 1024)),
     )
     _gateway_error(response, 401, "TOKEN_TOO_LARGE")
-    assert _sql(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
+    assert admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
     assert _store_files(stack) == files_before
 
 
@@ -221,7 +208,7 @@ def _parse(answer: bytes) -> tuple[int, dict[str, Any], bytes]:
 @pytest.mark.parametrize("expect", [False, True], ids=["plain", "expect-100-continue"])
 def test_declared_upload_over_the_limit_is_413_at_once(stack: RunningStack, expect: bool) -> None:
     files_before = _store_files(stack)
-    models_before = _sql(stack, "SELECT count(*) FROM models")[0][0]
+    models_before = admin_rows(stack, "SELECT count(*) FROM models")[0][0]
     declared = MODEL_LIMIT + UPLOAD_FORM_ALLOWANCE + 1
     head = (
         "POST /api/v1/models HTTP/1.1\r\n"
@@ -238,7 +225,7 @@ def test_declared_upload_over_the_limit_is_413_at_once(stack: RunningStack, expe
     assert (info["reason"], info["domain"]) == ("MODEL_TOO_LARGE", "gateway.mlplane")
     assert info["metadata"]["limitBytes"] == str(MODEL_LIMIT)
     assert body["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-    assert _sql(stack, "SELECT count(*) FROM models")[0][0] == models_before
+    assert admin_rows(stack, "SELECT count(*) FROM models")[0][0] == models_before
     assert _store_files(stack) == files_before
 
 
@@ -283,7 +270,7 @@ def test_upload_announcing_expect_100_continue_is_still_stored(
         },
     )
     assert response.status_code == 201, response.text
-    assert _sql(stack, "SELECT 1 FROM models WHERE name = $1", name) != []
+    assert admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", name) != []
 
 
 def test_declared_json_body_over_the_limit_is_413_at_once(stack: RunningStack) -> None:
@@ -342,7 +329,7 @@ def test_chunked_upload_over_the_limit_is_413_when_crossed(
     info = response.json()["details"][0]
     assert info["reason"] == "MODEL_TOO_LARGE", response.text
     assert info["metadata"]["limitBytes"] == str(MODEL_LIMIT)
-    assert _sql(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
+    assert admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
     assert _store_files(stack) == files_before
 
 
@@ -362,8 +349,8 @@ def _upload(stack: RunningStack, http: httpx.Client) -> dict[str, Any]:
 
 def _nothing_submitted(stack: RunningStack, model_id: str) -> None:
     model = uuid.UUID(model_id)
-    assert _sql(stack, "SELECT 1 FROM approval_requests WHERE model_id = $1", model) == []
-    statuses = _sql(stack, "SELECT status FROM model_versions WHERE model_id = $1", model)
+    assert admin_rows(stack, "SELECT 1 FROM approval_requests WHERE model_id = $1", model) == []
+    statuses = admin_rows(stack, "SELECT status FROM model_versions WHERE model_id = $1", model)
     assert [row[0] for row in statuses] == ["PENDING_APPROVAL"]
 
 
@@ -401,7 +388,7 @@ def test_submit_version_out_of_range_is_invalid_argument_over_grpc(
     stack: RunningStack, channel: grpc.Channel, version: dict[str, Any]
 ) -> None:
     stub = mr_grpc.ModelRegistryStub(channel)
-    md = [("authorization", f"Bearer {stack.tokens.valid('data_scientist')}")]
+    md = stack.tokens.metadata("data_scientist")
     for value in (2**31, 2**63 - 1, -1):
         with pytest.raises(grpc.RpcError) as caught:
             stub.SubmitForApproval(
@@ -443,7 +430,7 @@ def test_negative_page_size_is_invalid_argument_over_grpc(
     stack: RunningStack, channel: grpc.Channel
 ) -> None:
     stub = mr_grpc.ModelRegistryStub(channel)
-    md = [("authorization", f"Bearer {stack.tokens.valid('model_approver', subject='bob')}")]
+    md = stack.tokens.metadata("model_approver", subject="bob")
     for call, request in (
         (stub.ListModels, mr.ListModelsRequest(page_size=-1)),
         (stub.ListApprovals, mr.ListApprovalsRequest(page_size=-(2**31))),
@@ -496,7 +483,7 @@ def test_huge_comment_over_grpc_is_refused(
     stack: RunningStack, channel: grpc.Channel, version: dict[str, Any]
 ) -> None:
     stub = mr_grpc.ModelRegistryStub(channel)
-    md = [("authorization", f"Bearer {stack.tokens.valid('data_scientist')}")]
+    md = stack.tokens.metadata("data_scientist")
     with pytest.raises(grpc.RpcError) as caught:
         stub.SubmitForApproval(
             mr.SubmitForApprovalRequest(model_id=version["modelId"], comment="c" * 600_000),

@@ -35,6 +35,8 @@ from services.common.settings import Settings
 from tests.conftest import private_tmp
 from tests.tokens import Tokens
 
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = ROOT / "generated" / "mlplane.pb"
 DEADLINE = 20.0

@@ -3,39 +3,27 @@ separation of duties, its events and its audit trail checked in the database."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import linear_model
 from tests.polling import validated
 from tests.stack_runner import RunningStack
 
 
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
-
-
-def _auth(stack: RunningStack, *roles: str, subject: str, tenant: str = "demo") -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, subject=subject, tenant=tenant)}"}
-
-
 def _alice(stack: RunningStack) -> dict[str, str]:
-    return _auth(stack, "data_scientist", "model_approver", subject="alice")
+    return stack.tokens.headers("data_scientist", "model_approver", subject="alice")
 
 
 def _bob(stack: RunningStack) -> dict[str, str]:
-    return _auth(stack, "model_approver", subject="bob")
+    return stack.tokens.headers("model_approver", subject="bob")
 
 
 def _upload(stack: RunningStack, http: httpx.Client) -> dict[str, Any]:
@@ -51,14 +39,6 @@ def _upload(stack: RunningStack, http: httpx.Client) -> dict[str, Any]:
     # of events and audit entries the same in every run).
     assert validated(http, _alice(stack), version["modelId"])["state"] == "PASSED"
     return version
-
-
-async def _fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
@@ -132,25 +112,21 @@ def test_submit_review_approve(stack: RunningStack, http: httpx.Client) -> None:
         "IN_REVIEW",
         "APPROVED",
     ]
-    events = asyncio.run(
-        _fetch(
-            stack,
-            "SELECT event_type, payload->>'decision' AS decision FROM outbox_events"
-            " WHERE model_id = $1::uuid ORDER BY event_pk",
-            model_id,
-        )
+    events = admin_rows(
+        stack,
+        "SELECT event_type, payload->>'decision' AS decision FROM outbox_events"
+        " WHERE model_id = $1::uuid ORDER BY event_pk",
+        model_id,
     )
     assert [(e["event_type"], e["decision"]) for e in events] == [
         ("validation.completed", None),
         ("approval.requested", None),
         ("approval.decided", "APPROVED"),
     ]
-    audit = asyncio.run(
-        _fetch(
-            stack,
-            "SELECT subject, action, outcome FROM audit_log WHERE resource = $1 ORDER BY audit_pk",
-            f"approval/{approval['approvalId']}",
-        )
+    audit = admin_rows(
+        stack,
+        "SELECT subject, action, outcome FROM audit_log WHERE resource = $1 ORDER BY audit_pk",
+        f"approval/{approval['approvalId']}",
     )
     assert [(a["subject"], a["outcome"]) for a in audit] == [
         ("alice", "ok"),
@@ -192,7 +168,7 @@ def test_archive_and_not_found(stack: RunningStack, http: httpx.Client) -> None:
     refused = http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=_alice(stack))
     assert refused.status_code == 409
     assert "ARCHIVED" in refused.json()["message"]
-    other = _auth(stack, "data_scientist", subject="eve", tenant="elsewhere")
+    other = stack.tokens.headers("data_scientist", subject="eve", tenant="elsewhere")
     assert (
         http.post(f"/api/v1/models/{model_id}/approvals", json={}, headers=other).status_code == 404
     )
@@ -220,17 +196,14 @@ def test_submissions_that_break_a_field_rule_store_nothing(
     assert response.status_code == 400, response.text
     if field is not None:
         assert response.json()["details"][0]["metadata"]["field"] == field
-    rows = asyncio.run(
-        _fetch(stack, "SELECT 1 FROM approval_requests WHERE model_id = $1", uuid.UUID(model_id))
+    rows = admin_rows(
+        stack, "SELECT 1 FROM approval_requests WHERE model_id = $1", uuid.UUID(model_id)
     )
     assert rows == []
-    events = asyncio.run(
-        _fetch(
-            stack,
-            "SELECT 1 FROM outbox_events WHERE model_id = $1"
-            " AND event_type <> 'validation.completed'",
-            uuid.UUID(model_id),
-        )
+    events = admin_rows(
+        stack,
+        "SELECT 1 FROM outbox_events WHERE model_id = $1 AND event_type <> 'validation.completed'",
+        uuid.UUID(model_id),
     )
     assert events == []
 
@@ -276,7 +249,7 @@ def test_a_versions_audit_trail_is_listed_newest_first(
         headers=_bob(stack),
     ).json()
     assert [e["action"] for e in rest["auditEntries"]] == ["validation.complete", "model.upload"]
-    other = _auth(stack, "model_approver", subject="eve", tenant="other-plant")
+    other = stack.tokens.headers("model_approver", subject="eve", tenant="other-plant")
     hidden = http.get(f"/api/v1/models/{model_id}/versions/1/auditEntries", headers=other)
     assert hidden.status_code == 404
 
@@ -330,7 +303,7 @@ def test_a_model_download_link_streams_the_file_without_a_token(
     body, mac = url.split("?link=")[1].split(".")
     forged = url.split("?link=")[0] + f"?link={body}.{mac[::-1]}"
     assert http.get(forged).json()["details"][0]["reason"] == "LINK_INVALID"
-    stranger = _auth(stack, "model_approver", subject="eve", tenant="other-plant")
+    stranger = stack.tokens.headers("model_approver", subject="eve", tenant="other-plant")
     hidden = http.post(
         f"/api/v1/models/{model_id}/versions/1:downloadLink", json={}, headers=stranger
     )

@@ -6,12 +6,10 @@ version cannot archive it while it is in review."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import pytest
@@ -20,16 +18,11 @@ from grpc_status import rpc_status
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import linear_model
 from tests.stack_runner import RunningStack
 
 UPLOAD = "/mlplane.v1.ModelRegistry/UploadModel"
-
-
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +31,8 @@ def channel(stack: RunningStack) -> Iterator[grpc.Channel]:
         yield opened
 
 
-def _auth(stack: RunningStack, *roles: str, subject: str = "alice") -> dict[str, str]:
-    token = stack.tokens.valid(*(roles or ("data_scientist",)), subject=subject)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _md(stack: RunningStack) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {stack.tokens.valid('data_scientist')}"),)
-
-
 def _name() -> str:
     return f"hostile-{uuid.uuid4().hex[:10]}"
-
-
-async def _rows(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-def _sql(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    return asyncio.run(_rows(stack, sql, *args))
 
 
 def _store_files(stack: RunningStack) -> set[str]:
@@ -69,8 +41,8 @@ def _store_files(stack: RunningStack) -> set[str]:
 
 
 def _assert_nothing_stored(stack: RunningStack, name: str, files_before: set[str]) -> None:
-    assert _sql(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
-    assert _sql(stack, "SELECT 1 FROM model_versions v JOIN models m USING (model_id)"
+    assert admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", name) == []
+    assert admin_rows(stack, "SELECT 1 FROM model_versions v JOIN models m USING (model_id)"
                 " WHERE m.name = $1", name) == []  # fmt: skip
     assert _store_files(stack) == files_before, "an object or temporary file was left behind"
 
@@ -132,7 +104,10 @@ def _post_raw(
     return http.post(
         "/api/v1/models",
         content=body,
-        headers={**_auth(stack), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={
+            **stack.tokens.headers(),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
     )
 
 
@@ -157,7 +132,7 @@ def test_rest_hostile_metrics(
         "/api/v1/models",
         data={"name": name, "metrics": metrics},
         files={"file": ("m.onnx", linear_model(4))},
-        headers=_auth(stack),
+        headers=stack.tokens.headers(),
     )
     if reason is None:
         assert response.status_code == 201, response.text
@@ -282,14 +257,14 @@ def test_rest_control_characters(
         "/api/v1/models",
         data=fields,
         files={"file": ("m.onnx", linear_model(4))},
-        headers=_auth(stack),
+        headers=stack.tokens.headers(),
     )
     refusal = _rest_reason(response)
     assert refusal["reason"] == reason
     assert refusal["metadata"]["field"].startswith(field)
     _assert_nothing_stored(stack, name, before)
     if field == "name" and "\x00" not in value:  # PostgreSQL text cannot hold NUL at all
-        assert _sql(stack, "SELECT 1 FROM models WHERE name = $1", value) == []
+        assert admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", value) == []
 
 
 # --- gRPC: the same refusals -------------------------------------------------------------
@@ -305,7 +280,7 @@ def _grpc_upload(channel: grpc.Channel, stack: RunningStack, first: bytes, data:
         yield first
         yield pb.UploadModelRequest(chunk=data).SerializeToString()
 
-    return call(requests(), metadata=_md(stack))
+    return call(requests(), metadata=stack.tokens.metadata())
 
 
 def _metadata_message(metadata: pb.UploadModelMetadata, replace: bytes, by: bytes) -> bytes:
@@ -376,7 +351,7 @@ def test_grpc_hostile_fields(
         yield pb.UploadModelRequest(chunk=linear_model(4))
 
     with pytest.raises(grpc.RpcError) as caught:
-        stub.UploadModel(requests(), metadata=_md(stack))
+        stub.UploadModel(requests(), metadata=stack.tokens.metadata())
     code, got, fields = _grpc_reason(caught.value)
     assert (code, got) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
     assert fields
@@ -396,7 +371,7 @@ def test_rejected_uploads_burn_no_version_number(
             "/api/v1/models",
             data={"name": name},
             files={"file": ("m.onnx", data)},
-            headers=_auth(stack),
+            headers=stack.tokens.headers(),
         )
 
     assert post(b"not an onnx model").status_code == 400
@@ -413,15 +388,17 @@ def test_rejected_uploads_burn_no_version_number(
                     pb.UploadModelRequest(chunk=b"garbage"),
                 ]
             ),
-            metadata=_md(stack),
+            metadata=stack.tokens.metadata(),
         )
     second = post(linear_model(4, seed=1))
     assert second.status_code == 201, second.text
     assert int(second.json()["version"]) == 2
-    model = http.get(f"/api/v1/models/{first.json()['modelId']}", headers=_auth(stack)).json()
+    model = http.get(
+        f"/api/v1/models/{first.json()['modelId']}", headers=stack.tokens.headers()
+    ).json()
     assert int(model["latestVersion"]) == 2
     # The object keys still follow {tenant}/{model}/{version}.onnx when uploads do not race.
-    keys = _sql(
+    keys = admin_rows(
         stack,
         "SELECT version, storage_key FROM model_versions WHERE model_id = $1 ORDER BY version",
         uuid.UUID(first.json()["modelId"]),
@@ -439,10 +416,10 @@ def test_download_sets_rfc6266_filename(stack: RunningStack, http: httpx.Client)
         "/api/v1/models",
         data={"name": name},
         files={"file": ("m.onnx", linear_model(4))},
-        headers=_auth(stack),
+        headers=stack.tokens.headers(),
     ).json()
     path = f"/api/v1/models/{created['modelId']}/versions/1/content"
-    response = http.get(path, headers=_auth(stack))
+    response = http.get(path, headers=stack.tokens.headers())
     assert response.status_code == 200
     assert response.headers["content-disposition"] == (
         f"attachment; filename=\"{name}-v1.onnx\"; filename*=UTF-8''{name}-v1.onnx"
@@ -457,12 +434,12 @@ def test_download_of_a_stored_hostile_name_is_safe(stack: RunningStack, http: ht
         "/api/v1/models",
         data={"name": name},
         files={"file": ("m.onnx", linear_model(4))},
-        headers=_auth(stack),
+        headers=stack.tokens.headers(),
     ).json()
     hostile = f'{name}\r\nX-Injected: 1"; ü'
-    _sql(stack, "UPDATE models SET name = $1 WHERE name = $2", hostile, name)
+    admin_rows(stack, "UPDATE models SET name = $1 WHERE name = $2", hostile, name)
     response = http.get(
-        f"/api/v1/models/{created['modelId']}/versions/1/content", headers=_auth(stack)
+        f"/api/v1/models/{created['modelId']}/versions/1/content", headers=stack.tokens.headers()
     )
     assert response.status_code == 200, response.text
     assert "x-injected" not in response.headers
@@ -472,16 +449,16 @@ def test_download_of_a_stored_hostile_name_is_safe(stack: RunningStack, http: ht
     assert disposition.startswith('attachment; filename="')
     assert "filename*=UTF-8''" in disposition
     assert "%0D%0AX-Injected%3A%201%22%3B%20%C3%BC-v1.onnx" in disposition
-    _sql(stack, "UPDATE models SET name = $1 WHERE name = $2", name, hostile)
+    admin_rows(stack, "UPDATE models SET name = $1 WHERE name = $2", name, hostile)
 
 
 # --- separation of duties on archive ----------------------------------------------------
 def test_uploader_cannot_archive_a_version_in_review(
     stack: RunningStack, http: httpx.Client
 ) -> None:
-    both = _auth(stack, "data_scientist", "model_approver", subject="carol")
-    submitter = _auth(stack, "data_scientist", "model_approver", subject="dave")
-    other = _auth(stack, "model_approver", subject="erin")
+    both = stack.tokens.headers("data_scientist", "model_approver", subject="carol")
+    submitter = stack.tokens.headers("data_scientist", "model_approver", subject="dave")
+    other = stack.tokens.headers("model_approver", subject="erin")
     created = http.post(
         "/api/v1/models",
         data={"name": _name()},
@@ -504,13 +481,13 @@ def test_uploader_cannot_archive_a_version_in_review(
         assert refusal["reason"] == "SEPARATION_OF_DUTIES"
     version = http.get(f"/api/v1/models/{model_id}/versions/1", headers=other).json()
     assert version["status"] == "IN_REVIEW"
-    open_tasks = _sql(
+    open_tasks = admin_rows(
         stack,
         "SELECT state FROM approval_requests WHERE model_id = $1",
         uuid.UUID(model_id),
     )
     assert [r["state"] for r in open_tasks] == ["OPEN"]
-    audited = _sql(
+    audited = admin_rows(
         stack,
         "SELECT subject, action, outcome FROM audit_log WHERE request_id = $1 ORDER BY audit_pk",
         request_id,

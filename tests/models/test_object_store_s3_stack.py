@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import uuid
 from collections.abc import Iterator
@@ -26,10 +25,11 @@ from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from services.stack.seaweedfs import DEFAULT_BUCKET, load_or_create_credentials
-from tests.conftest import private_tmp
 from tests.models.onnx_models import linear_model
 from tests.polling import poll_until
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import RunningStack, stack_in_tmp
+
+pytestmark = pytest.mark.stack
 
 # What `weed mini` listens on unless told otherwise (and their gRPC twins at +10000).
 WEED_DEFAULT_PORTS = {9333, 9340, 8888, 8333, 23646, 7333, 8181, 9101, 6060}
@@ -56,13 +56,10 @@ class S3Stack:
 
 @pytest.fixture(scope="module")
 def s3_stack() -> Iterator[S3Stack]:
-    root = private_tmp("mlplane-s3-stack-")
-    state_dir = root / "state"
-    stack = start_stack(state_dir, MLPLANE_STORE="s3", MLPLANE_DEMO_PLANT="false")
-    try:
+    with stack_in_tmp("mlplane-s3-stack-", MLPLANE_STORE="s3", MLPLANE_DEMO_PLANT="false") as stack:
         found = re.search(r"embedded SeaweedFS at (http://127\.0\.0\.1:\d+)", stack.log())
         assert found, stack.log()
-        creds = load_or_create_credentials(state_dir / "seaweedfs" / "s3.json")
+        creds = load_or_create_credentials(stack.state_dir / "seaweedfs" / "s3.json")
         client = boto3.client(
             "s3",
             endpoint_url=found.group(1),
@@ -71,21 +68,13 @@ def s3_stack() -> Iterator[S3Stack]:
             aws_secret_access_key=creds.secret_key,
         )
         yield S3Stack(stack, client, found.group(1))
-    finally:
         weed = _pids(stack).get("seaweedfs")  # the one running now (it may have restarted)
-        survivors = stop_stack(stack)
-        assert not survivors, f"processes left behind: {survivors}"
-        assert weed is None or not psutil.pid_exists(weed)
-        shutil.rmtree(root, ignore_errors=True)
+    assert weed is None or not psutil.pid_exists(weed)
 
 
 def _pids(stack: RunningStack) -> dict[str, int]:
     pids: dict[str, int] = json.loads((stack.state_dir / "stack.json").read_text())["pids"]
     return pids
-
-
-def _auth(stack: RunningStack) -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid('data_scientist')}"}
 
 
 def test_seaweedfs_listens_on_loopback_only_on_chosen_ports(s3_stack: S3Stack) -> None:
@@ -107,7 +96,7 @@ def test_rest_upload_lands_in_seaweedfs_and_reads_back(s3_stack: S3Stack) -> Non
             "/api/v1/models",
             data={"name": name},
             files={"file": ("model.onnx", data, "application/octet-stream")},
-            headers=_auth(stack),
+            headers=stack.tokens.headers(),
         )
         assert response.status_code == 201, response.text
         body = response.json()
@@ -118,7 +107,7 @@ def test_rest_upload_lands_in_seaweedfs_and_reads_back(s3_stack: S3Stack) -> Non
         assert head["ETag"].strip('"').endswith("-2")
         assert head["ChecksumCRC32"].endswith("-2")
         download = http.get(
-            f"/api/v1/models/{body['modelId']}/versions/1/content", headers=_auth(stack)
+            f"/api/v1/models/{body['modelId']}/versions/1/content", headers=stack.tokens.headers()
         )
         assert download.status_code == 200
         assert hashlib.sha256(download.content).hexdigest() == body["sha256"]
@@ -143,7 +132,7 @@ def test_refused_rest_upload_leaves_nothing_in_seaweedfs(
             "/api/v1/models",
             data={"name": f"refused-{uuid.uuid4().hex[:8]}"},
             files={"file": ("model.onnx", data, "application/octet-stream")},
-            headers=_auth(stack),
+            headers=stack.tokens.headers(),
         )
     assert response.status_code == 400, (case, response.text)
     assert s3_stack.objects() == before

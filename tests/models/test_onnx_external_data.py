@@ -5,10 +5,8 @@ size, without loading the weights: the validator streams the spooled file."""
 
 from __future__ import annotations
 
-import asyncio
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +22,7 @@ from onnx import TensorProto, helper
 
 from services.common.errors import ServiceError
 from services.models.onnx_validation import validate_onnx_file
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import EXTERNAL_PLACES, _floats, tensor_in
 from tests.stack_runner import RunningStack
 
@@ -160,21 +159,8 @@ def test_checking_sizes_does_not_load_the_weights(tmp_path: Path) -> None:
 
 
 # --- through the stack: a 400 with its reason, and nothing stored ----------------------------
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
-
-
 def _stored(stack: RunningStack, name: str) -> list[asyncpg.Record]:
-    async def fetch() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(stack.admin_dsn())
-        try:
-            return await conn.fetch("SELECT model_id FROM models WHERE name = $1", name)
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
+    return admin_rows(stack, "SELECT model_id FROM models WHERE name = $1", name)
 
 
 def _objects(stack: RunningStack) -> set[Path]:

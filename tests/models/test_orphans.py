@@ -127,6 +127,7 @@ async def test_s3_store_lists_and_sweeps_real_objects(s3_bucket: S3Bucket, tmp_p
         await store.close()
 
 
+@pytest.mark.stack
 async def test_the_models_service_sweeps_at_start_and_keeps_what_rows_name(rig_dir: Path) -> None:
     state = rig_dir / "state"
     objects = state / "objects"

@@ -8,12 +8,9 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -33,44 +30,11 @@ from services.validation.worker import validation_spec
 from tests.models.onnx_models import linear_model
 from tests.polling import wait_until
 from tests.tokens import Tokens
+from tests.webhooks import WebhookReceiver
+
+pytestmark = pytest.mark.stack
 
 SECRET = "test-webhook-secret"
-
-
-class Receiver:
-    """A webhook that answers 500 to its first `failures` requests, then 200."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.accepted: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                if len(receiver.received) <= receiver.failures:
-                    self.send_response(500)
-                else:
-                    receiver.accepted.append(json.loads(body))
-                    self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _closed_port_url() -> str:
@@ -80,8 +44,9 @@ def _closed_port_url() -> str:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver(failures=2) as running:
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook that answers 500 to its first two requests, then 200."""
+    with WebhookReceiver(failures=2) as running:
         yield running
 
 
@@ -139,8 +104,8 @@ async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[st
         yield pb.UploadModelRequest(metadata=pb.UploadModelMetadata(name="hooked"))
         yield pb.UploadModelRequest(chunk=linear_model(4))
 
-    alice = (("authorization", f"Bearer {tokens.valid('data_scientist', subject='alice')}"),)
-    bob = (("authorization", f"Bearer {tokens.valid('model_approver', subject='bob')}"),)
+    alice = tokens.metadata("data_scientist", subject="alice")
+    bob = tokens.metadata("model_approver", subject="bob")
     async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         stub = pb_grpc.ModelRegistryStub(channel)
         version = await stub.UploadModel(requests(), metadata=alice)
@@ -167,27 +132,30 @@ async def _submit_and_approve(server: RunningServer, tokens: Tokens) -> tuple[st
 
 
 async def test_events_delivered_in_order_signed_and_retried(
-    rig_dir: Path, receiver: Receiver
+    rig_dir: Path, receiver: WebhookReceiver
 ) -> None:
-    rig, server, tokens = await _start(rig_dir, receiver.url)
+    rig, server, tokens = await _start(rig_dir, receiver.url())
     pg = rig.pg
     try:
         model_id, _ = await _submit_and_approve(server, tokens)
         deadline = time.monotonic() + 20
-        while len(receiver.accepted) < 3:
-            assert time.monotonic() < deadline, f"delivered so far: {receiver.accepted}"
+        while len(receiver.accepted()) < 3:
+            assert time.monotonic() < deadline, f"delivered so far: {receiver.accepted()}"
             await asyncio.sleep(0.05)
-        assert [e["type"] for e in receiver.accepted] == [
+        accepted = receiver.accepted()
+        assert [e["type"] for e in accepted] == [
             "validation.completed",
             "approval.requested",
             "approval.decided",
         ]
-        assert receiver.accepted[0]["state"] == "PASSED"
-        assert receiver.accepted[2]["decision"] == "APPROVED"
-        assert len(receiver.received) == 5  # two failures, then each event once
-        for headers, body in receiver.received:
+        assert accepted[0]["state"] == "PASSED"
+        assert accepted[2]["decision"] == "APPROVED"
+        received = receiver.deliveries()
+        assert len(received) == 5  # two failures, then each event once
+        for delivery in received:
+            body = delivery.body
             expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            assert headers["X-Mlplane-Signature"] == expected
+            assert delivery.headers["X-Mlplane-Signature"] == expected
         conn = await asyncpg.connect(pg.dsn())
         try:
             rows = await conn.fetch(

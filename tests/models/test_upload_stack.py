@@ -4,7 +4,6 @@ row and no file were left behind."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -21,6 +20,7 @@ import pytest
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
+from tests.admin_sql import admin_rows
 from tests.models.onnx_models import broken_model, linear_model, old_opset_model
 from tests.polling import poll_until
 from tests.stack_runner import RunningStack
@@ -29,23 +29,9 @@ LIMIT = 8 * 1024 * 1024  # the session stack's MLPLANE_MAX_MODEL_BYTES
 
 
 @pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def stub(stack: RunningStack) -> Iterator[pb_grpc.ModelRegistryStub]:
     with grpc.insecure_channel(stack.gateway_target) as channel:
         yield pb_grpc.ModelRegistryStub(channel)
-
-
-def _auth(stack: RunningStack, role: str = "data_scientist", **kw: Any) -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(role, **kw)}"}
-
-
-def _md(stack: RunningStack, role: str = "data_scientist", **kw: Any) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {stack.tokens.valid(role, **kw)}"),)
 
 
 def _name() -> str:
@@ -64,26 +50,16 @@ def _form(name: str, data: bytes, **fields: str) -> tuple[dict[str, str], dict[s
     return {"name": name, **fields}, {"file": ("model.onnx", data, "application/octet-stream")}
 
 
-async def _rows(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
 def _versions_named(stack: RunningStack, name: str) -> list[asyncpg.Record]:
-    return asyncio.run(
-        _rows(
-            stack,
-            "SELECT v.* FROM model_versions v JOIN models m USING (model_id) WHERE m.name = $1",
-            name,
-        )
+    return admin_rows(
+        stack,
+        "SELECT v.* FROM model_versions v JOIN models m USING (model_id) WHERE m.name = $1",
+        name,
     )
 
 
 def _models_named(stack: RunningStack, name: str) -> int:
-    return len(asyncio.run(_rows(stack, "SELECT 1 FROM models WHERE name = $1", name)))
+    return len(admin_rows(stack, "SELECT 1 FROM models WHERE name = $1", name))
 
 
 def _store_files(stack: RunningStack) -> set[str]:
@@ -109,7 +85,9 @@ def test_grpc_upload_creates_pending_version_and_reads_back(
         metrics={"auc": 0.91},
         sha256=hashlib.sha256(data).hexdigest(),
     )
-    version = stub.UploadModel(_requests(metadata, data, chunk=100), metadata=_md(stack))
+    version = stub.UploadModel(
+        _requests(metadata, data, chunk=100), metadata=stack.tokens.metadata()
+    )
     assert version.status == pb.ModelVersion.PENDING_APPROVAL
     assert (version.name, version.version) == (name, 1)
     assert version.sha256 == hashlib.sha256(data).hexdigest()
@@ -128,15 +106,17 @@ def test_grpc_upload_creates_pending_version_and_reads_back(
         _requests(
             pb.UploadModelMetadata(name=name, description="second"), linear_model(16, seed=1)
         ),
-        metadata=_md(stack),
+        metadata=stack.tokens.metadata(),
     )
     assert again.version == 2
     assert again.model_id == version.model_id
 
-    model = stub.GetModel(pb.GetModelRequest(model_id=version.model_id), metadata=_md(stack))
+    model = stub.GetModel(
+        pb.GetModelRequest(model_id=version.model_id), metadata=stack.tokens.metadata()
+    )
     assert (model.name, model.latest_version, model.description) == (name, 2, "second")
     listed = stub.ListModelVersions(
-        pb.ListModelVersionsRequest(model_id=version.model_id), metadata=_md(stack)
+        pb.ListModelVersionsRequest(model_id=version.model_id), metadata=stack.tokens.metadata()
     )
     assert [v.version for v in listed.model_versions] == [2, 1]
     key = f"demo/{version.model_id}/1.onnx"
@@ -154,7 +134,7 @@ def test_rest_multipart_upload_is_201_with_the_version(
         labels=json.dumps({"site": "plant-7"}),
         metrics=json.dumps({"f1": 0.8}),
     )
-    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    response = http.post("/api/v1/models", data=fields, files=files, headers=stack.tokens.headers())
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["name"] == name
@@ -169,7 +149,7 @@ def test_rest_multipart_upload_is_201_with_the_version(
     assert "x-http-status" not in response.headers
 
     download = http.get(
-        f"/api/v1/models/{body['modelId']}/versions/1/content", headers=_auth(stack)
+        f"/api/v1/models/{body['modelId']}/versions/1/content", headers=stack.tokens.headers()
     )
     assert download.status_code == 200
     assert download.headers["content-type"] == "application/octet-stream"
@@ -182,7 +162,9 @@ def test_list_models_pages_and_filters(stack: RunningStack, http: httpx.Client) 
     for name in names:
         fields, files = _form(name, linear_model(4))
         assert (
-            http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack)).status_code
+            http.post(
+                "/api/v1/models", data=fields, files=files, headers=stack.tokens.headers()
+            ).status_code
             == 201
         )
     seen: list[str] = []
@@ -191,7 +173,7 @@ def test_list_models_pages_and_filters(stack: RunningStack, http: httpx.Client) 
         page = http.get(
             "/api/v1/models",
             params={"pageSize": 2, "pageToken": token, "filter": "status = PENDING_APPROVAL"},
-            headers=_auth(stack, "model_approver"),
+            headers=stack.tokens.headers("model_approver"),
         ).json()
         seen += [m["name"] for m in page.get("models", [])]
         token = page.get("nextPageToken", "")
@@ -199,10 +181,12 @@ def test_list_models_pages_and_filters(stack: RunningStack, http: httpx.Client) 
             break
     assert [n for n in seen if n.startswith(prefix)] == names
     one = http.get(
-        "/api/v1/models", params={"filter": f'name = "{names[3]}"'}, headers=_auth(stack)
+        "/api/v1/models", params={"filter": f'name = "{names[3]}"'}, headers=stack.tokens.headers()
     ).json()
     assert [m["name"] for m in one["models"]] == [names[3]]
-    bad = http.get("/api/v1/models", params={"filter": "name ~ 'x'"}, headers=_auth(stack))
+    bad = http.get(
+        "/api/v1/models", params={"filter": "name ~ 'x'"}, headers=stack.tokens.headers()
+    )
     assert bad.status_code == 400
 
 
@@ -220,7 +204,7 @@ def test_concurrent_uploads_of_one_name_get_distinct_versions(
                     _requests(
                         pb.UploadModelMetadata(name=name), linear_model(64, seed=seed), chunk=512
                     ),
-                    metadata=_md(stack),
+                    metadata=stack.tokens.metadata(),
                 )
             results.append(version.version)
         except BaseException as exc:
@@ -286,7 +270,7 @@ def test_rest_rejections_are_400_and_store_nothing(
         extra["trainingExportIds"] = str(uuid.uuid4())
     before = _store_files(stack)
     fields, files = _form(name, data, **extra)
-    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    response = http.post("/api/v1/models", data=fields, files=files, headers=stack.tokens.headers())
     assert response.status_code == 400, response.text
     assert response.json()["details"][0]["reason"] == reason
     _assert_nothing_stored(stack, name, before)
@@ -296,7 +280,7 @@ def test_too_large_is_413_and_stores_nothing(stack: RunningStack, http: httpx.Cl
     name = _name()
     before = _store_files(stack)
     fields, files = _form(name, linear_model((LIMIT // 4) + 1024))
-    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    response = http.post("/api/v1/models", data=fields, files=files, headers=stack.tokens.headers())
     assert response.status_code == 413, response.text
     assert response.json()["details"][0]["reason"] == "MODEL_TOO_LARGE"
     _assert_nothing_stored(stack, name, before)
@@ -310,7 +294,7 @@ def test_too_large_over_grpc_is_resource_exhausted(
     with pytest.raises(grpc.RpcError) as caught:
         stub.UploadModel(
             _requests(pb.UploadModelMetadata(name=name), linear_model(LIMIT // 4 + 1024), 1 << 20),
-            metadata=_md(stack),
+            metadata=stack.tokens.metadata(),
         )
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     _assert_nothing_stored(stack, name, before)
@@ -332,7 +316,10 @@ def test_file_before_fields_is_refused(stack: RunningStack, http: httpx.Client) 
     response = http.post(
         "/api/v1/models",
         content=body,
-        headers={**_auth(stack), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={
+            **stack.tokens.headers(),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
     )
     assert response.status_code == 400
     error = response.json()
@@ -346,7 +333,7 @@ def test_rest_field_violations_name_the_form_fields(
     stack: RunningStack, http: httpx.Client
 ) -> None:
     fields, files = _form("Bad Name", linear_model(4), trainingExportIds="not-an-id")
-    response = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack))
+    response = http.post("/api/v1/models", data=fields, files=files, headers=stack.tokens.headers())
     assert response.status_code == 400
     error = response.json()
     info, bad_request = error["details"]
@@ -356,7 +343,7 @@ def test_rest_field_violations_name_the_form_fields(
 
 
 def test_not_multipart_is_400(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.post("/api/v1/models", json={"name": "x"}, headers=_auth(stack))
+    response = http.post("/api/v1/models", json={"name": "x"}, headers=stack.tokens.headers())
     assert response.status_code == 400
     assert response.json()["details"][0]["reason"] == "NOT_MULTIPART"
 
@@ -382,7 +369,7 @@ def test_client_gone_mid_upload_leaves_nothing(stack: RunningStack) -> None:
     try:
         with grpc.insecure_channel(stack.gateway_target) as channel:
             future = pb_grpc.ModelRegistryStub(channel).UploadModel.future(
-                requests(), metadata=_md(stack)
+                requests(), metadata=stack.tokens.metadata()
             )
             poll_until(writing, "the service writes the upload's first block")
             future.cancel()
@@ -403,9 +390,11 @@ def _sizes(folder: Path) -> list[int]:
 # --- tenants --------------------------------------------------------------------------
 def test_other_tenant_gets_404_everywhere(stack: RunningStack, http: httpx.Client) -> None:
     fields, files = _form(_name(), linear_model(4))
-    created = http.post("/api/v1/models", data=fields, files=files, headers=_auth(stack)).json()
+    created = http.post(
+        "/api/v1/models", data=fields, files=files, headers=stack.tokens.headers()
+    ).json()
     model_id = created["modelId"]
-    other = _auth(stack, tenant="other-plant")
+    other = stack.tokens.headers(tenant="other-plant")
     for path in (
         f"/api/v1/models/{model_id}",
         f"/api/v1/models/{model_id}/versions",
@@ -413,15 +402,20 @@ def test_other_tenant_gets_404_everywhere(stack: RunningStack, http: httpx.Clien
         f"/api/v1/models/{model_id}/versions/1/content",
     ):
         assert http.get(path, headers=other).status_code == 404, path
-        assert http.get(path, headers=_auth(stack)).status_code == 200, path
+        assert http.get(path, headers=stack.tokens.headers()).status_code == 200, path
     names = [m["name"] for m in http.get("/api/v1/models", headers=other).json().get("models", [])]
     assert created["name"] not in names
 
 
 def test_unknown_ids(stack: RunningStack, http: httpx.Client) -> None:
-    assert http.get(f"/api/v1/models/{uuid.uuid4()}", headers=_auth(stack)).status_code == 404
-    assert http.get("/api/v1/models/not-a-uuid", headers=_auth(stack)).status_code == 400
-    assert http.get("/api/v1/models/x' OR '1'='1", headers=_auth(stack)).status_code == 400
+    assert (
+        http.get(f"/api/v1/models/{uuid.uuid4()}", headers=stack.tokens.headers()).status_code
+        == 404
+    )
+    assert http.get("/api/v1/models/not-a-uuid", headers=stack.tokens.headers()).status_code == 400
+    assert (
+        http.get("/api/v1/models/x' OR '1'='1", headers=stack.tokens.headers()).status_code == 400
+    )
 
 
 def test_uploads_and_rejections_are_audited(stack: RunningStack, http: httpx.Client) -> None:
@@ -432,7 +426,7 @@ def test_uploads_and_rejections_are_audited(stack: RunningStack, http: httpx.Cli
         "/api/v1/models",
         data=fields,
         files=files,
-        headers={**_auth(stack), "x-request-id": request_ok},
+        headers={**stack.tokens.headers(), "x-request-id": request_ok},
     )
     assert ok.status_code == 201
     fields, files = _form(name, b"not onnx at all")
@@ -440,16 +434,14 @@ def test_uploads_and_rejections_are_audited(stack: RunningStack, http: httpx.Cli
         "/api/v1/models",
         data=fields,
         files=files,
-        headers={**_auth(stack), "x-request-id": request_bad},
+        headers={**stack.tokens.headers(), "x-request-id": request_bad},
     )
     assert bad.status_code == 400
-    rows = asyncio.run(
-        _rows(
-            stack,
-            "SELECT request_id, action, outcome, subject FROM audit_log"
-            " WHERE request_id = ANY($1::text[]) ORDER BY audit_pk",
-            [request_ok, request_bad],
-        )
+    rows = admin_rows(
+        stack,
+        "SELECT request_id, action, outcome, subject FROM audit_log"
+        " WHERE request_id = ANY($1::text[]) ORDER BY audit_pk",
+        [request_ok, request_bad],
     )
     assert [(r["request_id"], r["action"], r["outcome"], r["subject"]) for r in rows] == [
         (request_ok, "model.upload", "ok", "alice"),

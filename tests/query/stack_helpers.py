@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.admin_sql import admin_fetch
 from tests.stack_runner import RunningStack
 
 
@@ -25,22 +26,6 @@ def timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def auth(stack: RunningStack, *roles: str, tenant: str = "demo") -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"}
-
-
-def md(stack: RunningStack, *roles: str, tenant: str = "demo") -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {stack.tokens.valid(*roles, tenant=tenant)}"),)
-
-
-async def admin_fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 # --- a stack for the export limit and cancellation tests ---------------------------

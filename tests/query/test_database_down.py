@@ -30,6 +30,8 @@ from services.query.service import query_spec
 from services.stack.postgres import EmbeddedPostgres
 from tests.tokens import Tokens
 
+pytestmark = pytest.mark.stack
+
 
 @pytest.fixture
 async def query_service() -> AsyncIterator[tuple[RunningServer, EmbeddedPostgres, Tokens]]:

@@ -15,9 +15,9 @@ import httpx
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
+from tests.admin_sql import admin_fetch
 from tests.query.stack_helpers import (
     BULK_ASSET,
-    admin_fetch,
     assert_no_connection_left,
     bulk_window,
     copy_backends,

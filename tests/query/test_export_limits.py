@@ -14,7 +14,6 @@ reproduce it, so it does not prove that setting.)
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -26,7 +25,7 @@ import pytest
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
-from tests.conftest import private_tmp
+from tests.conftest import starts_servers
 from tests.query.stack_helpers import (
     BULK_ASSET,
     assert_no_connection_left,
@@ -39,7 +38,7 @@ from tests.query.stack_helpers import (
     timestamp,
     wait_for,
 )
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import RunningStack, stack_in_tmp
 
 POOL_SIZE = 6
 PER_USER = 2
@@ -48,8 +47,7 @@ IDLE_TIMEOUT = 2
 
 
 def _headers(stack: RunningStack, subject: str) -> dict[str, str]:
-    token = stack.tokens.valid("data_scientist", subject=subject)
-    return {"Authorization": f"Bearer {token}"}
+    return stack.tokens.headers("data_scientist", subject=subject)
 
 
 def _csv_params(hours: float | None = None) -> dict[str, str]:
@@ -217,19 +215,12 @@ def test_interactive_queries_keep_connections_of_their_own(export_stack: Running
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def idle_stack() -> Iterator[RunningStack]:
-    root = private_tmp("mlplane-idle-")
-    running = start_stack(
-        root / "state",
-        **export_stack_env(MLPLANE_QUERY_EXPORT_IDLE_TIMEOUT_SECONDS=str(IDLE_TIMEOUT)),
-    )
-    try:
+    env = export_stack_env(MLPLANE_QUERY_EXPORT_IDLE_TIMEOUT_SECONDS=str(IDLE_TIMEOUT))
+    with stack_in_tmp("mlplane-idle-", **env) as running:
         asyncio.run(load_bulk_history(running))
         yield running
-    finally:
-        survivors = stop_stack(running)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not survivors, f"processes left behind: {survivors}"
 
 
 def test_exports_whose_client_stops_reading_give_their_connection_back(
@@ -279,7 +270,7 @@ def test_exports_whose_client_stops_reading_give_their_connection_back(
 
 
 async def _export_outcomes(stack: RunningStack, subject: str) -> list[str]:
-    from tests.query.stack_helpers import admin_fetch
+    from tests.admin_sql import admin_fetch
 
     rows = await admin_fetch(stack, "SELECT status FROM exports WHERE subject = $1", subject)
     return [r["status"] for r in rows]

@@ -10,21 +10,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.query.stack_helpers import admin_fetch, auth, iso
+from tests.admin_sql import admin_fetch
+from tests.query.stack_helpers import iso
 from tests.stack_runner import RunningStack
-
-
-@pytest.fixture(scope="module")
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def _link(
     tags: tuple[str, ...] = ("flow",),
 ) -> dict[str, str]:
     start, end = window
-    headers = {"Authorization": f"Bearer {stack.tokens.valid('data_scientist', subject=subject)}"}
+    headers = stack.tokens.headers("data_scientist", subject=subject)
     response = http.post(
         "/api/v1/query/history:link",
         json={"assetId": asset, "startTime": iso(start), "endTime": iso(end), "tags": list(tags)},
@@ -70,7 +64,7 @@ def test_a_link_downloads_the_csv_once_without_a_token(
 
     manifest = http.get(
         f"/api/v1/query/exports/{link['exportId']}",
-        headers={"Authorization": f"Bearer {stack.tokens.valid(subject='link-user')}"},
+        headers=stack.tokens.headers(subject="link-user"),
     ).json()
     assert manifest["status"] == "COMPLETED"
     assert manifest["createdBy"] == "link-user"  # recorded as the link's creator
@@ -122,7 +116,7 @@ def test_a_link_is_checked_against_the_grants_when_made_and_when_used(
     refused = http.post(
         "/api/v1/query/history:link",
         json={"assetId": "turbine-001", "startTime": iso(start), "endTime": iso(end)},
-        headers=auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert refused.status_code == 403
     assert refused.json()["details"][0]["reason"] == "ASSET_NOT_GRANTED"
@@ -160,7 +154,7 @@ def test_list_exports_shows_ones_own_newest_first_and_pages(
     stack: RunningStack, http: httpx.Client, window: tuple[datetime, datetime]
 ) -> None:
     subject = f"lister-{uuid.uuid4().hex[:6]}"
-    headers = {"Authorization": f"Bearer {stack.tokens.valid('data_scientist', subject=subject)}"}
+    headers = stack.tokens.headers("data_scientist", subject=subject)
     start, end = window
     made = []
     for _ in range(3):
@@ -181,5 +175,5 @@ def test_list_exports_shows_ones_own_newest_first_and_pages(
     ).json()
     assert [e["exportId"] for e in rest["exports"]] == [made[0]]
     assert rest["nextPageToken"] == ""
-    stranger = http.get("/api/v1/query/exports", headers=auth(stack, "data_scientist"))
+    stranger = http.get("/api/v1/query/exports", headers=stack.tokens.headers("data_scientist"))
     assert not {e["exportId"] for e in stranger.json()["exports"]} & set(made)

@@ -22,10 +22,8 @@ from google.protobuf.duration_pb2 import Duration
 from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
-from tests.query.stack_helpers import admin_fetch as _admin_fetch
-from tests.query.stack_helpers import auth as _auth
+from tests.admin_sql import admin_fetch as _admin_fetch
 from tests.query.stack_helpers import iso as _iso
-from tests.query.stack_helpers import md as _md
 from tests.query.stack_helpers import timestamp as _timestamp
 from tests.stack_runner import RunningStack
 
@@ -67,7 +65,7 @@ def _expected_rows(
 
 # --- ListAssets ------------------------------------------------------------------
 def test_list_assets_shows_only_granted_assets(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.get("/api/v1/query/assets", headers=_auth(stack, "data_scientist"))
+    response = http.get("/api/v1/query/assets", headers=stack.tokens.headers("data_scientist"))
     assert response.status_code == 200, response.text
     assets = response.json()["assets"]
     assert [a["assetId"] for a in assets] == [f"pump-{i:03d}" for i in range(1, 9)]
@@ -78,7 +76,7 @@ def test_list_assets_shows_only_granted_assets(stack: RunningStack, http: httpx.
 
 
 def test_list_assets_pages(stack: RunningStack, http: httpx.Client) -> None:
-    headers = _auth(stack, "data_scientist")
+    headers = stack.tokens.headers("data_scientist")
     seen: list[str] = []
     token = ""
     for _ in range(10):
@@ -93,7 +91,7 @@ def test_list_assets_pages(stack: RunningStack, http: httpx.Client) -> None:
 
 
 def test_forged_page_token_is_400(stack: RunningStack, http: httpx.Client) -> None:
-    headers = _auth(stack, "data_scientist")
+    headers = stack.tokens.headers("data_scientist")
     page = http.get("/api/v1/query/assets", params={"pageSize": 3}, headers=headers).json()
     token = page["nextPageToken"]
     # The first character is all data (the last of base64 may be padding bits).
@@ -102,7 +100,7 @@ def test_forged_page_token_is_400(stack: RunningStack, http: httpx.Client) -> No
         "/api/v1/query/assets", params={"pageSize": 3, "pageToken": forged}, headers=headers
     )
     assert response.status_code == 400
-    other_tenant = _auth(stack, "data_scientist", tenant="other")
+    other_tenant = stack.tokens.headers("data_scientist", tenant="other")
     response = http.get(
         "/api/v1/query/assets", params={"pageSize": 3, "pageToken": token}, headers=other_tenant
     )
@@ -110,7 +108,9 @@ def test_forged_page_token_is_400(stack: RunningStack, http: httpx.Client) -> No
 
 
 def test_other_tenant_sees_no_assets(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.get("/api/v1/query/assets", headers=_auth(stack, "data_scientist", tenant="x"))
+    response = http.get(
+        "/api/v1/query/assets", headers=stack.tokens.headers("data_scientist", tenant="x")
+    )
     assert response.status_code == 200
     assert response.json().get("assets", []) == []
 
@@ -128,7 +128,7 @@ def test_rest_json_export(
             "endTime": _iso(end),
             "tags": ["bearing_temp", "flow"],
         },
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert response.status_code == 200, response.text
     messages = response.json()
@@ -155,7 +155,7 @@ def test_rest_format_parameter_takes_the_enum_word(
     response = http.get(
         "/api/v1/query/history",
         params={**params, "tags": "flow", "format": fmt},
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert response.status_code == 200, response.text
     messages = response.json()
@@ -165,7 +165,7 @@ def test_rest_format_parameter_takes_the_enum_word(
     csv = http.get(
         "/api/v1/query/history",
         params={**params, "format": "CSV"},
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert csv.status_code == 400
     assert csv.json()["message"] == (
@@ -182,7 +182,7 @@ def test_csv_export_streams_and_matches_manifest(
         "GET",
         "/api/v1/query/history:csv",
         params={"assetId": "pump-002", "startTime": _iso(start), "endTime": _iso(end)},
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/csv")
@@ -196,7 +196,7 @@ def test_csv_export_streams_and_matches_manifest(
     assert (tag, float(value), int(quality)) == expected[0][1:]
     assert datetime.fromisoformat(ts) == expected[0][0]
     manifest = http.get(
-        f"/api/v1/query/exports/{export_id}", headers=_auth(stack, "data_scientist")
+        f"/api/v1/query/exports/{export_id}", headers=stack.tokens.headers("data_scientist")
     ).json()
     assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
     assert int(manifest["rowCount"]) == len(expected)
@@ -214,7 +214,7 @@ def test_grpc_arrow_export(
         end_time=_timestamp(end),
         format=pb.Export.ARROW,
     )
-    responses = list(stub.ExportHistory(request, metadata=_md(stack, "data_scientist")))
+    responses = list(stub.ExportHistory(request, metadata=stack.tokens.metadata("data_scientist")))
     assert responses[0].WhichOneof("part") == "header"
     assert responses[-1].WhichOneof("part") == "manifest"
     data = b"".join(r.arrow.data for r in responses if r.WhichOneof("part") == "arrow")
@@ -242,7 +242,7 @@ def test_grpc_aggregates_match_sql(
         tags=["vibration_rms"],
         resolution=Duration(seconds=3600),
     )
-    responses = list(stub.ExportHistory(request, metadata=_md(stack, "data_scientist")))
+    responses = list(stub.ExportHistory(request, metadata=stack.tokens.metadata("data_scientist")))
     buckets = [
         a
         for r in responses
@@ -279,7 +279,7 @@ def test_ungranted_asset_is_403_naming_it_and_audited(
     response = http.get(
         "/api/v1/query/history",
         params={"assetId": "turbine-001", "startTime": _iso(start), "endTime": _iso(end)},
-        headers={**_auth(stack, "data_scientist"), "x-request-id": request_id},
+        headers={**stack.tokens.headers("data_scientist"), "x-request-id": request_id},
     )
     assert response.status_code == 403
     body = response.json()
@@ -307,7 +307,7 @@ def test_unknown_asset_is_404(
     response = http.get(
         "/api/v1/query/history:csv",
         params={"assetId": asset, "startTime": _iso(start), "endTime": _iso(end)},
-        headers=_auth(stack, "data_scientist", tenant=tenant),
+        headers=stack.tokens.headers("data_scientist", tenant=tenant),
     )
     assert response.status_code == 404, response.text
 
@@ -344,7 +344,7 @@ def test_bad_inputs_are_400_naming_the_field(
     response = http.get(
         "/api/v1/query/history",
         params=query,
-        headers={**_auth(stack, "data_scientist"), "x-request-id": request_id},
+        headers={**stack.tokens.headers("data_scientist"), "x-request-id": request_id},
     )
     assert response.status_code == 400, response.text
     assert needle.lower() in response.text.lower()
@@ -366,7 +366,7 @@ def test_json_export_over_the_row_cap_is_400_pointing_to_csv(
             "startTime": _iso(start - timedelta(days=5)),
             "endTime": _iso(end),
         },
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert response.status_code == 400
     assert "csv" in response.json()["message"].lower()
@@ -383,7 +383,7 @@ def test_client_cancel_stops_the_query(
             pb.ExportHistoryRequest(
                 asset_id="pump-005", start_time=_timestamp(start), end_time=_timestamp(end)
             ),
-            metadata=_md(stack, "data_scientist"),
+            metadata=stack.tokens.metadata("data_scientist"),
         )
         header = next(call)
         next(call)  # the stream is flowing
@@ -424,7 +424,7 @@ def test_completed_export_is_audited_with_rows(
     response = http.get(
         "/api/v1/query/history:csv",
         params={"assetId": "pump-006", "startTime": _iso(start), "endTime": _iso(end)},
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     export_id = response.headers["x-mlplane-export-id"]
     deadline = time.monotonic() + 10
@@ -459,7 +459,7 @@ def test_csv_aggregates(
             "resolution": "3600s",
             "tags": ["flow", "bearing_temp"],
         },
-        headers=_auth(stack, "data_scientist"),
+        headers=stack.tokens.headers("data_scientist"),
     )
     assert response.status_code == 200, response.text
     lines = response.text.splitlines()
@@ -476,7 +476,7 @@ def test_grpc_csv_carries_the_manifest_in_trailers(
         pb.ExportHistoryCsvRequest(
             asset_id="pump-007", start_time=_timestamp(start), end_time=_timestamp(end)
         ),
-        metadata=_md(stack, "data_scientist"),
+        metadata=stack.tokens.metadata("data_scientist"),
     )
     bodies = list(call)
     assert bodies[0].content_type.startswith("text/csv")
@@ -487,7 +487,7 @@ def test_grpc_csv_carries_the_manifest_in_trailers(
 
 
 def test_get_asset_reads_one_asset_with_its_range(stack: RunningStack, http: httpx.Client) -> None:
-    alice = _auth(stack, "data_scientist")
+    alice = stack.tokens.headers("data_scientist")
     asset = http.get("/api/v1/query/assets/pump-001", headers=alice)
     assert asset.status_code == 200, asset.text
     body = asset.json()

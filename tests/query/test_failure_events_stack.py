@@ -21,10 +21,8 @@ from mlplane.v1 import query_service_pb2 as pb
 from mlplane.v1 import query_service_pb2_grpc as pb_grpc
 
 from services.common.errors import error_info_from_trailers
-from tests.query.stack_helpers import admin_fetch as _admin
-from tests.query.stack_helpers import auth as _auth
+from tests.admin_sql import admin_fetch as _admin
 from tests.query.stack_helpers import iso as _iso
-from tests.query.stack_helpers import md as _md
 from tests.query.stack_helpers import timestamp as _timestamp
 from tests.stack_runner import RunningStack
 
@@ -135,7 +133,7 @@ def _path(asset: str) -> str:
 
 # --- reads -----------------------------------------------------------------------------
 def test_rest_lists_every_demo_pump_failure(stack: RunningStack, http: httpx.Client) -> None:
-    headers = _auth(stack, "data_scientist")
+    headers = stack.tokens.headers("data_scientist")
     total = 0
     for i in range(1, 9):
         asset = f"pump-{i:03d}"
@@ -163,7 +161,7 @@ def test_grpc_lists_failures_with_times(
 ) -> None:
     response = stub.ListFailureEvents(
         pb.ListFailureEventsRequest(asset_id=ASSET),
-        metadata=_md(stack, "data_scientist", tenant=TENANT),
+        metadata=stack.tokens.metadata("data_scientist", tenant=TENANT),
         timeout=30,
     )
     assert [e.failure_mode for e in response.failure_events] == [m for _, _, m in SEEDED]
@@ -180,7 +178,7 @@ def test_grpc_lists_failures_with_times(
 def test_rest_pages_through_ties_without_gaps_or_repeats(
     stack: RunningStack, http: httpx.Client, seeded: None, size: int
 ) -> None:
-    headers = _auth(stack, "data_scientist", tenant=TENANT)
+    headers = stack.tokens.headers("data_scientist", tenant=TENANT)
     seen: list[dict[str, Any]] = []
     token = ""
     pages = 0
@@ -209,7 +207,7 @@ def test_time_filter_selects_by_start_time(
     response = http.get(
         _path(ASSET),
         params={"startTime": _iso(start), "endTime": _iso(end)},
-        headers=_auth(stack, "data_scientist", tenant=TENANT),
+        headers=stack.tokens.headers("data_scientist", tenant=TENANT),
     )
     assert response.status_code == 200, response.text
     modes = [e["failureMode"] for e in response.json()["failureEvents"]]
@@ -219,7 +217,7 @@ def test_time_filter_selects_by_start_time(
 def test_page_token_is_bound_to_its_query(
     stack: RunningStack, http: httpx.Client, seeded: None
 ) -> None:
-    headers = _auth(stack, "data_scientist", tenant=TENANT)
+    headers = stack.tokens.headers("data_scientist", tenant=TENANT)
     token = http.get(_path(ASSET), params={"pageSize": 2}, headers=headers).json()["nextPageToken"]
     other_filter = http.get(
         _path(ASSET),
@@ -239,7 +237,10 @@ def test_reads_are_audited(stack: RunningStack, http: httpx.Client, seeded: None
     request_id = f"fe-{uuid.uuid4()}"
     response = http.get(
         _path(ASSET),
-        headers={**_auth(stack, "data_scientist", tenant=TENANT), "x-request-id": request_id},
+        headers={
+            **stack.tokens.headers("data_scientist", tenant=TENANT),
+            "x-request-id": request_id,
+        },
     )
     assert response.status_code == 200, response.text
     rows = asyncio.run(
@@ -263,7 +264,7 @@ def test_ungranted_asset_is_403_naming_it_and_audited(
     request_id = f"fe-deny-{time.time_ns()}"
     response = http.get(
         _path("turbine-001"),
-        headers={**_auth(stack, "data_scientist"), "x-request-id": request_id},
+        headers={**stack.tokens.headers("data_scientist"), "x-request-id": request_id},
     )
     assert response.status_code == 403, response.text
     body = response.json()
@@ -280,7 +281,7 @@ def test_ungranted_asset_is_403_naming_it_and_audited(
     with pytest.raises(grpc.RpcError) as caught:
         stub.ListFailureEvents(
             pb.ListFailureEventsRequest(asset_id="turbine-001"),
-            metadata=_md(stack, "data_scientist"),
+            metadata=stack.tokens.metadata("data_scientist"),
             timeout=30,
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -295,13 +296,13 @@ def test_ungranted_asset_is_403_naming_it_and_audited(
 def test_unknown_or_other_tenants_asset_is_404(
     stack: RunningStack, http: httpx.Client, seeded: None, asset: str, tenant: str
 ) -> None:
-    response = http.get(_path(asset), headers=_auth(stack, "data_scientist", tenant=tenant))
+    response = http.get(_path(asset), headers=stack.tokens.headers("data_scientist", tenant=tenant))
     assert response.status_code == 404, response.text
     assert response.json()["details"][0]["reason"] == "ASSET_NOT_FOUND"
 
 
 def test_approver_role_is_refused(stack: RunningStack, http: httpx.Client) -> None:
-    response = http.get(_path("pump-001"), headers=_auth(stack, "model_approver"))
+    response = http.get(_path("pump-001"), headers=stack.tokens.headers("model_approver"))
     assert response.status_code == 403, response.text
 
 
@@ -321,7 +322,9 @@ def test_no_token_is_401(http: httpx.Client) -> None:
 def test_bad_inputs_are_400(
     stack: RunningStack, http: httpx.Client, params: dict[str, str], reason: str | None
 ) -> None:
-    response = http.get(_path("pump-001"), params=params, headers=_auth(stack, "data_scientist"))
+    response = http.get(
+        _path("pump-001"), params=params, headers=stack.tokens.headers("data_scientist")
+    )
     assert response.status_code == 400, response.text
     if reason:
         assert response.json()["details"][0]["reason"] == reason
@@ -337,7 +340,7 @@ def test_inverted_range_names_the_field(
                 start_time=_timestamp(BASE),
                 end_time=_timestamp(BASE - timedelta(days=1)),
             ),
-            metadata=_md(stack, "data_scientist"),
+            metadata=stack.tokens.metadata("data_scientist"),
             timeout=30,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -7,7 +7,6 @@ token (health, CORS preflight) is never limited. Bursts are bounded; nothing sle
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import grpc
@@ -16,8 +15,9 @@ import pytest
 from mlplane.v1 import model_registry_pb2 as mr
 from mlplane.v1 import model_registry_pb2_grpc as mr_grpc
 
-from tests.conftest import private_tmp
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import RunningStack, stack_in_tmp
+
+pytestmark = pytest.mark.stack
 
 RATE, BURST = 1, 10
 # Requests after the burst until a 429 must have come: the bucket refills one token a
@@ -27,24 +27,17 @@ MAX_EXTRA = 40
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[RunningStack]:
-    root = private_tmp("mlplane-ratelimit-")
-    running = start_stack(
-        root / "state",
+    with stack_in_tmp(
+        "mlplane-ratelimit-",
         MLPLANE_DEMO_PLANT="false",
         MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND=str(RATE),
         MLPLANE_GATEWAY_RATE_LIMIT_BURST=str(BURST),
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        survivors = stop_stack(running)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not survivors, f"processes left behind: {survivors}"
 
 
 def _auth(stack: RunningStack, subject: str, tenant: str = "demo") -> dict[str, str]:
-    token = stack.tokens.valid("data_scientist", subject=subject, tenant=tenant)
-    return {"authorization": f"Bearer {token}"}
+    return stack.tokens.headers("data_scientist", subject=subject, tenant=tenant)
 
 
 def test_burst_over_the_limit_is_429_for_that_client_only(limited: RunningStack) -> None:
@@ -90,9 +83,7 @@ def test_burst_over_the_limit_is_429_for_that_client_only(limited: RunningStack)
 
 
 def test_grpc_client_gets_resource_exhausted(limited: RunningStack) -> None:
-    carol: tuple[tuple[str, str | bytes], ...] = (
-        ("authorization", _auth(limited, "carol")["authorization"]),
-    )
+    carol = limited.tokens.metadata("data_scientist", subject="carol")
     with grpc.insecure_channel(
         limited.gateway_target, options=[("grpc.enable_http_proxy", 0)]
     ) as channel:

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.stack.postgres import PG_SYSTEM_USER, EmbeddedPostgres
 
+pytestmark = pytest.mark.stack
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,7 +10,6 @@ Timings are printed (`pytest -rP`), not asserted beyond what the design promises
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
@@ -23,11 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import psutil
@@ -39,10 +36,12 @@ from mlplane.v1 import query_service_pb2 as qpb
 from mlplane.v1 import query_service_pb2_grpc as qpb_grpc
 
 from mlplane_client import Client, Conflict, MlplaneError, RetryPolicy, Unavailable
-from tests.conftest import private_tmp
+from tests.admin_sql import admin_rows
+from tests.conftest import private_tmp, starts_servers
 from tests.models.onnx_models import linear_model
 from tests.polling import poll_until
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import RunningStack, stack_in_tmp
+from tests.webhooks import WebhookReceiver
 
 SERVICE_NAMES = {"query": "mlplane.v1.QueryService", "models": "mlplane.v1.ModelRegistry"}
 DEADLINE = 60.0  # for anything to come back; far above what it takes
@@ -52,69 +51,31 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-# --- a webhook receiver for the outbox relays ------------------------------------------------
-class Webhook:
-    """Answers 200 to every POST and keeps the events in the order they arrived."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with hook._lock:
-                    hook.events.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.events)
-
-
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    hook.thread.start()
-    try:
+def webhook() -> Iterator[WebhookReceiver]:
+    """The outbox relays' webhook: answers 200 to every POST, keeps the events in order."""
+    with WebhookReceiver() as hook:
         yield hook
-    finally:
-        hook.server.shutdown()
-        hook.server.server_close()
 
 
 @pytest.fixture(scope="module")
-def stack(webhook: Webhook) -> Iterator[RunningStack]:
-    root = private_tmp("mlplane-replicas-")
-    running = start_stack(
-        root / "state",
+@starts_servers
+def stack(webhook: WebhookReceiver) -> Iterator[RunningStack]:
+    with stack_in_tmp(
+        "mlplane-replicas-",
         up_args=("--replicas", "2"),
         MLPLANE_DEMO_PLANT_DAYS="1",
         # One subject sends the whole load: the gateway's per-client limit stays out of it.
         MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND="0",
         MLPLANE_MAX_MODEL_BYTES=str(4 * 1024 * 1024),
-        MLPLANE_WEBHOOK_URLS=json.dumps([webhook.url]),
+        MLPLANE_WEBHOOK_URLS=json.dumps([webhook.url()]),
         MLPLANE_WEBHOOK_SECRET="replicas-test",
         MLPLANE_WEBHOOK_POLL_SECONDS="0.2",
         MLPLANE_WEBHOOK_BACKOFF_SECONDS="0.2",
         # MLPLANE_SHUTDOWN_DRAIN_SECONDS stays the default: the rolling restart relies on it.
-    )
-    try:
+    ) as running:
         _wait_all_healthy(running)
         yield running
-    finally:
-        survivors = stop_stack(running)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not survivors, f"processes left behind: {survivors}"
 
 
 # --- looking at the gateway and the replicas ----------------------------------------------------
@@ -192,23 +153,6 @@ def _wait_replaced(stack: RunningStack, service: str, index: int, old_pid: int) 
         time.sleep(0.1)
 
 
-def _sql(stack: RunningStack, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Rows of one query, as the database's owner."""
-
-    async def fetch() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(stack.admin_dsn())
-        try:
-            return [tuple(row) for row in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
-
-
-def _auth(stack: RunningStack, *roles: str, subject: str = "alice") -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {stack.tokens.valid(*roles, subject=subject)}"),)
-
-
 def _client(
     stack: RunningStack, subject: str = "alice", role: str = "data_scientist", **kw: Any
 ) -> Client:
@@ -257,7 +201,7 @@ def test_page_tokens_minted_by_one_replica_are_accepted_by_the_other(
     with _client(stack) as client:
         for seed in range(5):
             _upload(client, tmp_path, f"paged-{seed}", seed)
-    auth = _auth(stack, "data_scientist")
+    auth = stack.tokens.metadata("data_scientist")
     channels = [grpc.insecure_channel(t) for t in stack.replica_targets("models")]
     query_channels = [grpc.insecure_channel(t) for t in stack.replica_targets("query")]
     try:
@@ -331,7 +275,7 @@ def contest(stack: RunningStack) -> Iterator[Contest]:
             model_ids = sorted({mv.model_id for mv in uploaded})
             poll_until(
                 lambda: (
-                    _sql(
+                    admin_rows(
                         stack,
                         "SELECT count(*) FROM validation_jobs"
                         " WHERE model_id::text = ANY($1::text[]) AND state = 'PASSED'",
@@ -422,7 +366,7 @@ def test_concurrent_uploads_submissions_and_decisions_keep_their_guarantees(
             approval = bob.get_approval(approval_id)
             assert str(approval.state) == state
             assert approval.decided_by == ("bob" if state == "APPROVED" else "carol")
-    counts = _sql(
+    counts = admin_rows(
         stack,
         "SELECT model_id::text, version, count(*) FROM approval_requests"
         " WHERE model_id::text = ANY($1::text[]) GROUP BY 1, 2",
@@ -433,10 +377,10 @@ def test_concurrent_uploads_submissions_and_decisions_keep_their_guarantees(
 
 
 def test_both_outbox_relays_deliver_every_event_once_in_order(
-    stack: RunningStack, contest: Contest, webhook: Webhook
+    stack: RunningStack, contest: Contest, webhook: WebhookReceiver
 ) -> None:
     expected: dict[str, list[str]] = {}
-    for model_id, event_id in _sql(
+    for model_id, event_id in admin_rows(
         stack,
         "SELECT model_id::text, payload->>'id' FROM outbox_events"
         " WHERE model_id::text = ANY($1::text[]) ORDER BY event_pk",
@@ -447,16 +391,16 @@ def test_both_outbox_relays_deliver_every_event_once_in_order(
     # validation.completed, approval.requested and approval.decided, per version
     assert len(wanted) == 3 * len(NAMES) * PER_NAME
     deadline = time.monotonic() + DEADLINE
-    while not wanted <= {e["id"] for e in webhook.received()}:
+    while not wanted <= {e["id"] for e in webhook.accepted()}:
         assert time.monotonic() < deadline, "events not delivered"
         time.sleep(0.1)
     time.sleep(1.0)  # a duplicate, if any relay were to post one, has time to arrive
-    received = [e for e in webhook.received() if e["id"] in wanted]
+    received = [e for e in webhook.accepted() if e["id"] in wanted]
     duplicates = [k for k, n in Counter(e["id"] for e in received).items() if n > 1]
     assert duplicates == []
     for model_id, events in expected.items():
         assert [e["id"] for e in received if e["modelId"] == model_id] == events, model_id
-    undelivered = _sql(
+    undelivered = admin_rows(
         stack,
         "SELECT count(*) FROM outbox_events WHERE model_id::text = ANY($1::text[])"
         " AND (delivered_time IS NULL OR attempts <> 1)",
@@ -569,7 +513,7 @@ def work(tmp_path: Path) -> Path:
 
 
 def _rows(stack: RunningStack) -> dict[tuple[str, int], tuple[str, str, int]]:
-    rows = _sql(
+    rows = admin_rows(
         stack, "SELECT model_id::text, version, storage_key, sha256, size_bytes FROM model_versions"
     )
     return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
@@ -652,7 +596,7 @@ def test_rolling_restart_under_load_fails_no_request(
                 request.end_time.FromDatetime(asset.last_time)
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     call = qpb_grpc.QueryServiceStub(channel).ExportHistory(
-                        request, metadata=_auth(stack, "data_scientist"), timeout=DEADLINE
+                        request, metadata=stack.tokens.metadata("data_scientist"), timeout=DEADLINE
                     )
                     messages = [next(call)]
                     started.set()

@@ -13,8 +13,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.stack_runner import RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.stack
 
 
 def _kid(state_dir: Path) -> str:

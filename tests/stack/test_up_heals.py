@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.models.onnx_models import linear_model
 from tests.polling import validated
 from tests.stack_runner import start_stack, stop_stack
+
+pytestmark = pytest.mark.stack
 
 RECOVERY_DEADLINE = 120.0
 

@@ -42,9 +42,10 @@ from services.validation.queue import WORKER_ACTOR, JobQueue
 from services.validation.runtime_check import RuntimeCheckReport, run_runtime_check
 from services.validation.sandbox import GiB, SandboxLimits
 from services.validation.worker import Worker
-from tests.conftest import private_tmp
+from tests.admin_sql import admin_fetch
+from tests.conftest import starts_servers
 from tests.models.onnx_models import linear_model
-from tests.stack_runner import RunningStack, start_stack, stop_stack
+from tests.stack_runner import RunningStack, stack_in_tmp
 from tests.validation import models, sandbox_targets
 
 EVALUATION_LIMIT = 64 * 1024 * 1024  # services.models.evaluation_upload.MAX_EVALUATION_SET_BYTES
@@ -55,19 +56,12 @@ DEADLINE = 20.0
 
 
 @pytest.fixture(scope="module")
+@starts_servers
 def vstack() -> Iterator[RunningStack]:
-    root = private_tmp("mlplane-vworker-")
-    running = start_stack(
-        root / "state",
-        MLPLANE_VALIDATION_WORKER="false",
-        MLPLANE_DEMO_PLANT="false",
-    )
-    try:
+    with stack_in_tmp(
+        "mlplane-vworker-", MLPLANE_VALIDATION_WORKER="false", MLPLANE_DEMO_PLANT="false"
+    ) as running:
         yield running
-    finally:
-        survivors = stop_stack(running)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not survivors, f"processes left behind: {survivors}"
 
 
 @pytest.fixture(scope="module")
@@ -166,23 +160,11 @@ async def _drain(worker: Worker) -> int:
     return count
 
 
-async def _fetch(stack: RunningStack, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(stack.admin_dsn())
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
 # --- the gateway -----------------------------------------------------------------------------
 
 
-def _auth(stack: RunningStack, *roles: str, subject: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.tokens.valid(*roles, subject=subject)}"}
-
-
 def _scientist(stack: RunningStack) -> dict[str, str]:
-    return _auth(stack, "data_scientist", subject="dana")
+    return stack.tokens.headers("data_scientist", subject="dana")
 
 
 def _name() -> str:
@@ -251,7 +233,7 @@ def _reasons(response: httpx.Response) -> list[str]:
 
 
 async def _job(stack: RunningStack, model_id: str, version: int) -> asyncpg.Record:
-    rows = await _fetch(
+    rows = await admin_fetch(
         stack,
         "SELECT state, attempts, lease_owner, lease_expires, start_time, reason"
         " FROM validation_jobs WHERE model_id = $1::uuid AND version = $2",
@@ -271,7 +253,7 @@ async def _assert_done(stack: RunningStack, model_id: str, version: int) -> asyn
 
 
 async def _events(stack: RunningStack, model_id: str, version: int) -> list[dict[str, Any]]:
-    rows = await _fetch(
+    rows = await admin_fetch(
         stack,
         "SELECT payload FROM outbox_events WHERE model_id = $1::uuid"
         " AND event_type = 'validation.completed' AND (payload->>'version')::bigint = $2"
@@ -283,7 +265,7 @@ async def _events(stack: RunningStack, model_id: str, version: int) -> list[dict
 
 
 async def _audits(stack: RunningStack, model_id: str, version: int) -> list[asyncpg.Record]:
-    return await _fetch(
+    return await admin_fetch(
         stack,
         "SELECT tenant_id, subject, outcome, detail FROM audit_log"
         " WHERE action = 'validation.complete' AND resource = $1 ORDER BY 1",
@@ -382,7 +364,7 @@ async def test_a_model_onnx_runtime_cannot_load_fails_and_cannot_be_approved(
     approved = await http.post(
         f"/api/v1/approvals/{approval_id}:approve",
         json={"comment": "fine by me"},
-        headers=_auth(vstack, "model_approver", subject="bob"),
+        headers=vstack.tokens.headers("model_approver", subject="bob"),
     )
     assert approved.status_code == 400, approved.text
     assert "VALIDATION_NOT_PASSED" in _reasons(approved)
@@ -706,13 +688,13 @@ async def test_evaluation_sets_refused_at_upload_leave_nothing(
     )
     assert response.status_code == status, response.text
 
-    rows = await _fetch(
+    rows = await admin_fetch(
         vstack,
         "SELECT v.version FROM model_versions v JOIN models m USING (model_id) WHERE m.name = $1",
         name,
     )
     assert rows == []
-    assert await _fetch(vstack, "SELECT 1 FROM models WHERE name = $1", name) == []
+    assert await admin_fetch(vstack, "SELECT 1 FROM models WHERE name = $1", name) == []
     assert _files_under(objects) == objects_before, "an object or temporary file was left"
     assert _files_under(spool) == spool_before, "a spool file was left"
     # Last, so that a wrong reason does not hide what was left behind.

@@ -54,7 +54,7 @@ MAX_MODEL_BYTES = 1024 * 1024
 PLAYWRIGHT_TIMEOUT = 420
 REPORT_CHARS = 40_000
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 
 
 # --- the build, the browser, the files to upload ----------------------------------------
