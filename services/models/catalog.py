@@ -21,8 +21,8 @@ from services.models.repository import (
     ValidationRecord,
     VersionRecord,
 )
+from services.models.workflow import STATUSES
 
-STATUSES = ("PENDING_APPROVAL", "IN_REVIEW", "APPROVED", "REJECTED", "ARCHIVED")
 _CLAUSE = re.compile(r'^\s*(name|status)\s*(=|:)\s*(?:"([^"\\]*)"|([A-Za-z0-9_.-]+))\s*$')
 
 
@@ -93,7 +93,7 @@ class Catalog:
         wanted = parse_model_filter(filter_text)
         scope = {"t": principal.tenant, "m": "ListModels", "f": filter_text, "s": size}
         after = self._pages.decode(token, scope) or ""
-        rows = await self._repo.list_models(
+        rows = await self._repo.models.page(
             principal.tenant,
             after=str(after),
             limit=size + 1,
@@ -104,7 +104,7 @@ class Catalog:
         return page_of(rows, size, lambda model: self._pages.encode(model.name, scope))
 
     async def get_model(self, principal: Principal, model_id: str) -> ModelRecord:
-        record = await self._repo.get_model(principal.tenant, _model_uuid(model_id))
+        record = await self._repo.models.get(principal.tenant, _model_uuid(model_id))
         if record is None:
             raise _missing_model(model_id)
         return record
@@ -116,7 +116,7 @@ class Catalog:
         size = page_size(requested_size)
         scope = {"t": principal.tenant, "m": "ListModelVersions", "id": model_id, "s": size}
         before = self._pages.decode(token, scope)
-        rows = await self._repo.list_versions(
+        rows = await self._repo.versions.page(
             principal.tenant,
             _model_uuid(model_id),
             before=int(before) if before is not None else 2**62,
@@ -127,9 +127,9 @@ class Catalog:
     async def get_version(self, principal: Principal, model_id: str, version: int) -> VersionRecord:
         if version < 1:
             raise invalid_argument("INVALID_VERSION", "version must be 1 or more", field="version")
-        record = await self._repo.get_version(principal.tenant, _model_uuid(model_id), version)
+        record = await self._repo.versions.get(principal.tenant, _model_uuid(model_id), version)
         if record is None:
-            if await self._repo.get_model(principal.tenant, _model_uuid(model_id)) is None:
+            if await self._repo.models.get(principal.tenant, _model_uuid(model_id)) is None:
                 raise _missing_model(model_id)
             raise not_found(
                 "VERSION_NOT_FOUND",
@@ -142,7 +142,9 @@ class Catalog:
     async def get_validation(
         self, principal: Principal, model_id: str, version: int
     ) -> ValidationRecord:
-        record = await self._repo.get_validation(principal.tenant, _model_uuid(model_id), version)
+        record = await self._repo.validation_jobs.report(
+            principal.tenant, _model_uuid(model_id), version
+        )
         if record is None:
             await self.get_version(principal, model_id, version)  # the version's own 404
             raise not_found(
@@ -164,7 +166,7 @@ class Catalog:
         before = self._pages.decode(token, scope)
         if before is not None and not isinstance(before, int):
             raise invalid_page_token()
-        rows = await self._repo.list_audit_entries(
+        rows = await self._repo.audit_log.for_version(
             principal.tenant,
             _model_uuid(model_id),
             version,

@@ -1,10 +1,15 @@
-"""Delivers outbox events to the configured webhooks: at least once, in order
-per model, signed with HMAC-SHA256, retried with exponential backoff.
+"""Delivers outbox events to the configured webhooks: at least once, in order per model,
+signed with HMAC-SHA256, retried with exponential backoff.
 
-Delivery state lives in `outbox_events`, so a restart resumes where it was. A
-webhook that is down only delays its events: submissions and decisions never
-wait for it. The oldest undelivered event of a model blocks that model's later
-events (order per model); other models go on.
+Every ModelRegistry replica runs a relay, and they share the outbox (services/models/
+repositories/outbox.py): a relay claims due events with a lease in one short statement,
+posts them holding no lock and no database connection, then marks each delivered (or due
+again after a backoff) while its lease holds. A relay that dies mid-way leaves its leases to
+run out and another delivers those events (again, if the first had posted them: at least
+once). Delivery state lives in `outbox_events`, so a restart resumes where it was. A webhook
+that is down only delays its events: submissions and decisions never wait for it. The oldest
+undelivered event of a model blocks that model's later events (order per model); other
+models go on.
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from sqlalchemy import text
-
 from services.common.errors import ServiceError
 from services.common.metrics import OutboxMetrics
 from services.common.settings import Settings
+from services.models.repositories.database import lease_owner
 from services.models.repository import RegistryRepository
 
 log = logging.getLogger("mlplane.models.outbox")
 
 SIGNATURE_HEADER = "X-Mlplane-Signature"
 MAX_BACKOFF_SECONDS = 300.0
+# Events claimed in one pass (at most one per model), posted one after another.
+CLAIM_LIMIT = 10
+# A lease outlasts the posts of a whole claim by this much.
+LEASE_MARGIN_SECONDS = 10.0
 # urllib must never go through a proxy to reach a configured webhook.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -45,14 +53,18 @@ class OutboxRelay:
         settings: Settings,
         *,
         metrics: OutboxMetrics | None = None,
+        owner: str | None = None,
     ) -> None:
-        self._repo = repo
+        self._outbox = repo.outbox
         self._metrics = metrics or OutboxMetrics()
         self._urls = list(settings.webhook_urls)
         self._secret = settings.webhook_secret or ""
         self._poll = settings.webhook_poll_seconds
         self._backoff = settings.webhook_backoff_seconds
         self._timeout = settings.webhook_timeout_seconds
+        self.owner = owner or lease_owner()
+        # Long enough for every post of a claim to time out, one after another.
+        self.lease_seconds = CLAIM_LIMIT * len(self._urls) * self._timeout + LEASE_MARGIN_SECONDS
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -70,6 +82,9 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            # Another replica's relay may take the events this one still held at once.
+            with contextlib.suppress(ServiceError):
+                await self._outbox.release(self.owner)
 
     async def _run(self) -> None:
         while True:
@@ -88,74 +103,29 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def deliver_due(self) -> int:
-        """One pass: the oldest due event of each model. Returns how many were delivered.
-
-        Several relays (one per ModelRegistry replica) share the outbox. Each claims the events
-        it delivers with a row lock held until its transaction ends (after the POST and the
-        UPDATE), and skips those another holds; a relay that dies loses its locks with its
-        connection, so another takes the event over. `delivered_time IS NULL` is checked on the
-        locked row itself: a relay whose snapshot predates another's commit would otherwise lock
-        the just-delivered row (PostgreSQL re-checks only the outer conditions on the newest
-        version of a row it locks) and post it a second time."""
-        async with self._repo.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        """
-                        SELECT e.event_pk, e.payload, e.attempts FROM outbox_events e
-                         WHERE e.event_pk IN (
-                               SELECT DISTINCT ON (model_id) event_pk FROM outbox_events
-                                WHERE delivered_time IS NULL
-                                ORDER BY model_id, event_pk)
-                           AND e.delivered_time IS NULL
-                           AND e.next_attempt_time <= now()
-                         ORDER BY e.event_pk
-                         LIMIT 50
-                         FOR UPDATE SKIP LOCKED
-                        """
-                    )
+        """One pass: claim the oldest due event of up to CLAIM_LIMIT models, post each, and
+        record how it went. Returns how many were delivered."""
+        claimed = await self._outbox.claim(
+            self.owner, lease_seconds=self.lease_seconds, limit=CLAIM_LIMIT
+        )
+        delivered = 0
+        for event in claimed:
+            error = await self._post_all(event.payload)  # no connection held meanwhile
+            if error is None:
+                delivered += 1
+                await self._outbox.delivered(event.event_pk, self.owner)
+            else:
+                delay = min(self._backoff * 2**event.attempts, MAX_BACKOFF_SECONDS)
+                await self._outbox.failed(
+                    event.event_pk, self.owner, error=error, retry_seconds=delay
                 )
-            ).all()
-            delivered = 0
-            for row in rows:
-                payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-                error = await self._post_all(payload)
-                if error is None:
-                    delivered += 1
-                    await conn.execute(
-                        text(
-                            "UPDATE outbox_events SET delivered_time = now(),"
-                            " attempts = attempts + 1, last_error = NULL WHERE event_pk = :pk"
-                        ),
-                        {"pk": row.event_pk},
-                    )
-                else:
-                    delay = min(self._backoff * 2**row.attempts, MAX_BACKOFF_SECONDS)
-                    await conn.execute(
-                        text(
-                            "UPDATE outbox_events SET attempts = attempts + 1,"
-                            " last_error = :error,"
-                            " next_attempt_time = now() + make_interval(secs => :delay)"
-                            " WHERE event_pk = :pk"
-                        ),
-                        {"pk": row.event_pk, "error": error[:500], "delay": delay},
-                    )
         return delivered
 
     async def measure_backlog(self) -> None:
         """Undelivered events and the age of the oldest, for the outbox gauges: measured
         here, on the relay's loop, since /metrics is served from another thread."""
-        async with self._repo.transaction(read_only=True) as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) AS pending,"
-                        " COALESCE(EXTRACT(EPOCH FROM now() - min(create_time)), 0) AS age"
-                        " FROM outbox_events WHERE delivered_time IS NULL"
-                    )
-                )
-            ).one()
-        self._metrics.measured(int(row.pending), float(row.age))
+        pending, age = await self._outbox.backlog()
+        self._metrics.measured(pending, age)
 
     async def _post_all(self, payload: dict[str, Any]) -> str | None:
         body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()

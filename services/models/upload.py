@@ -103,106 +103,102 @@ class Uploader:
         request_id: str | None,
     ) -> VersionRecord:
         """Store the model whose bytes `chunks` brings, after the evaluation set's pieces
-        (`EvaluationChunk`) when there is one."""
-        try:
-            return await self._upload(principal, metadata, chunks, request_id)
-        except (ServiceError, asyncio.CancelledError) as error:
-            outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else error.reason
-            await to_the_end(self._audit_failure(principal, metadata, outcome, request_id))
-            raise
-
-    async def _upload(
-        self,
-        principal: Principal,
-        metadata: UploadMetadata,
-        chunks: AsyncIterator[bytes | EvaluationChunk],
-        request_id: str | None,
-    ) -> VersionRecord:
-        missing = await self._repo.missing_exports(principal.tenant, metadata.training_export_ids)
-        if missing:
-            raise invalid_argument(
-                "UNKNOWN_EXPORT",
-                f"training export {missing[0]} does not exist in this tenant",
-                field="trainingExportIds",
+        (`EvaluationChunk`) when there is one. A refused or cancelled upload is audited."""
+        async with self._repo.audit_log.failures(
+            principal,
+            "model.upload",
+            f"model-name/{metadata.name}",
+            request_id=request_id,
+            audited=_refused_or_cancelled,
+            detail=lambda _error: {"name": metadata.name},
+        ):
+            missing = await self._repo.versions.missing_exports(
+                principal.tenant, metadata.training_export_ids
             )
-        reservation = await self._repo.reserve_version(principal.tenant, metadata.name)
-        key = object_key(principal.tenant, reservation.model_id, reservation.slot)
-        try:
-            writer = await self._store.writer(key)
-        except BaseException:
-            await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
-            raise
-        committed = False
-        evaluation: ReceivedEvaluationSet | None = None
-        try:
-            pieces = aiter(chunks)
-            first = await anext(pieces, None)
-            if isinstance(first, EvaluationChunk):
-                evaluation_writer = await self._store.writer(evaluation_key(key))
-                try:
-                    evaluation, first = await receive_evaluation_set(
-                        first, pieces, evaluation_writer
-                    )
-                except BaseException:
-                    await to_the_end(evaluation_writer.abort())
-                    raise
-            digest, size = await self._stream(model_pieces(first, pieces), writer)
-            if size == 0:
-                raise invalid_argument("EMPTY_FILE", "the uploaded file is empty", field="file")
-            sha256 = digest.hexdigest()
-            if metadata.sha256 is not None and metadata.sha256 != sha256:
+            if missing:
                 raise invalid_argument(
-                    "SHA256_MISMATCH",
-                    f"the file's SHA-256 is {sha256}, not the declared {metadata.sha256}",
-                    field="sha256",
+                    "UNKNOWN_EXPORT",
+                    f"training export {missing[0]} does not exist in this tenant",
+                    field="trainingExportIds",
                 )
-            signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
-            await writer.commit()
-            committed = True
-            if evaluation is not None:
-                await evaluation.writer.commit()
-            new = NewVersion(
-                tenant=principal.tenant,
-                name=metadata.name,
-                reservation=reservation,
-                description=metadata.description,
-                labels=metadata.labels,
-                metrics=metadata.metrics,
-                training_export_ids=metadata.training_export_ids,
-                storage_key=key,
-                sha256=sha256,
-                size_bytes=size,
-                signature=_signature_json(signature),
-                created_by=principal.subject,
-                evaluation=_evaluation_record(key, evaluation, metadata),
-            )
-            version = await self._repo.record_version(new, request_id=request_id)
-        except BaseException:
-            # Before `commit` no row can exist; after it, ask the database.
-            row = (
-                await to_the_end(self._row_for(principal.tenant, reservation, key))
-                if committed
-                else "none"
-            )
-            writers = [writer] + ([evaluation.writer] if evaluation is not None else [])
-            for each in writers:
-                if row == "stored":
-                    # The row committed although the call failed after it (a cancel, or a
-                    # reply lost during COMMIT): the objects stay with their row.
-                    await to_the_end(each.release())
-                else:
-                    # Also after `commit`: no row names the objects, so they must go.
-                    await to_the_end(each.abort())
-            if row == "none":
-                # Certainly no row: the slot may serve the next upload of the name.
+            reservation = await self._repo.models.reserve(principal.tenant, metadata.name)
+            key = object_key(principal.tenant, reservation.model_id, reservation.slot)
+            try:
+                writer = await self._store.writer(key)
+            except BaseException:
                 await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
-            raise
-        await writer.release()
-        if evaluation is not None:
-            await evaluation.writer.release()
-        record = await self._repo.get_version(principal.tenant, reservation.model_id, version)
-        assert record is not None
-        return record
+                raise
+            committed = False
+            evaluation: ReceivedEvaluationSet | None = None
+            try:
+                pieces = aiter(chunks)
+                first = await anext(pieces, None)
+                if isinstance(first, EvaluationChunk):
+                    evaluation_writer = await self._store.writer(evaluation_key(key))
+                    try:
+                        evaluation, first = await receive_evaluation_set(
+                            first, pieces, evaluation_writer
+                        )
+                    except BaseException:
+                        await to_the_end(evaluation_writer.abort())
+                        raise
+                digest, size = await self._stream(model_pieces(first, pieces), writer)
+                if size == 0:
+                    raise invalid_argument("EMPTY_FILE", "the uploaded file is empty", field="file")
+                sha256 = digest.hexdigest()
+                if metadata.sha256 is not None and metadata.sha256 != sha256:
+                    raise invalid_argument(
+                        "SHA256_MISMATCH",
+                        f"the file's SHA-256 is {sha256}, not the declared {metadata.sha256}",
+                        field="sha256",
+                    )
+                signature = await asyncio.to_thread(validate_onnx_file, writer.local_path, size)
+                await writer.commit()
+                committed = True
+                if evaluation is not None:
+                    await evaluation.writer.commit()
+                new = NewVersion(
+                    tenant=principal.tenant,
+                    name=metadata.name,
+                    reservation=reservation,
+                    description=metadata.description,
+                    labels=metadata.labels,
+                    metrics=metadata.metrics,
+                    training_export_ids=metadata.training_export_ids,
+                    storage_key=key,
+                    sha256=sha256,
+                    size_bytes=size,
+                    signature=_signature_json(signature),
+                    created_by=principal.subject,
+                    evaluation=_evaluation_record(key, evaluation, metadata),
+                )
+                version = await self._repo.record_version(new, request_id=request_id)
+            except BaseException:
+                # Before `commit` no row can exist; after it, ask the database.
+                row = (
+                    await to_the_end(self._row_for(principal.tenant, reservation, key))
+                    if committed
+                    else "none"
+                )
+                writers = [writer] + ([evaluation.writer] if evaluation is not None else [])
+                for each in writers:
+                    if row == "stored":
+                        # The row committed although the call failed after it (a cancel, or a
+                        # reply lost during COMMIT): the objects stay with their row.
+                        await to_the_end(each.release())
+                    else:
+                        # Also after `commit`: no row names the objects, so they must go.
+                        await to_the_end(each.abort())
+                if row == "none":
+                    # Certainly no row: the slot may serve the next upload of the name.
+                    await to_the_end(self._give_back(principal.tenant, metadata.name, reservation))
+                raise
+            await writer.release()
+            if evaluation is not None:
+                await evaluation.writer.release()
+            record = await self._repo.versions.get(principal.tenant, reservation.model_id, version)
+            assert record is not None
+            return record
 
     async def _row_for(
         self, tenant: str, reservation: Reservation, key: str
@@ -210,7 +206,7 @@ class Uploader:
         """Whether a version row names `key` after `record_version` failed. When that
         cannot be told the object goes, as for a failed row, and its key is logged."""
         try:
-            found = await self._repo.version_stored_at(tenant, reservation.model_id, key)
+            found = await self._repo.versions.stored_at(tenant, reservation.model_id, key)
         except Exception:
             log.error("could not tell whether version row for %s committed; removing it", key)
             return "unknown"
@@ -220,7 +216,7 @@ class Uploader:
         """Return a failed upload's storage slot, so keys keep matching versions. Best
         effort: a slot not given back only makes later keys run ahead of their versions."""
         try:
-            await self._repo.release_slot(tenant, name, reservation)
+            await self._repo.models.release_slot(tenant, name, reservation)
         except Exception:
             log.warning("could not give back storage slot %s of %s", reservation.slot, name)
 
@@ -252,22 +248,6 @@ class Uploader:
             await writer.written()
         return digest, size
 
-    async def _audit_failure(
-        self, principal: Principal, metadata: UploadMetadata, outcome: str, request_id: str | None
-    ) -> None:
-        try:
-            await self._repo.audit(
-                tenant=principal.tenant,
-                subject=principal.subject,
-                action="model.upload",
-                resource=f"model-name/{metadata.name}",
-                outcome=outcome,
-                request_id=request_id,
-                detail={"name": metadata.name},
-            )
-        except ServiceError:
-            log.warning("could not audit a failed upload of %s (database down)", metadata.name)
-
 
 # Pieces arrive as the client and Envoy cut them (16 KiB to 1 MiB); each block
 # costs a thread hop, so pieces are gathered into blocks of about this size.
@@ -294,6 +274,10 @@ async def _blocks(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
             pending, pending_bytes = [], 0
     if pending:
         yield pending
+
+
+def _refused_or_cancelled(error: BaseException) -> bool:
+    return isinstance(error, ServiceError | asyncio.CancelledError)
 
 
 def _local_upload_folders(store: ObjectStore) -> list[Path]:

@@ -23,12 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
-import socket
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from services.common.metrics import ServerMetrics
 from services.common.server import ServiceSpec
 from services.common.settings import Settings
 from services.models.object_store import ObjectStore, open_store
+from services.models.repositories.database import lease_owner
 from services.models.repository import VALIDATION_CHANNEL, RegistryRepository
 from services.models.service import registry_repository
 from services.validation.compatibility import SignatureFormatError, compare_signatures
@@ -319,11 +317,6 @@ async def listen(repo: RegistryRepository, worker: Worker, every: float) -> None
             await asyncio.sleep(every)
 
 
-def worker_owner() -> str:
-    """Who holds a lease: host, process and a random part (a restarted process is new)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def validation_spec(settings: Settings) -> ServiceSpec:
     """The worker as a process the common server runs: health checks (for probes and
     `mlplane up`) and /metrics, and the worker's tasks beside them."""
@@ -331,7 +324,7 @@ def validation_spec(settings: Settings) -> ServiceSpec:
     async def register(server: aio.Server, metrics: ServerMetrics) -> Callable[[], Awaitable[None]]:
         repo = registry_repository(settings, metrics)
         store = await open_store(settings)
-        owner = worker_owner()
+        owner = lease_owner()
         worker = Worker(
             JobQueue(repo, owner, settings.validation_lease_seconds),
             store,

@@ -1,0 +1,2 @@
+"""The registry's repositories, one per aggregate; `services/models/repository.py` puts them
+together."""
