@@ -1,5 +1,8 @@
 """The client verbs of the `mlplane` command (`assets`, `export`, `upload`, …).
 
+Kept whole (over 400 lines): one verb per SDK method, each a parser and a short handler, in
+the order `mlplane --help` lists them.
+
 `services/cli.py` owns the entry point and registers these with
 `add_client_commands`. Every verb takes `--url`/`--token` (or `MLPLANE_URL`,
 `MLPLANE_TOKEN`; `MLPLANE_CA_FILE` for a private CA), prints a table for humans

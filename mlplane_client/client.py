@@ -1,6 +1,9 @@
 """The mlplane SDK: one `Client` for history exports, the model registry and
 approvals, over gRPC through the Envoy gateway (or straight to a service).
 
+Kept whole (over 400 lines): the one `Client` class is the SDK's whole surface, one method per
+RPC, so `help(Client)` and this file read the same.
+
 >>> from mlplane_client import Client
 >>> c = Client("localhost:8080", token=token)  # doctest: +SKIP
 >>> ex = c.export_history("pump-001", "2026-11-01", "2026-11-08", resolution=60)  # doctest: +SKIP

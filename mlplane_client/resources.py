@@ -4,6 +4,9 @@ and `StatusChange` history), `Approval`, `ValidationReport` (with its
 (with its `Tag`s) and `FailureEvent`. (`ExportManifest` lives with the exports,
 in `exports.py`.)
 
+Kept whole (over 400 lines): one small frozen dataclass per message, each beside the
+proto it is read from; splitting them would only scatter the imports.
+
 Each is a frozen dataclass with the protobuf message's field names: statuses
 are words (`VersionStatus`, `ApprovalState`), times timezone-aware `datetime`s
 in UTC (None when unset), numbers `int`, maps `dict`s and lists tuples. `raw`

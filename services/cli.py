@@ -1,5 +1,8 @@
 """`mlplane`: run the stack, run one service, mint dev tokens, set up a database;
-and, as a client of a running stack, export history and manage models and approvals."""
+and, as a client of a running stack, export history and manage models and approvals.
+
+Kept whole (over 400 lines): one argparse tree for every server-side command, read in the
+order `mlplane --help` lists them; each handler is a few lines that call into its package."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Load the demo plant, or bigger synthetic sets for benchmarks, into PostgreSQL.
 
+Kept whole (over 400 lines): the binary COPY encoder and the loader that pipelines it are one
+measured hot path (bench/README.md).
+
 tag_data goes in through binary COPY. Rows are laid out in PostgreSQL's binary COPY format by a
 numpy structured array (big-endian fields with their length words), so no Python code runs per
 row: a slice of samples is rendered, encoded and sent as one message of a few MB. The next slice

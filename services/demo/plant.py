@@ -1,5 +1,8 @@
 """Synthetic sensor history for a small plant: centrifugal pumps that wear out, and turbines.
 
+Kept whole (over 400 lines): every signal is a function of the same sample index and anchor, and
+the failures the labels come from must stay beside the signals they bend.
+
 A plant is pinned to an *anchor*, a Monday 00:00 UTC (`plant_anchor`: the one that starts the
 week of the first load). Every asset has one fixed *domain* of samples around it,
 ``[anchor - DOMAIN_DAYS_BEFORE, anchor + DOMAIN_DAYS_AFTER)``, and everything is a vectorised
