@@ -62,6 +62,7 @@ from typing import IO, Any
 from services.validation.sandbox_child import AUDIT_HOOK as AUDIT_HOOK
 from services.validation.sandbox_child import NETWORK_NAMESPACE as NETWORK_NAMESPACE
 from services.validation.sandbox_child import vm_hwm
+from services.validation.scratch import scratch_prefix
 
 # The directory holding the `services` package: the child puts it first on sys.path, so it runs
 # this checkout's code (and, in tests, can import targets under tests/).
@@ -187,7 +188,7 @@ def run_sandboxed(
             "parent_pid": os.getpid(),
         }
     ).encode()
-    scratch = Path(tempfile.mkdtemp(prefix="mlplane-sandbox-", dir=scratch_root))
+    scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix("sandbox"), dir=scratch_root))
     try:
         for filename, content in (files or {}).items():
             _place(scratch, filename, content)

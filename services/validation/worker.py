@@ -47,6 +47,7 @@ from services.validation.evaluation_run import run_evaluation
 from services.validation.queue import WORKER_LOST, Job, JobQueue
 from services.validation.runtime_check import run_runtime_check
 from services.validation.sandbox import SandboxLimits
+from services.validation.scratch import scratch_prefix, sweep_abandoned
 
 log = logging.getLogger("mlplane.validation.worker")
 
@@ -271,7 +272,7 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _folder(self) -> AsyncIterator[Path]:
-        folder = Path(tempfile.mkdtemp(prefix="mlplane-validation-", dir=self._scratch_root))
+        folder = Path(tempfile.mkdtemp(prefix=scratch_prefix("validation"), dir=self._scratch_root))
         try:
             yield folder
         finally:
@@ -322,6 +323,8 @@ def validation_spec(settings: Settings) -> ServiceSpec:
     `mlplane up`) and /metrics, and the worker's tasks beside them."""
 
     async def register(server: aio.Server, metrics: ServerMetrics) -> Callable[[], Awaitable[None]]:
+        # Folders a killed worker could not remove (its download, its child's scratch).
+        await asyncio.to_thread(sweep_abandoned)
         repo = registry_repository(settings, metrics)
         store = await open_store(settings)
         owner = lease_owner()
