@@ -126,6 +126,12 @@ def test_export_upload_submit_approve_download_and_audit(
     assert version["metrics"] == {"auc": 0.9, "f1": 0.5}
     assert version["trainingExportIds"] == [export_id]
     model_id = version["modelId"]
+    # Approval needs a passed validation report: wait for the stack's worker (first, so the
+    # version read twice below cannot change its validation state in between).
+    report = cli.json(
+        "validation", "show", model_id, "1", "--wait", "--wait-timeout", "120", token=alice
+    )
+    assert report["state"] == "PASSED", report
 
     models = cli.json("models", "list", "--filter", f'name = "{name}"', token=alice)
     assert [m["modelId"] for m in models] == [model_id]
@@ -148,11 +154,6 @@ def test_export_upload_submit_approve_download_and_audit(
     assert back.read_bytes() == model.read_bytes()
     assert download["sha256"] == version["sha256"]
 
-    # Approval needs a passed validation report: wait for the stack's worker.
-    report = cli.json(
-        "validation", "show", model_id, "1", "--wait", "--wait-timeout", "120", token=alice
-    )
-    assert report["state"] == "PASSED", report
     approval = cli.json("submit", model_id, "--comment", "ready", token=alice)
     assert approval["state"] == "OPEN"
     queue = cli.json("approvals", "list", token=bob)
