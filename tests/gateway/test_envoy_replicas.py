@@ -18,6 +18,7 @@ from gateway.envoy_config import (
     render_envoy_config,
 )
 from gateway.http_rules import load_rpc_rules
+from mlplane_client.client import RETRIED_READS
 from services.common.devkeys import ensure_dev_keys
 from services.common.settings import Settings
 
@@ -116,7 +117,9 @@ def test_each_call_gets_the_retry_policy_its_kind_allows(settings: Settings) -> 
     rules = load_rpc_rules(DESCRIPTOR, (QUERY_SERVICE, MODEL_REGISTRY))
     reads = {rule.grpc_path for rule in rules if is_read(rule)}
     uploads = {rule.grpc_path for rule in rules if rule.client_streaming}
-    # What the SDK retries on its own (idempotent=True) is what the gateway retries after a reset.
+    # Every read the SDK retries (its service config's RETRIED_READS) the gateway retries
+    # after a reset as well; the gateway's other reads are ones the SDK has no method for.
+    assert {f"/{method}" for method in RETRIED_READS} <= reads
     assert "/mlplane.v1.ModelRegistry/GetModel" in reads
     assert "/mlplane.v1.QueryService/ExportHistory" in reads
     assert uploads == {
