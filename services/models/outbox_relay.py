@@ -3,13 +3,14 @@ signed with HMAC-SHA256, retried with exponential backoff.
 
 Every ModelRegistry replica runs a relay, and they share the outbox (services/models/
 repositories/outbox.py): a relay claims due events with a lease in one short statement,
-posts them holding no lock and no database connection, then marks each delivered (or due
-again after a backoff) while its lease holds. A relay that dies mid-way leaves its leases to
-run out and another delivers those events (again, if the first had posted them: at least
-once). Delivery state lives in `outbox_events`, so a restart resumes where it was. A webhook
-that is down only delays its events: submissions and decisions never wait for it. The oldest
-undelivered event of a model blocks that model's later events (order per model); other
-models go on.
+renews each event's lease right before posting it (skipping it if the lease ran out and
+another relay took it over), posts holding no lock and no database connection, then marks
+each delivered (or due again after a backoff) while its lease holds. A relay that dies
+mid-way leaves its leases to run out and another delivers those events (again, if the first
+had posted them: at least once). Delivery state lives in `outbox_events`, so a restart
+resumes where it was. A webhook that is down only delays its events: submissions and
+decisions never wait for it. The oldest undelivered event of a model blocks that model's
+later events (order per model); other models go on.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ class OutboxRelay:
         )
         delivered = 0
         for event in claimed:
+            # The claim's lease counted on every post before this one ending in time; a slow
+            # webhook (urllib's timeout is per socket operation) or a busy thread pool can
+            # outlast it. Posting an event another relay took over meanwhile could deliver it
+            # after the model's next one, so each is renewed, and skipped if it was lost.
+            if not await self._outbox.renew(
+                event.event_pk, self.owner, lease_seconds=self.lease_seconds
+            ):
+                log.warning("outbox event %s: lease lost before posting; skipped", event.event_pk)
+                continue
             error = await self._post_all(event.payload)  # no connection held meanwhile
             if error is None:
                 delivered += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -241,3 +242,63 @@ async def test_a_dead_relays_events_go_out_in_order_after_its_lease(
         await writer.outbox.delivered(event.event_pk, "relay-dead")
     rows = await _rows(database, wanted)
     assert sorted(r["attempts"] for r in rows) == [1] * 9
+
+
+async def test_a_relay_whose_lease_ran_out_mid_claim_posts_nothing_taken_over(
+    database: Database, writer: RegistryRepository
+) -> None:
+    """Relay a claims the first event of two models, and its first post hangs past the lease
+    (a slow webhook); b takes both over and delivers them and m2's next event. When a's post
+    returns, a must not post m2's first event again after m2's second."""
+    m1, m2 = str(uuid.uuid4()), str(uuid.uuid4())
+    written = _ids(await _write_events(writer, [m1, m2, m2]))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_a(path: str) -> None:
+        if path == "a" and not entered.is_set():
+            entered.set()
+            release.wait(30)
+
+    made: list[tuple[RegistryRepository, OutboxRelay]] = []
+    with WebhookReceiver(on_post=hold_a) as webhook:
+        for name in ("a", "b"):
+            repo = RegistryRepository(_engine(database))
+            settings = database.settings.model_copy(update={"webhook_urls": [webhook.url(name)]})
+            made.append((repo, OutboxRelay(repo, settings, owner=f"relay-{name}")))
+        (_, a), (_, b) = made
+        try:
+            a_pass = asyncio.get_running_loop().create_task(a.deliver_due())
+
+            async def a_posting() -> bool:
+                return entered.is_set()
+
+            await wait_until(a_posting, "relay a posting its first event")
+            conn = await asyncpg.connect(database.admin_dsn)
+            try:  # a's leases run out while its post hangs
+                await conn.execute(
+                    "UPDATE outbox_events SET lease_expires = now() - interval '1 second'"
+                    " WHERE lease_owner = 'relay-a'"
+                )
+            finally:
+                await conn.close()
+            delivered_by_b = 0
+            for _ in range(20):  # two passes: both first events, then m2's second
+                delivered_by_b += await b.deliver_due()
+                if delivered_by_b >= 3:
+                    break
+            assert delivered_by_b == 3
+            release.set()
+            # a posted m1's first event (its mark then finds the lease gone and changes
+            # nothing) and skipped m2's, whose lease it had lost.
+            assert await a_pass == 1
+            seen = _in_order(_received(webhook, {m1, m2}), written)
+            arrivals = [d.event["id"] for d in _received(webhook, {m2})]
+        finally:
+            release.set()
+            for repo, relay in made:
+                await relay.stop()
+                await repo.close()
+    assert seen == written
+    # m1's first event was on the wire from both (at least once); m2's was posted by b alone,
+    # and nothing of m2 arrived after its second event.
+    assert arrivals == written[m2]

@@ -80,6 +80,13 @@ UPDATE outbox_events
 """
 
 
+_RENEW = """
+UPDATE outbox_events SET lease_expires = now() + make_interval(secs => :lease)
+ WHERE event_pk = :pk AND lease_owner = :owner AND delivered_time IS NULL
+RETURNING event_pk
+"""
+
+
 class Outbox:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -90,6 +97,15 @@ class Outbox:
         rows = await self._database.rows(sql(_CLAIM, owner=owner, lease=lease_seconds, limit=limit))
         claimed = [record(ClaimedEvent, row) for row in rows]
         return sorted(claimed, key=lambda e: e.event_pk)
+
+    async def renew(self, event_pk: int, owner: str, *, lease_seconds: float) -> bool:
+        """Extend `owner`'s lease on a claimed event from now, right before it is posted;
+        False if the lease is no longer `owner`'s (it ran out and another relay took the
+        event over, which may have delivered it and the model's next ones since)."""
+        renewed = await self._database.value(
+            sql(_RENEW, pk=event_pk, owner=owner, lease=lease_seconds)
+        )
+        return renewed is not None
 
     async def delivered(self, event_pk: int, owner: str) -> None:
         await self._mark(_DELIVERED, pk=event_pk, owner=owner)
