@@ -81,8 +81,9 @@ def tls_connect_args(dsn: str) -> dict[str, Any]:
 # out. SQLAlchemy's pool_pre_ping would ping on every checkout, and for asyncpg
 # that is BEGIN; ";"; ROLLBACK: three round trips that cost a hot read (GetModel)
 # more than its own query. A connection busy a moment ago is alive; one that
-# died since (a database restart) fails its statement, SQLAlchemy invalidates
-# the pool, and that one request gets UNAVAILABLE.
+# died since (a database restart) fails its statement, the whole pool is
+# invalidated (services/models/repositories/database.py does what SQLAlchemy
+# would), and that one request gets UNAVAILABLE.
 IDLE_PING_SECONDS = 2.0
 
 

@@ -6,26 +6,21 @@ leases run out, and then they go out in order (again, at least once)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import create_engine
-from services.common.settings import Settings
-from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
 from services.models.outbox_relay import OutboxRelay
 from services.models.repositories import outbox
 from services.models.repository import RegistryRepository
-from services.stack.postgres import EmbeddedPostgres
+from tests.models.conftest import RegistryDatabase
 from tests.polling import wait_until
 from tests.webhooks import Delivery, WebhookReceiver
 
@@ -46,35 +41,6 @@ class Watch:
         connections = self.busy[relay]() if relay in self.busy else 0
         if connections:
             self.held.append((relay, connections))
-
-
-@dataclass(frozen=True)
-class Database:
-    admin_dsn: str
-    settings: Settings
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[Database]:
-    """An embedded PostgreSQL with the registry's schema and roles, for this module."""
-    root = Path(tempfile.mkdtemp(prefix="mlplane-relays-"))  # short: the socket's path
-    pg = EmbeddedPostgres(root / "state")
-    pg.start()
-    try:
-        creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
-        asyncio.run(setup_database(pg.dsn(), creds))
-        settings = Settings(
-            state_dir=root / "state",
-            registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
-            webhook_secret="two-relays",
-            webhook_poll_seconds=0.05,
-            webhook_backoff_seconds=0.05,
-            webhook_timeout_seconds=2.0,
-        )
-        yield Database(pg.dsn(), settings)
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -105,13 +71,13 @@ async def _until_delivered(
     return _received(webhook, model_ids)
 
 
-def _engine(database: Database) -> AsyncEngine:
+def _engine(database: RegistryDatabase) -> AsyncEngine:
     """A pool of its own, as each replica has."""
     return create_engine(database.settings.registry_database_url or "", database.settings)
 
 
 @pytest.fixture
-async def writer(database: Database) -> AsyncIterator[RegistryRepository]:
+async def writer(database: RegistryDatabase) -> AsyncIterator[RegistryRepository]:
     repo = RegistryRepository(_engine(database))
     try:
         yield repo
@@ -128,7 +94,7 @@ class Relay:
 
 @pytest.fixture
 async def relays(
-    database: Database, webhook: WebhookReceiver, watch: Watch
+    database: RegistryDatabase, webhook: WebhookReceiver, watch: Watch
 ) -> AsyncIterator[list[Relay]]:
     """Two relays, each with its own pool and its own webhook path; not started."""
     made: list[Relay] = []
@@ -164,7 +130,7 @@ def _ids(written: dict[str, list[str]]) -> dict[str, list[str]]:
     return {model: [str(uuid.UUID(hex=e)) for e in events] for model, events in written.items()}
 
 
-async def _rows(database: Database, model_ids: set[str]) -> list[asyncpg.Record]:
+async def _rows(database: RegistryDatabase, model_ids: set[str]) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database.admin_dsn)
     try:
         return await conn.fetch(
@@ -187,7 +153,7 @@ def _in_order(received: list[Delivery], expected: dict[str, list[str]]) -> dict[
 
 
 async def test_two_relays_share_the_outbox(
-    database: Database,
+    database: RegistryDatabase,
     webhook: WebhookReceiver,
     watch: Watch,
     writer: RegistryRepository,
@@ -218,7 +184,10 @@ async def test_two_relays_share_the_outbox(
 
 
 async def test_a_dead_relays_events_go_out_in_order_after_its_lease(
-    database: Database, webhook: WebhookReceiver, writer: RegistryRepository, relays: list[Relay]
+    database: RegistryDatabase,
+    webhook: WebhookReceiver,
+    writer: RegistryRepository,
+    relays: list[Relay],
 ) -> None:
     models = [str(uuid.uuid4()) for _ in range(3)]
     written = _ids(await _write_events(writer, models * 3))
@@ -245,7 +214,7 @@ async def test_a_dead_relays_events_go_out_in_order_after_its_lease(
 
 
 async def test_a_relay_whose_lease_ran_out_mid_claim_posts_nothing_taken_over(
-    database: Database, writer: RegistryRepository
+    database: RegistryDatabase, writer: RegistryRepository
 ) -> None:
     """Relay a claims the first event of two models, and its first post hangs past the lease
     (a slow webhook); b takes both over and delivers them and m2's next event. When a's post

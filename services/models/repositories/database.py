@@ -205,8 +205,18 @@ class Database:
                 driver = cast("asyncpg.Connection[Record]", raw.driver_connection)
                 try:
                     yield driver
-                except _CONNECTION_DOWN as exc:
-                    # SQLAlchemy never saw this error: tell its pool the connection is gone.
+                except Exception as exc:
+                    # A connection the server dropped while it sat in the pool may fail its
+                    # next statement with asyncpg's InternalClientError ("cannot switch to
+                    # state …") rather than a connection error: closed is closed.
+                    if not isinstance(exc, _CONNECTION_DOWN) and not driver.is_closed():
+                        raise
+                    # SQLAlchemy never saw this error, so tell its pool what it would have
+                    # done itself on a disconnect (engine/base.py, _handle_dbapi_exception):
+                    # every connection made before now is stale (a database restart or
+                    # failover drops them all), to be replaced at its next checkout rather
+                    # than failing a request of its own; then this one is gone.
+                    self._engine.sync_engine.pool._invalidate(raw, exc, _checkin=False)
                     await conn.invalidate(exc)
                     raise database_unavailable() from exc
                 finally:
