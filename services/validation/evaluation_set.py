@@ -1,5 +1,8 @@
 """Reading an evaluation set: a Parquet file into a model's input arrays and its labels.
 
+Kept whole (about 400 lines): each limit and refusal of an evaluation set sits beside the
+read it guards; metrics and predictions are apart (metrics.py, predictions.py).
+
     eval_set = read_evaluation_set(path, signature)          # EvaluationError if unusable
     eval_set.inputs, eval_set.labels                         # {input name: array}, array
 

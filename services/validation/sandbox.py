@@ -1,5 +1,8 @@
 """Run one function in a fresh, limited child process: the sandbox of the validation worker.
 
+Kept whole (about 400 lines): the parent's side of one child process (limits, start, the
+answer pipe, the outcome); the child's side is apart (sandbox_child.py).
+
 Why a child process at all: an uploaded model is untrusted input to ONNX Runtime, a large native
 library. A model can make it allocate without bound, loop for ever, or crash it; none of that may
 happen inside a service or the worker. So the worker calls `run_sandboxed(target, payload, ...)`
