@@ -58,7 +58,15 @@ def _upload(
 
 
 def test_each_crashed_child_comes_back_and_nothing_acknowledged_is_lost(stack_root: Path) -> None:
-    stack = start_stack(stack_root / "state", MLPLANE_DEMO_PLANT_DAYS="1")
+    stack = start_stack(
+        stack_root / "state",
+        MLPLANE_DEMO_PLANT_DAYS="1",
+        # The worker is killed while it may hold a version's job: its successor takes the job
+        # once the lease runs out, 5 s here (the least allowed; the default 60 s made this
+        # test wait most of a minute for it), and looks every second, not every 5 s.
+        MLPLANE_VALIDATION_LEASE_SECONDS="5",
+        MLPLANE_VALIDATION_POLL_SECONDS="1",
+    )
     recovered: dict[str, float] = {}
     try:
         headers = {"Authorization": f"Bearer {stack.tokens.valid('data_scientist')}"}
