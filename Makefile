@@ -24,11 +24,15 @@ help:
 	@echo "               with each value set through kubernetes-validate, the CRs, the gateway render"
 	@echo "make bench     export, upload, approval and validation benchmarks against the real stack (bench/README.md)"
 
+# uv (from PyPI, into the venv) installs the same pinned packages as pip would, in parallel:
+# about 15 s on a clean clone instead of pip's 1.5-5 minutes here. pip stays in the venv.
+UV_VERSION := 0.13.9
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlplane needs Python >= 3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
