@@ -11,7 +11,7 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.ts \
 	web/tsconfig.json web/package.json -type f 2>/dev/null)
 
-.PHONY: up test lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz deploy-tools deploy-check
+.PHONY: up test test-prereqs test-tools web-typecheck web-lint web-unit lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz deploy-tools deploy-check
 
 help:
 	@echo "make up        embedded PostgreSQL + both services + Envoy on :8080 (foreground)"
@@ -57,11 +57,18 @@ generate: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python scripts/generate_protos.py
 	cd web && npm run generate
 
-# The web app's own checks: types, lint, unit and component tests (Vitest).
-web-check: $(WEB_STAMP)
+# The web app's own checks: types, lint, unit and component tests (Vitest). Three targets, so
+# that `make -j` (as `make test` does) runs them side by side; Vitest on every core.
+web-check: web-typecheck web-lint web-unit
+
+web-typecheck: $(WEB_STAMP)
 	cd web && npm run typecheck
+
+web-lint: $(WEB_STAMP)
 	cd web && npm run lint
-	cd web && npm test
+
+web-unit: $(WEB_STAMP)
+	cd web && npm test -- --maxWorkers=100%
 
 # Debian's Chromium for the browser tests (tests/web): Playwright cannot download its own here.
 chromium:
@@ -107,8 +114,23 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) deploy-tools chromium buf-lint buf-breaking lint typecheck web-check
+# Everything the suite needs and every check `make test` runs before it. They are independent
+# of each other, so `make test` runs them side by side (output kept together per target): the
+# installs mostly wait on the network, the checks share the two cores. The web app is built
+# here too (the browser tests would build it first otherwise). Chromium and the deploy tools
+# run one after the other: both may call apt.
+TEST_PREREQS := $(STAMP) test-tools buf-lint buf-breaking lint typecheck web-check \
+	web/dist/index.html
+
+test:
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-prereqs
 	$(BIN)/python -m pytest
+
+test-prereqs: $(TEST_PREREQS)
+
+test-tools:
+	@bash scripts/ensure_chromium.sh
+	@bash scripts/ensure_deploy_tools.sh
 
 # The property-based fuzz suite at length: every RPC from its descriptors and raw multipart
 # uploads, against a real stack (make test runs 12 requests per RPC; this 400 by default,
