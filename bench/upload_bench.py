@@ -121,6 +121,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the S3 server on loopback (seaweedfs: real, checks signatures and checksums)",
     )
     parser.add_argument(
+        "--s3-data-dir",
+        type=Path,
+        default=None,
+        help="where SeaweedFS keeps its data (default: the bench's temporary folder, on the "
+        "disk the database also writes to; /dev/shm keeps its writeback off that disk, as a "
+        "remote S3 would)",
+    )
+    parser.add_argument(
         "--rest-clients", default="httpx,curl", help="REST upload clients (httpx,curl)"
     )
     parser.add_argument("--validation-mib", type=int, default=100, help="validated model (100)")
@@ -666,7 +674,11 @@ def document(args: argparse.Namespace, results: Results, found: list[Target]) ->
             "grpc": "sync stub, generator: metadata then 1 MiB chunks read from disk",
             "boto3": "boto3.client('s3').upload_file straight to the same S3 server",
             "s3_server": STORE_LABEL["s3"],
-            "order": "each round runs every figure once; stored objects are deleted after each",
+            "order": "each round runs every figure once; stored objects are deleted after each "
+            "(and SeaweedFS's space reclaimed by a vacuum, outside the timed part)",
+            "s3_data": "SeaweedFS's data in "
+            + (str(args.s3_data_dir) if args.s3_data_dir else "the bench's temporary folder")
+            + " (/dev/shm: off the disk the database commits to, as with a remote S3)",
             "validation_worker": "off (MLPLANE_VALIDATION_WORKER=false): the worker would "
             "validate every uploaded model in a sandboxed child on the same two cores",
         },
@@ -714,7 +726,10 @@ def run(args: argparse.Namespace, work_dir: Path) -> Path:
             if args.s3_server == "moto":
                 s3_server = s3.MotoServer(work_dir / "moto.log")
             else:
-                s3_server = s3.SeaweedServer(work_dir / "seaweedfs")
+                data_root = args.s3_data_dir or work_dir
+                s3_server = s3.SeaweedServer(
+                    Path(tempfile.mkdtemp(prefix="mlplane-bench-seaweedfs-", dir=data_root))
+                )
             STORE_LABEL["s3"] = f"S3 ({s3_server.name})"
             s3_server.start()
             where = f"{s3_server.endpoint}, bucket {s3.BUCKET}"
@@ -724,6 +739,8 @@ def run(args: argparse.Namespace, work_dir: Path) -> Path:
     finally:
         if s3_server is not None:
             s3_server.stop()
+            if isinstance(s3_server, s3.SeaweedServer):
+                shutil.rmtree(s3_server.server.data_dir, ignore_errors=True)
     return report(args, results)
 
 

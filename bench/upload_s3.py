@@ -79,6 +79,10 @@ class S3Server:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def reclaim(self) -> None:
+        """Give back the space of deleted objects now, so every run meets the server in the
+        same state (no garbage, no compaction of its own in the middle of a timed upload)."""
+
     def delete_all(self) -> None:
         """Drop every object and open multipart upload, so the server's footprint stays flat."""
         listed = self.client.list_objects_v2(Bucket=BUCKET)
@@ -89,6 +93,7 @@ class S3Server:
             self.client.abort_multipart_upload(
                 Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"]
             )
+        self.reclaim()
 
     def object_size(self, key: str) -> int:
         return int(self.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
@@ -130,6 +135,15 @@ class SeaweedServer(S3Server):
 
     def stop(self) -> None:
         self.server.stop()
+
+    def reclaim(self) -> None:
+        # SeaweedFS keeps a deleted object's bytes in its volume until a vacuum compacts it:
+        # 1 GiB per upload would pile up (on tmpfs, in memory) and its own vacuum would start
+        # at a moment of its choosing. The master's vacuum call returns once compacted (~1 s).
+        ports = self.server.ports
+        assert ports is not None
+        url = f"http://127.0.0.1:{ports.master}/vol/vacuum?garbageThreshold=0.0001"
+        httpx.get(url, timeout=120.0).raise_for_status()
 
 
 @dataclass
@@ -211,6 +225,7 @@ def boto3_upload(server: S3Server, model: ModelFile, transfer: str) -> Run:
     seconds = time.perf_counter() - started
     stored = server.object_size(key)
     server.client.delete_object(Bucket=BUCKET, Key=key)
+    server.reclaim()
     if stored != model.size:
         raise RuntimeError(f"boto3 stored {stored} bytes of {model.size}")
     return Run(seconds, {"bytes": float(model.size)})
