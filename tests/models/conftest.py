@@ -35,6 +35,7 @@ def rig_dir() -> Iterator[Path]:
 class RegistryDatabase:
     admin_dsn: str
     settings: Settings  # the registry role's DSN, and quick webhook timings for relays
+    pg: EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def database() -> Iterator[RegistryDatabase]:
             webhook_backoff_seconds=0.05,
             webhook_timeout_seconds=2.0,
         )
-        yield RegistryDatabase(pg.dsn(), settings)
+        yield RegistryDatabase(pg.dsn(), settings, pg)
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,12 @@ import pytest
 from grpc import aio
 from mlplane.v1 import model_registry_pb2 as pb
 from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
+from sqlalchemy.engine import make_url
 
 from services.common.devkeys import ensure_dev_keys
 from services.common.errors import unavailable
 from services.common.server import RunningServer, start_server
 from services.common.settings import Settings
-from services.db.setup import REGISTRY_ROLE, RoleCredentials, role_dsn, setup_database
 from services.models import local_files
 from services.models.local_files import IDLE_DIR
 from services.models.object_store import s3_writer
@@ -41,6 +42,7 @@ from services.models.repository import RegistryRepository
 from services.models.service import models_spec
 from services.models.upload import BLOCK_BYTES
 from services.stack.postgres import EmbeddedPostgres
+from tests.models.conftest import RegistryDatabase
 from tests.models.onnx_models import linear_model
 from tests.polling import poll_until, wait_until
 from tests.s3_server import S3Bucket
@@ -61,7 +63,8 @@ SENT_FIRST = STARTED_PART + BLOCK_BYTES + 1024
 class Rig:
     backend: str
     server: RunningServer
-    pg: EmbeddedPostgres
+    pg: EmbeddedPostgres  # the module's (tests/models/conftest.py), shared by its tests
+    admin_dsn: str  # the superuser in this test's own database
     settings: Settings
     tokens: Tokens
     s3: S3Bucket | None
@@ -120,7 +123,7 @@ class Rig:
         return 0 if self.s3 is None else self.s3.open_uploads()
 
     async def upload_outcomes(self) -> list[str]:
-        conn = await asyncpg.connect(self.pg.dsn())
+        conn = await asyncpg.connect(self.admin_dsn)
         try:
             rows = await conn.fetch(
                 "SELECT outcome FROM audit_log WHERE action = 'model.upload' ORDER BY audit_pk"
@@ -130,7 +133,7 @@ class Rig:
             await conn.close()
 
     async def version_rows(self) -> int:
-        conn = await asyncpg.connect(self.pg.dsn())
+        conn = await asyncpg.connect(self.admin_dsn)
         try:
             return int(await conn.fetchval("SELECT count(*) FROM model_versions"))
         finally:
@@ -138,9 +141,12 @@ class Rig:
 
 
 @pytest.fixture(params=["folder", "s3"])
-async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+async def rig(request: pytest.FixtureRequest, database: RegistryDatabase) -> AsyncIterator[Rig]:
     """The "s3" rig uses the session's SeaweedFS, its bucket emptied after the test;
-    "s3-own" a SeaweedFS of the test's own, for tests that stop or kill the store."""
+    "s3-own" a SeaweedFS of the test's own, for tests that stop or kill the store. Each test
+    has a database of its own, copied from the module's migrated one (`CREATE DATABASE …
+    TEMPLATE`: a tenth of a second, where a PostgreSQL of its own and the migrations took
+    seconds), on the module's PostgreSQL."""
     backend: str = request.param
     s3: S3Bucket | None = None
     if backend == "s3":
@@ -149,20 +155,20 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
         s3 = request.getfixturevalue("private_seaweedfs")
         backend = "s3"
     root = Path(tempfile.mkdtemp(prefix="mlplane-store-"))
-    pg = EmbeddedPostgres(root / "state")
-    pg.start()
+    name = f"store_{uuid.uuid4().hex[:16]}"
+    template = make_url(database.admin_dsn).database
+    await _admin(database, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     server: RunningServer | None = None
     try:
-        creds = RoleCredentials.load_or_create(root / "state" / "db-roles.json")
-        await setup_database(pg.dsn(), creds)
         overrides: dict[str, Any] = {}
         if s3 is not None:
             assert s3.name == BUCKET
             # S3's smallest part: a few MB make several parts, some in flight at once.
             overrides = {**s3.settings(), "s3_part_size_bytes": PART_BYTES}
+        registry = make_url(database.settings.registry_database_url or "").set(database=name)
         settings = Settings(
             state_dir=root / "state",
-            registry_database_url=role_dsn(pg.dsn(), REGISTRY_ROLE, creds.registry_password),
+            registry_database_url=registry.render_as_string(hide_password=False),
             db_connect_timeout_seconds=2.0,
             **overrides,
         )
@@ -170,12 +176,31 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
         server = await start_server(
             settings, models_spec(settings), listen="127.0.0.1:0", metrics_port=0
         )
-        yield Rig(backend, server, pg, settings, Tokens(settings), s3)
+        admin_dsn = make_url(database.admin_dsn).set(database=name)
+        yield Rig(
+            backend,
+            server,
+            database.pg,
+            admin_dsn.render_as_string(hide_password=False),
+            settings,
+            Tokens(settings),
+            s3,
+        )
     finally:
         if server is not None:
             await server.stop(1)
-        pg.stop()
+        await _admin(database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def _admin(database: RegistryDatabase, statement: str) -> None:
+    """A statement of the superuser's, from the maintenance database `postgres`."""
+    dsn = make_url(database.admin_dsn).set(database="postgres")
+    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def test_upload_stores_object_and_row(rig: Rig) -> None:
