@@ -51,6 +51,8 @@ def export_stack_env(**extra: str) -> dict[str, Any]:
         "MLPLANE_QUERY_INTERACTIVE_CONNECTIONS": "2",
         "MLPLANE_QUERY_EXPORT_IDLE_TIMEOUT_SECONDS": "120",
         "MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND": "100000",
+        # Nothing is uploaded here: no version to validate, no worker to start.
+        "MLPLANE_VALIDATION_WORKER": "false",
     }
     env.update(extra)
     return env

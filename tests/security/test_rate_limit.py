@@ -32,6 +32,7 @@ def limited() -> Iterator[RunningStack]:
         MLPLANE_DEMO_PLANT="false",
         MLPLANE_GATEWAY_RATE_LIMIT_PER_SECOND=str(RATE),
         MLPLANE_GATEWAY_RATE_LIMIT_BURST=str(BURST),
+        MLPLANE_VALIDATION_WORKER="false",  # nothing is uploaded here
     ) as running:
         yield running
 
