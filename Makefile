@@ -11,7 +11,7 @@ WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/public web/index.html web/vite.config.ts \
 	web/tsconfig.json web/package.json -type f 2>/dev/null)
 
-.PHONY: up test test-prereqs test-tools web-typecheck web-lint web-unit lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz deploy-tools deploy-check
+.PHONY: up test test-prereqs test-tools web-build web-typecheck web-lint web-unit lint fmt typecheck buf-lint buf-breaking generate bench clean help web web-check chromium fuzz deploy-tools deploy-check
 
 help:
 	@echo "make up        embedded PostgreSQL + both services + Envoy on :8080 (foreground)"
@@ -49,6 +49,9 @@ web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
 	cd web && npm run build
 
 web: web/dist/index.html
+
+web-build: $(WEB_STAMP)
+	cd web && npm run build
 
 up: $(STAMP) web/dist/index.html
 	$(BIN)/mlplane up
@@ -117,10 +120,11 @@ fmt: $(STAMP)
 # Everything the suite needs and every check `make test` runs before it. They are independent
 # of each other, so `make test` runs them side by side (output kept together per target): the
 # installs mostly wait on the network, the checks share the two cores. The web app is built
-# here too (the browser tests would build it first otherwise). Chromium and the deploy tools
-# run one after the other: both may call apt.
-TEST_PREREQS := $(STAMP) test-tools buf-lint buf-breaking lint typecheck web-check \
-	web/dist/index.html
+# here too, always (the browser tests test the current sources), and that build is web-check's
+# type check as well (`npm run build` is `tsc -b && vite build`): tsc runs once, not twice.
+# Chromium and the deploy tools run one after the other: both may call apt.
+TEST_PREREQS := $(STAMP) test-tools buf-lint buf-breaking lint typecheck web-lint web-unit \
+	web-build
 
 test:
 	@$(MAKE) --no-print-directory -j4 --output-sync=target test-prereqs
