@@ -10,6 +10,7 @@ Timings are printed (`pytest -rP`), not asserted beyond what the design promises
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -119,11 +120,16 @@ def _wait_all_healthy(stack: RunningStack) -> None:
         time.sleep(0.1)
 
 
-def _health(port: int, service: str) -> int | None:
+def _health(port: int, service: str, channel: grpc.Channel | None = None) -> int | None:
+    """The replica's health for `service`, None if it does not answer within 2 s; on
+    `channel` if given (connected already: a probe under load then costs no new
+    connection, which a busy machine may not make within the timeout)."""
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with contextlib.ExitStack() as own:
+            if channel is None:
+                channel = own.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
             answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=1
+                health_pb2.HealthCheckRequest(service=service), timeout=2
             )
     except grpc.RpcError:
         return None
@@ -613,12 +619,14 @@ def test_rolling_restart_under_load_fails_no_request(
             export_thread = threading.Thread(target=export)
             export_thread.start()
             assert started.wait(DEADLINE)
+        probe = grpc.insecure_channel(f"127.0.0.1:{port}")
+        assert _health(port, SERVICE_NAMES[service], probe) == SERVING  # connected before
         signalled = time.monotonic()
         os.kill(pid, signal.SIGTERM)
         not_serving = out_of_rotation = exited = None
         deadline = signalled + DEADLINE
         while exited is None:  # each moment taken when its check answered
-            if not_serving is None and _health(port, SERVICE_NAMES[service]) == NOT_SERVING:
+            if not_serving is None and _health(port, SERVICE_NAMES[service], probe) == NOT_SERVING:
                 not_serving = time.monotonic()
             if out_of_rotation is None and not _healthy_in_envoy(stack, service, port):
                 out_of_rotation = time.monotonic()
@@ -626,6 +634,7 @@ def test_rolling_restart_under_load_fails_no_request(
                 exited = time.monotonic()
             assert time.monotonic() < deadline, f"{replica['name']} did not stop"
             time.sleep(0.05)
+        probe.close()
         # Readiness first, then the gateway takes it out, and only then does it stop.
         # (Moments, not durations: how soon each came depends on the machine's load; the
         # figures are printed below.)
