@@ -87,18 +87,7 @@ class LocalFile:
         self.path = path
         self.lock = threading.Lock()
         self.size = 0
-        flags = os.O_WRONLY if reuse else os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        self.fd: int | None = os.open(path, flags, 0o600)
-        try:
-            # Held until the descriptor closes: tells `sweep_leftovers` in any process that
-            # this upload is alive. Fresh files are unlocked, so this does not wait.
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            if not reuse:
-                path.unlink(missing_ok=True)
-            raise
+        self.fd: int | None = _open_locked(path, reuse=reuse)
 
     def write(self, pieces: Sequence[bytes]) -> None:
         with self.lock:
@@ -118,6 +107,35 @@ class LocalFile:
         with self.lock:
             self.close_locked()
             self.path.unlink(missing_ok=True)
+
+
+def _open_locked(path: Path, *, reuse: bool) -> int:
+    """`path` opened for writing (created unless `reuse`) and `flock`ed: the lock, held
+    until the descriptor closes, tells `sweep_leftovers` in any process that this upload
+    is alive.
+
+    Between the open and the lock the file is unlocked, and a replica starting just then
+    may sweep it: the lock is then taken on a file that no longer has a name, and the
+    upload's bytes would go nowhere (seen under a 16-client load while a replica
+    restarted: validation found no file). So a file with no link after the lock is
+    made again (a reused one is refused: the caller takes another)."""
+    while True:
+        flags = os.O_WRONLY if reuse else os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = os.open(path, flags, 0o600)
+        try:
+            # A fresh file's only other holder is a sweep about to delete it: wait for it.
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if reuse else 0))
+            if os.fstat(fd).st_nlink > 0:
+                return fd
+        except OSError:
+            os.close(fd)
+            if not reuse:
+                path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        if reuse:
+            raise FileNotFoundError(errno.ENOENT, "swept before it was locked", str(path))
+        log.info("upload file %s was swept before it was locked; making it again", path)
 
 
 def sweep_leftovers(directory: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from mlplane.v1 import model_registry_pb2_grpc as pb_grpc
 
 from services.common.server import start_server
 from services.common.settings import Settings
+from services.models import local_files
 from services.models.local_files import LocalFile, sweep_leftovers
 from services.models.service import models_spec
 from tests.models.onnx_models import linear_model
@@ -156,6 +157,51 @@ def test_sweep_keeps_a_file_this_process_is_writing(tmp_path: Path) -> None:
         assert live.path.exists()
     finally:
         live.remove()
+
+
+def _sweep_between_open_and_lock(monkeypatch: pytest.MonkeyPatch, folder: Path) -> list[list[Path]]:
+    """Make a sweep of `folder` (a replica starting) run in the one moment a new upload
+    file exists unlocked: after its open, before its lock. Returns what each sweep took."""
+    real_flock = local_files.fcntl.flock
+    swept: list[list[Path]] = []
+    sweeping = False
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        nonlocal sweeping
+        if not swept and not sweeping:  # the first lock taken; the sweep's own go through
+            sweeping = True
+            swept.append(sweep_leftovers(folder))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(local_files.fcntl, "flock", flock_after_a_sweep)
+    return swept
+
+
+def test_a_file_swept_before_its_lock_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swept = _sweep_between_open_and_lock(monkeypatch, tmp_path)
+    live = LocalFile(tmp_path / "racing.part")
+    try:
+        assert swept == [[tmp_path / "racing.part"]]  # the sweep did take the first file
+        live.write([b"the upload's bytes"])
+        # What validation then reads: the bytes are in the file under its name.
+        assert (tmp_path / "racing.part").read_bytes() == b"the upload's bytes"
+        assert sweep_leftovers(tmp_path) == []  # and it is locked now
+    finally:
+        live.remove()
+
+
+def test_a_reused_spool_swept_before_its_lock_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "idle.onnx"
+    spool.write_bytes(b"an earlier upload")
+    swept = _sweep_between_open_and_lock(monkeypatch, tmp_path)
+    with pytest.raises(FileNotFoundError):
+        LocalFile(spool, reuse=True)
+    assert swept == [[spool]]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_folder_is_nothing_to_sweep(tmp_path: Path) -> None:
