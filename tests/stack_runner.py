@@ -206,8 +206,34 @@ def stack_in_tmp(prefix: str, *, up_args: Sequence[str] = (), **env: str) -> Ite
         yield running
     finally:
         survivors = stop_stack(running)
+        report_logged_errors(running.state_dir)
+        keep = os.environ.get("MLPLANE_TEST_KEEP_LOGS")
+        if keep:
+            shutil.copytree(running.state_dir / "logs", Path(keep) / root.name, dirs_exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
         assert not survivors, f"processes left behind: {survivors}"
+
+
+def logged_errors(state_dir: Path) -> list[dict[str, Any]]:
+    """The stack's log entries that carry an exception (JSON lines of `logs/*.log`)."""
+    found: list[dict[str, Any]] = []
+    for path in sorted((state_dir / "logs").glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"exception"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and "exception" in entry:
+                    found.append({"file": path.name, **entry})
+    return found
+
+
+def report_logged_errors(state_dir: Path) -> None:
+    """Print the stack's logged exceptions to stderr before its folder goes: pytest shows
+    them beside a failing test, and a 500's traceback is otherwise lost with the folder."""
+    for entry in logged_errors(state_dir)[-20:]:
+        head = {k: v for k, v in entry.items() if k != "exception"}
+        print(f"--- logged by the stack: {json.dumps(head)}\n{entry['exception']}", file=sys.stderr)
 
 
 def stop_stack_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
