@@ -47,6 +47,7 @@ class Cause(Enum):
     UNREACHABLE = auto()  # nothing listens at the URL, or the name does not resolve
     TLS_FAILED = auto()
     SERVICE_DOWN = auto()  # the gateway answers, the service behind it does not
+    STREAM_RESET = auto()  # the answer was cut off: its service stopped while answering
     WRONG_TARGET = auto()  # something answers, but not the gateway
     EVALUATION_SET_TOO_LARGE = auto()
     EVALUATION_SET_NOT_PARQUET = auto()
@@ -114,6 +115,8 @@ _BY_REASON = {
     "ROLE_REQUIRED": Cause.ROLE_REQUIRED,
     # The gateway's word for a service behind it that does not answer.
     "SERVICE_UNAVAILABLE": Cause.SERVICE_DOWN,
+    # The client's own (errors.py): a stream reset mid-answer, no status from a service.
+    "STREAM_RESET": Cause.STREAM_RESET,
     "EVALUATION_SET_TOO_LARGE": Cause.EVALUATION_SET_TOO_LARGE,
     "EVALUATION_SET_NOT_PARQUET": Cause.EVALUATION_SET_NOT_PARQUET,
     "VALIDATION_NOT_PASSED": Cause.VALIDATION_NOT_PASSED,
@@ -259,6 +262,12 @@ def render(diagnosis: Diagnosis, wording: Wording) -> str:
             return (
                 f"the gateway at {url} answers but the service behind it does not: "
                 "is the whole stack running (`make up`)?"
+            )
+        case Cause.STREAM_RESET:
+            return (
+                f"the connection to the service behind {url} was cut while it answered (it "
+                "stopped or restarted): a read can be sent again; a write may have taken "
+                "effect, so look before you send it again"
             )
         case Cause.WRONG_TARGET:
             return (

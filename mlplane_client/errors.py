@@ -18,6 +18,7 @@ hint: pass token= or set MLPLANE_TOKEN (a dev stack mints one with `mlplane toke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -151,7 +152,12 @@ class ResourceExhausted(MlplaneError):
 
 
 class Unavailable(MlplaneError):
-    """UNAVAILABLE: the gateway, a service, the database or the store is down."""
+    """UNAVAILABLE: the gateway, a service, the database or the store is down.
+
+    Also a call whose answer the transport cut off (reason `STREAM_RESET`, `.code` as
+    gRPC reported it, INTERNAL or UNKNOWN): the service behind the gateway stopped while
+    it answered, so the gateway could only reset the stream. As for any UNAVAILABLE, a
+    write may or may not have taken effect."""
 
 
 class DeadlineExceeded(MlplaneError):
@@ -207,6 +213,23 @@ def error_class(code: grpc.StatusCode) -> type[MlplaneError]:
     return _BY_CODE.get(code, MlplaneError)
 
 
+STREAM_RESET = "STREAM_RESET"
+# gRPC core's words for an HTTP/2 stream reset or a connection closed under a call
+# (RST_STREAM maps to INTERNAL, gRFC "HTTP/2 transport mapping"): Envoy resets the
+# client's stream when the service dies after its answer has begun.
+_RESET_TEXT = re.compile(r"rst_stream|stream removed|socket closed|connection reset", re.I)
+
+
+def _is_stream_reset(code: grpc.StatusCode, message: str, has_status: bool) -> bool:
+    """A failure of the transport, not an answer: no status from a service (every one
+    of ours carries an ErrorInfo) and gRPC core's words for a reset."""
+    return (
+        not has_status
+        and code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+        and _RESET_TEXT.search(message) is not None
+    )
+
+
 def from_rpc_error(
     error: grpc.RpcError,
     *,
@@ -229,13 +252,16 @@ def from_rpc_error(
     info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
     reason = info.reason if info is not None else ""
     metadata = dict(info.metadata) if info is not None else {}
+    cls = error_class(code)
+    if _is_stream_reset(code, message, bool(details)):
+        cls, reason = Unavailable, STREAM_RESET
     violations = [
         (v.field, v.description)
         for d in details
         if isinstance(d, error_details_pb2.BadRequest)
         for v in d.field_violations
     ]
-    return error_class(code)(
+    return cls(
         code,
         message,
         reason=reason,

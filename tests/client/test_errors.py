@@ -309,6 +309,31 @@ def test_connection_failures_name_the_url_and_make_up() -> None:
     )
 
 
+def test_a_stream_reset_mid_answer_is_unavailable_but_a_services_internal_is_not() -> None:
+    # What grpc raised in test_replicas when Envoy reset the stream of an upload whose
+    # replica was SIGKILLed after its answer had begun.
+    cut = _refusal(
+        grpc.StatusCode.INTERNAL,
+        "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))",
+    )
+    assert isinstance(cut, Unavailable)
+    assert (cut.code, cut.reason) == (grpc.StatusCode.INTERNAL, "STREAM_RESET")
+    assert cut.hint is not None
+    assert "may have taken effect" in cut.hint
+    assert str(cut).startswith("INTERNAL STREAM_RESET: Stream removed")
+    # A service's own INTERNAL carries its status: a server error, not a transport's.
+    server = _refusal(
+        grpc.StatusCode.INTERNAL,
+        "internal error; quote request id r-1 when reporting it (RST_STREAM in a message)",
+        "INTERNAL",
+        domain="mlplane",
+    )
+    assert type(server) is MlplaneError
+    assert server.reason == "INTERNAL"
+    # Other codes keep their class whatever the words.
+    assert type(_refusal(grpc.StatusCode.CANCELLED, "Received RST_STREAM")) is MlplaneError
+
+
 def test_every_detail_of_the_status_is_read() -> None:
     code = grpc.StatusCode.INVALID_ARGUMENT
     message = "metadata.name must be lower-case letters …; trainingExportIds[0] must be a UUID"
