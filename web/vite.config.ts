@@ -42,6 +42,7 @@ export default defineConfig({
     setupFiles: ["src/test/setup.ts"],
     css: false,
     restoreMocks: true,
-    testTimeout: 20_000,
+    // Above findBy's wait (src/test/setup.ts), so a slow wait fails with its own message.
+    testTimeout: 30_000,
   },
 });

@@ -28,9 +28,10 @@ window.ResizeObserver = ResizeObserverStub;
 window.HTMLElement.prototype.scrollIntoView = () => {};
 Object.defineProperty(window, "getComputedStyle", { value: window.getComputedStyle.bind(window) });
 
-// Lazy pages and chunks load from disk on first use: on a busy machine (the browser tests
-// beside, a build) that can take longer than findBy's default second.
-configure({ asyncUtilTimeout: 4000 });
+// Lazy pages and chunks load from disk on first use: on a busy machine that can take far
+// longer than findBy's default second. `make test` runs these beside mypy, eslint and the
+// web build on two cores, and once a lazy page took over 4 s to appear there.
+configure({ asyncUtilTimeout: 12_000 });
 
 beforeAll(() => {
   server.listen({ onUnhandledRequest: "error" });
