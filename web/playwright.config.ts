@@ -4,9 +4,10 @@
 // (or `make test`); `npx playwright test` alone needs those variables set.
 //
 // Two projects, one per way of signing in: `dev` (the embedded dev issuer: sign-in links from
-// `mlplane token --url`) and `oidc` (a real OpenID provider, code + PKCE). The tests share
-// their stack and run one at a time (two cores; some tests change the stack's state, e.g.
-// the object store's folder), so a test never races another.
+// `mlplane token --url`) and `oidc` (a real OpenID provider, code + PKCE), each against a
+// stack of its own: tests/web runs the two projects side by side. Within a project the tests
+// share their stack and run one at a time (two cores; some tests change the stack's state,
+// e.g. the object store's folder), so a test never races another.
 import { defineConfig } from "@playwright/test";
 
 const chromium = process.env.WEB_E2E_CHROMIUM ?? "/usr/bin/chromium";
@@ -20,6 +21,8 @@ export default defineConfig({
   timeout: 60_000,
   expect: { timeout: 10_000 },
   reporter: [["list"]],
+  // Each project has its own (tests/web runs the two side by side, and a run empties its
+  // projects' folders when it starts).
   outputDir: "test-results",
   use: {
     browserName: "chromium",
@@ -44,11 +47,13 @@ export default defineConfig({
   projects: [
     {
       name: "dev",
+      outputDir: "test-results/dev",
       testIgnore: /oidc\.spec\.ts$/,
       use: { baseURL: process.env.WEB_E2E_GATEWAY },
     },
     {
       name: "oidc",
+      outputDir: "test-results/oidc",
       testMatch: /oidc\.spec\.ts$/,
       use: { baseURL: process.env.WEB_E2E_OIDC_GATEWAY },
     },

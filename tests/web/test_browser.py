@@ -35,7 +35,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,8 @@ class BrowserRun:
     store_dir: Path
     files: Path
     screenshots: Path
+    # Playwright projects started ahead, by project (see `start_playwright`).
+    started: dict[str, PlaywrightRun] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLANE_", "WEB_E2E_"))}
@@ -236,25 +238,61 @@ def browser_run() -> Iterator[BrowserRun]:
         )
         cleanup.callback(_stop, oidc)
         provider.register_client(oidc.gateway_url)
-        yield BrowserRun(root, dev, oidc, provider, store_dir, files, shots)
+        run = BrowserRun(root, dev, oidc, provider, store_dir, files, shots)
+        cleanup.callback(_stop_started, run)
+        yield run
 
 
-def run_playwright(run: BrowserRun, project: str) -> tuple[int, str]:
-    try:
-        result = subprocess.run(
+@dataclass
+class PlaywrightRun:
+    """`playwright test --project=P` running, its output going to a file."""
+
+    proc: subprocess.Popen[bytes]
+    output: Path
+    started: float
+
+    def finish(self) -> tuple[int, str]:
+        """Its exit code and output, once it ends (-1 if it ran over PLAYWRIGHT_TIMEOUT)."""
+        try:
+            code = self.proc.wait(max(1.0, self.started + PLAYWRIGHT_TIMEOUT - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -1, (
+                f"Playwright ran over {PLAYWRIGHT_TIMEOUT}s and was stopped:\n"
+                + self.output.read_text(errors="replace")
+            )
+        return code, self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # by PID; its Chromium children end with their pipe
+            self.proc.wait(30)
+
+
+def start_playwright(run: BrowserRun, project: str) -> PlaywrightRun:
+    output = run.root / f"playwright-{project}.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
             [str(PLAYWRIGHT), "test", f"--project={project}"],
             cwd=WEB,
             env=run.env(),
-            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.STDOUT,
-            text=True,
-            timeout=PLAYWRIGHT_TIMEOUT,
-            check=False,
         )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode()
-        return -1, f"Playwright ran over {PLAYWRIGHT_TIMEOUT}s and was stopped:\n{out}"
-    return result.returncode, result.stdout
+    return PlaywrightRun(proc, output, time.monotonic())
+
+
+def run_playwright(run: BrowserRun, project: str) -> tuple[int, str]:
+    """The project's run: the one started ahead (`start_playwright`), else one started now."""
+    started = run.started.pop(project, None) or start_playwright(run, project)
+    return started.finish()
+
+
+def _stop_started(run: BrowserRun) -> None:
+    """A run started ahead whose test never came (deselected, or the session stopped)."""
+    for started in run.started.values():
+        started.stop()
 
 
 def _report(output: str, *logs: Path) -> str:
@@ -287,6 +325,10 @@ def test_e2e_sources_typecheck() -> None:
 def test_journey_refusals_downloads_and_accessibility(browser_run: BrowserRun) -> None:
     """Dev sign-in: the journey with two users, every refusal, the CSV download, axe on every
     page and a keyboard-only upload (web/e2e/*.spec.ts, project `dev`)."""
+    # The OpenID project runs beside this one, on its own stack (test_sign_in_with_a_real_
+    # openid_provider collects it): most of its time is waiting on the provider's pages.
+    if "oidc" not in browser_run.started:
+        browser_run.started["oidc"] = start_playwright(browser_run, "oidc")
     code, output = run_playwright(browser_run, "dev")
     print(output)  # each test's line and time: `pytest -rP` shows it for a passing run
     assert code == 0, "the browser suite (dev sign-in) failed:\n" + _report(
