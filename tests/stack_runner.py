@@ -229,11 +229,16 @@ def logged_errors(state_dir: Path) -> list[dict[str, Any]]:
 
 
 def report_logged_errors(state_dir: Path) -> None:
-    """Print the stack's logged exceptions to stderr before its folder goes: pytest shows
-    them beside a failing test, and a 500's traceback is otherwise lost with the folder."""
+    """Print the stack's logged exceptions, and what `mlplane up` said of its children
+    (a crash, a restart), to stderr before its folder goes: pytest shows them beside a
+    failing test, and a 500's traceback is otherwise lost with the folder."""
     for entry in logged_errors(state_dir)[-20:]:
         head = {k: v for k, v in entry.items() if k != "exception"}
         print(f"--- logged by the stack: {json.dumps(head)}\n{entry['exception']}", file=sys.stderr)
+    up_log = state_dir / "up.log"
+    said = up_log.read_text(errors="replace").splitlines() if up_log.exists() else []
+    for line in [line for line in said if line.startswith("mlplane up:")][-20:]:
+        print(f"--- {line}", file=sys.stderr)
 
 
 def stop_stack_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
