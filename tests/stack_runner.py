@@ -206,7 +206,7 @@ def stack_in_tmp(prefix: str, *, up_args: Sequence[str] = (), **env: str) -> Ite
         yield running
     finally:
         survivors = stop_stack(running)
-        report_logged_errors(running.state_dir)
+        report_logged_errors(running)
         keep = os.environ.get("MLPLANE_TEST_KEEP_LOGS")
         if keep:
             shutil.copytree(running.state_dir / "logs", Path(keep) / root.name, dirs_exist_ok=True)
@@ -228,16 +228,15 @@ def logged_errors(state_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-def report_logged_errors(state_dir: Path) -> None:
+def report_logged_errors(stack: RunningStack) -> None:
     """Print the stack's logged exceptions, and what `mlplane up` said of its children
     (a crash, a restart), to stderr before its folder goes: pytest shows them beside a
     failing test, and a 500's traceback is otherwise lost with the folder."""
-    for entry in logged_errors(state_dir)[-20:]:
+    for entry in logged_errors(stack.state_dir)[-20:]:
         head = {k: v for k, v in entry.items() if k != "exception"}
         print(f"--- logged by the stack: {json.dumps(head)}\n{entry['exception']}", file=sys.stderr)
-    up_log = state_dir / "up.log"
-    said = up_log.read_text(errors="replace").splitlines() if up_log.exists() else []
-    for line in [line for line in said if line.startswith("mlplane up:")][-20:]:
+    said = [line for line in stack.log().splitlines() if line.startswith("mlplane up:")]
+    for line in said[-20:]:
         print(f"--- {line}", file=sys.stderr)
 
 
