@@ -295,12 +295,17 @@ def _stop_started(run: BrowserRun) -> None:
         started.stop()
 
 
-def _report(output: str, *logs: Path) -> str:
+def _report(output: str, project: str, *logs: Path) -> str:
     """Playwright's report: each test's line first, then the failures' details (the end of
-    the output, where the list reporter puts them), then the end of the stacks' logs."""
+    the output, where the list reporter puts them), what each failed page showed (its ARIA
+    snapshot: the test-results folder goes with a CI run's clone), then the end of the
+    stacks' logs."""
     marks = ("✓", "✘", "-  ", "°")
     results = [line for line in output.splitlines() if line.strip().startswith(marks)]
     text = "\n".join(results) + "\n\n" + output[-REPORT_CHARS:]
+    for context in sorted((WEB / "test-results" / project).glob("*/error-context.md")):
+        snapshot = context.read_text(errors="replace")[:6000]
+        text += f"\n--- {context.parent.name}/{context.name} ---\n{snapshot}"
     for log in logs:
         if log.exists():
             text += f"\n--- {log.name} (end) ---\n" + log.read_text(errors="replace")[-4000:]
@@ -332,7 +337,7 @@ def test_journey_refusals_downloads_and_accessibility(browser_run: BrowserRun) -
     code, output = run_playwright(browser_run, "dev")
     print(output)  # each test's line and time: `pytest -rP` shows it for a passing run
     assert code == 0, "the browser suite (dev sign-in) failed:\n" + _report(
-        output, browser_run.dev.state_dir / "up.log"
+        output, "dev", browser_run.dev.state_dir / "up.log"
     )
 
 
@@ -371,5 +376,5 @@ def test_sign_in_with_a_real_openid_provider(browser_run: BrowserRun) -> None:
     code, output = run_playwright(browser_run, "oidc")
     print(output)
     assert code == 0, "the browser suite (OpenID Connect) failed:\n" + _report(
-        output, browser_run.provider.log, stack.state_dir / "up.log"
+        output, "oidc", browser_run.provider.log, stack.state_dir / "up.log"
     )
