@@ -31,7 +31,7 @@ import pytest
 
 from services.common.devkeys import ensure_dev_keys
 from services.common.settings import Settings
-from tests.stack_runner import RunningStack, private_tmp, stack_in_tmp
+from tests.stack_runner import LOGGED_BY_STACKS, RunningStack, private_tmp, stack_in_tmp
 from tests.tokens import Tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +55,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             for fixturedef in info.name2fixturedefs.get(name, ())
         ):
             item.add_marker(pytest.mark.stack)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the stacks' services logged as exceptions, passing tests included: one line per
+    kind (log file, the exception's last line) with its count and the stacks that logged it.
+    Many are meant (a fault test kills PostgreSQL); a new kind is worth a look."""
+    if not LOGGED_BY_STACKS:
+        return
+    kinds: dict[tuple[str, str], tuple[int, set[str]]] = {}
+    for folder, entry in LOGGED_BY_STACKS:
+        last = (str(entry["exception"]).strip().splitlines() or [""])[-1][:160]
+        stack_name = folder[:-8].rstrip("-") or folder  # private_tmp's prefix, less mkdtemp's 8
+        count, stacks = kinds.get((entry["file"], last), (0, set()))
+        kinds[(entry["file"], last)] = (count + 1, stacks | {stack_name})
+    terminalreporter.section(f"exceptions the test stacks logged ({len(LOGGED_BY_STACKS)})")
+    for (file, last), (count, stacks) in sorted(kinds.items(), key=lambda kv: -kv[1][0])[:40]:
+        terminalreporter.write_line(f"{count:5d}  {file}: {last}  [{', '.join(sorted(stacks))}]")
 
 
 @pytest.fixture(scope="session")

@@ -228,11 +228,18 @@ def logged_errors(state_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
+# Every stopped stack's logged exceptions, by the stack's folder: the session's summary
+# (tests/conftest.py) counts them, so what passing tests' services logged is seen too.
+LOGGED_BY_STACKS: list[tuple[str, dict[str, Any]]] = []
+
+
 def report_logged_errors(stack: RunningStack) -> None:
     """Print the stack's logged exceptions, and what `mlplane up` said of its children
     (a crash, a restart), to stderr before its folder goes: pytest shows them beside a
     failing test, and a 500's traceback is otherwise lost with the folder."""
-    for entry in logged_errors(stack.state_dir)[-20:]:
+    errors = logged_errors(stack.state_dir)
+    LOGGED_BY_STACKS.extend((stack.state_dir.parent.name, entry) for entry in errors)
+    for entry in errors[-20:]:
         head = {k: v for k, v in entry.items() if k != "exception"}
         print(f"--- logged by the stack: {json.dumps(head)}\n{entry['exception']}", file=sys.stderr)
     said = [line for line in stack.log().splitlines() if line.startswith("mlplane up:")]
