@@ -56,6 +56,9 @@ test.describe("axe on every page", () => {
 
     await page.getByRole("button", { name: "Submit for approval" }).click();
     const dialog = page.getByRole("dialog", { name: /^Submit .* for approval$/ });
+    // Mantine fades a modal in (200 ms): axe blends a fading element's colours with what is
+    // behind it, so it checks the dialog once the fade is over.
+    await expect(dialog).toHaveCSS("opacity", "1");
     await checkPage(page, "the submit dialog", dialog.getByRole("textbox", { name: "Note for the reviewer" }), "submit-dialog");
     await dialog.getByRole("button", { name: "Cancel" }).click();
     await expect(dialog).toBeHidden();

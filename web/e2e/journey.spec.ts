@@ -23,6 +23,9 @@ import { screenshot } from "./support/shots";
 import { bearer, signInUrl } from "./support/tokens";
 
 test("alice uploads and submits a model, bob approves it, alice sees it approved", async ({ page, browser }) => {
+  // The whole journey, including up to 90 s for the validation worker's report on a busy
+  // machine: more than the 60 s a test gets by default.
+  test.setTimeout(180_000);
   const name = await uniqueName("pump-bearing-risk");
   const description = "Random forest on 7 days of bearing temperature and flow; predicts a failure within 48 h.";
   const comment = "AUC 0.91 on a held-out pump; ready for the pilot line.";

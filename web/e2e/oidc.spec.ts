@@ -129,6 +129,10 @@ test("a dev #token= link is ignored where a real issuer is configured", async ({
 });
 
 test.describe("a short-lived access token (erin's last 10 s)", () => {
+  // Each test may wait up to 45 s for a renewal or for the app to give up, on top of signing
+  // in and uploading: three times the default 60 s.
+  test.slow();
+
   test("while the provider's session lasts, the app renews it silently: the form is untouched", async ({ page }) => {
     await signIn(page, "erin");
     const first = await storedUser(page);
