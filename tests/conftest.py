@@ -64,9 +64,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not LOGGED_BY_STACKS:
         return
     kinds: dict[tuple[str, str], tuple[int, set[str]]] = {}
-    for folder, entry in LOGGED_BY_STACKS:
+    for stack_name, entry in LOGGED_BY_STACKS:
         last = (str(entry["exception"]).strip().splitlines() or [""])[-1][:160]
-        stack_name = folder[:-8].rstrip("-") or folder  # private_tmp's prefix, less mkdtemp's 8
         count, stacks = kinds.get((entry["file"], last), (0, set()))
         kinds[(entry["file"], last)] = (count + 1, stacks | {stack_name})
     terminalreporter.section(f"exceptions the test stacks logged ({len(LOGGED_BY_STACKS)})")

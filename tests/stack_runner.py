@@ -206,7 +206,7 @@ def stack_in_tmp(prefix: str, *, up_args: Sequence[str] = (), **env: str) -> Ite
         yield running
     finally:
         survivors = stop_stack(running)
-        report_logged_errors(running)
+        report_logged_errors(running, prefix.rstrip("-"))
         keep = os.environ.get("MLPLANE_TEST_KEEP_LOGS")
         if keep:
             shutil.copytree(running.state_dir / "logs", Path(keep) / root.name, dirs_exist_ok=True)
@@ -228,17 +228,17 @@ def logged_errors(state_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-# Every stopped stack's logged exceptions, by the stack's folder: the session's summary
+# Every stopped stack's logged exceptions, by the stack's name: the session's summary
 # (tests/conftest.py) counts them, so what passing tests' services logged is seen too.
 LOGGED_BY_STACKS: list[tuple[str, dict[str, Any]]] = []
 
 
-def report_logged_errors(stack: RunningStack) -> None:
+def report_logged_errors(stack: RunningStack, name: str) -> None:
     """Print the stack's logged exceptions, and what `mlplane up` said of its children
     (a crash, a restart), to stderr before its folder goes: pytest shows them beside a
     failing test, and a 500's traceback is otherwise lost with the folder."""
     errors = logged_errors(stack.state_dir)
-    LOGGED_BY_STACKS.extend((stack.state_dir.parent.name, entry) for entry in errors)
+    LOGGED_BY_STACKS.extend((name, entry) for entry in errors)
     for entry in errors[-20:]:
         head = {k: v for k, v in entry.items() if k != "exception"}
         print(f"--- logged by the stack: {json.dumps(head)}\n{entry['exception']}", file=sys.stderr)
