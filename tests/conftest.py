@@ -59,18 +59,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """What the stacks' services logged as exceptions, passing tests included: one line per
-    kind (log file, the exception's last line) with its count and the stacks that logged it.
-    Many are meant (a fault test kills PostgreSQL); a new kind is worth a look."""
+    kind (log file, the exception's last line) with its count and the stacks that logged it,
+    then the log message and method of its first occurrence. A new kind is worth a look."""
     if not LOGGED_BY_STACKS:
         return
-    kinds: dict[tuple[str, str], tuple[int, set[str]]] = {}
+    kinds: dict[tuple[str, str], tuple[int, set[str], dict[str, Any]]] = {}
     for stack_name, entry in LOGGED_BY_STACKS:
         last = (str(entry["exception"]).strip().splitlines() or [""])[-1][:160]
-        count, stacks = kinds.get((entry["file"], last), (0, set()))
-        kinds[(entry["file"], last)] = (count + 1, stacks | {stack_name})
+        count, stacks, first = kinds.get((entry["file"], last), (0, set(), entry))
+        kinds[(entry["file"], last)] = (count + 1, stacks | {stack_name}, first)
     terminalreporter.section(f"exceptions the test stacks logged ({len(LOGGED_BY_STACKS)})")
-    for (file, last), (count, stacks) in sorted(kinds.items(), key=lambda kv: -kv[1][0])[:40]:
+    by_count = sorted(kinds.items(), key=lambda kv: -kv[1][0])
+    for (file, last), (count, stacks, first) in by_count[:40]:
         terminalreporter.write_line(f"{count:5d}  {file}: {last}  [{', '.join(sorted(stacks))}]")
+        terminalreporter.write_line(f"       {first.get('message')!r} in {first.get('method')}")
 
 
 @pytest.fixture(scope="session")
